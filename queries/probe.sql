@@ -1,0 +1,17 @@
+-- What the server is, and whether Medplum's migration tables exist and may be read.
+-- Takes no lock: to_regclass and has_table_privilege only look at the catalogs.
+-- Output columns: taken_at timestamptz, server_version text, server_version_num int4,
+--   database text, user_name text, migration_table bool, migration_readable bool,
+--   job_table bool, job_readable bool, history_table bool, history_readable bool
+-- Oldest PostgreSQL: 9.6
+SELECT now() AS taken_at,
+       current_setting('server_version') AS server_version,
+       current_setting('server_version_num')::int4 AS server_version_num,
+       current_database()::text AS database,
+       current_user::text AS user_name,
+       to_regclass('"DatabaseMigration"') IS NOT NULL AS migration_table,
+       coalesce(has_table_privilege(to_regclass('"DatabaseMigration"'), 'SELECT'), false) AS migration_readable,
+       to_regclass('"AsyncJob"') IS NOT NULL AS job_table,
+       coalesce(has_table_privilege(to_regclass('"AsyncJob"'), 'SELECT'), false) AS job_readable,
+       to_regclass('"AsyncJob_History"') IS NOT NULL AS history_table,
+       coalesce(has_table_privilege(to_regclass('"AsyncJob_History"'), 'SELECT'), false) AS history_readable

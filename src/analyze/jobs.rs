@@ -1,0 +1,508 @@
+//! Reading post-deploy migration jobs: the `AsyncJob` JSON as Medplum writes it, and the
+//! `output` Parameters it carries (custom-migration actions, reindex results, failures, the
+//! first-boot skip).
+//!
+//! This module owns the knowledge of those shapes and nothing else: which state a migration
+//! is in is decided by `migrations.rs`. A job that cannot be read becomes a [`JobDefect`]
+//! (a finding), never a panic.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::snapshot::JobRecord;
+
+/// The `status` of an `AsyncJob`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Queued; reindex migrations also stay `accepted` while they work.
+    Accepted,
+    Active,
+    Completed,
+    Error,
+    /// Cancelled with `$cancel` (only possible from `accepted`).
+    Cancelled,
+    /// Anything else, kept as written.
+    Other(String),
+}
+
+impl JobStatus {
+    /// Reads Medplum's spelling.
+    pub fn parse(text: &str) -> JobStatus {
+        match text {
+            "accepted" => JobStatus::Accepted,
+            "active" => JobStatus::Active,
+            "completed" => JobStatus::Completed,
+            "error" => JobStatus::Error,
+            "cancelled" => JobStatus::Cancelled,
+            other => JobStatus::Other(other.to_string()),
+        }
+    }
+
+    /// Medplum's spelling.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobStatus::Accepted => "accepted",
+            JobStatus::Active => "active",
+            JobStatus::Completed => "completed",
+            JobStatus::Error => "error",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Other(other) => other,
+        }
+    }
+
+    /// Whether the server still counts the job as in progress (`accepted` or `active`).
+    pub fn in_progress(&self) -> bool {
+        matches!(self, JobStatus::Accepted | JobStatus::Active)
+    }
+
+    /// Whether the job has ended (`completed`, `error` or `cancelled`).
+    pub fn ended(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Error | JobStatus::Cancelled
+        )
+    }
+}
+
+/// A post-deploy migration job, read from its JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataMigrationJob {
+    pub id: String,
+    pub status: JobStatus,
+    /// The post-deploy migration it runs.
+    pub data_version: u32,
+    /// The server release that created the job.
+    pub min_server_version: Option<String>,
+    pub request_time: Option<DateTime<Utc>>,
+    /// When it completed or failed.
+    pub transaction_time: Option<DateTime<Utc>>,
+    pub last_updated: DateTime<Utc>,
+    /// The `"status"` search column, when it disagrees with the JSON.
+    pub status_column_mismatch: Option<String>,
+    pub output: OutputSummary,
+}
+
+/// A job whose JSON could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobDefect {
+    pub job_id: String,
+    /// The migration it seems to belong to, when that much could be recovered from the text.
+    pub data_version: Option<u32>,
+    /// What is wrong, e.g. "its content is not valid JSON (EOF while parsing at line 1 column 80)".
+    pub reason: String,
+}
+
+/// What a job's `output` says, boiled down.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OutputSummary {
+    /// A short progress text, e.g. "reindex: 3 types done (1,204 rows), in progress: Observation".
+    pub progress: Option<String>,
+    /// The failure message, e.g. "canceling statement due to statement timeout".
+    pub error: Option<String>,
+    /// Whether the output shows that work began (an action or a reindex result was recorded).
+    pub work_started: bool,
+}
+
+/// Reads one job row.
+pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
+    let defect = |reason: String| JobDefect {
+        job_id: record.id.clone(),
+        data_version: salvage_data_version(&record.content),
+        reason,
+    };
+    let resource: Value = serde_json::from_str(&record.content)
+        .map_err(|err| defect(format!("its content is not valid JSON ({err})")))?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some("AsyncJob") {
+        return Err(defect("its content is not an AsyncJob resource".into()));
+    }
+    let status = resource
+        .get("status")
+        .and_then(Value::as_str)
+        .map(JobStatus::parse)
+        .ok_or_else(|| defect("its content has no status".into()))?;
+    let data_version = data_version_of(&resource).ok_or_else(|| {
+        defect("its content names no post-deploy migration (no dataVersion, no request data-migration-vN)".into())
+    })?;
+    let time = |name: &str| {
+        resource
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let status_column_mismatch = record
+        .status_column
+        .clone()
+        .filter(|column| column != status.as_str());
+    Ok(DataMigrationJob {
+        id: record.id.clone(),
+        data_version,
+        min_server_version: resource
+            .get("minServerVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        request_time: time("requestTime"),
+        transaction_time: time("transactionTime"),
+        last_updated: record.last_updated,
+        status_column_mismatch,
+        output: resource
+            .get("output")
+            .map(summarize_output)
+            .unwrap_or_default(),
+        status,
+    })
+}
+
+/// `dataVersion`, or the N of `request: "data-migration-vN"` (older jobs).
+fn data_version_of(resource: &Value) -> Option<u32> {
+    if let Some(number) = resource.get("dataVersion") {
+        return number.as_u64().and_then(|n| u32::try_from(n).ok());
+    }
+    resource
+        .get("request")
+        .and_then(Value::as_str)
+        .and_then(|request| request.strip_prefix("data-migration-v"))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Finds `"dataVersion": N` in text that is not valid JSON, so that a damaged job can still be
+/// attributed to its migration.
+fn salvage_data_version(text: &str) -> Option<u32> {
+    let key = "\"dataVersion\"";
+    let after = &text[text.find(key)? + key.len()..];
+    let after = after.trim_start().strip_prefix(':')?.trim_start();
+    let digits = after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len());
+    after[..digits].parse().ok()
+}
+
+/// Boils a job's `output` (a FHIR Parameters resource) down to progress and error text.
+pub fn summarize_output(output: &Value) -> OutputSummary {
+    let parameters = output
+        .get("parameter")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut errors = Vec::new();
+    let mut skipped = None;
+    let mut reindex = ReindexTally::default();
+    let mut actions = ActionTally::default();
+    for parameter in parameters {
+        let name = parameter.get("name").and_then(Value::as_str).unwrap_or("");
+        match name {
+            "skipped" => {
+                skipped = Some(
+                    parameter
+                        .get("valueString")
+                        .and_then(Value::as_str)
+                        .unwrap_or("skipped")
+                        .to_string(),
+                )
+            }
+            "outcome" => errors.extend(outcome_messages(parameter.get("resource"))),
+            "error" => errors.extend(
+                parameter
+                    .get("valueString")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            ),
+            "stack" => {}
+            "result" => reindex.add(parameter, &mut errors),
+            _ => actions.add(parameter),
+        }
+    }
+    let progress = if let Some(reason) = skipped {
+        Some(format!("skipped: {reason}"))
+    } else if reindex.any() {
+        Some(reindex.text())
+    } else if actions.count > 0 {
+        Some(actions.text())
+    } else {
+        None
+    };
+    OutputSummary {
+        progress,
+        error: (!errors.is_empty()).then(|| errors.join("; ")),
+        work_started: reindex.any() || actions.count > 0,
+    }
+}
+
+/// The messages of an OperationOutcome: `details.text`, else `diagnostics`, else `code`.
+fn outcome_messages(resource: Option<&Value>) -> Vec<String> {
+    let issues = resource
+        .and_then(|r| r.get("issue"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    issues
+        .iter()
+        .filter_map(|issue| {
+            issue
+                .pointer("/details/text")
+                .or_else(|| issue.get("diagnostics"))
+                .or_else(|| issue.get("code"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The value of part `name` of a parameter.
+fn part<'a>(parameter: &'a Value, name: &str) -> Option<&'a Value> {
+    parameter
+        .get("part")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))
+}
+
+fn part_str<'a>(parameter: &'a Value, name: &str, value_key: &str) -> Option<&'a str> {
+    part(parameter, name)?.get(value_key)?.as_str()
+}
+
+fn part_number(parameter: &Value, name: &str) -> Option<f64> {
+    let p = part(parameter, name)?;
+    p.get("valueInteger")
+        .or_else(|| p.get("valueDecimal"))
+        .or_else(|| p.pointer("/valueQuantity/value"))
+        .and_then(Value::as_f64)
+}
+
+/// Reindex results: one `result` parameter per resource type.
+#[derive(Default)]
+struct ReindexTally {
+    done: usize,
+    rows: u64,
+    in_progress: Vec<String>,
+    failed: Vec<String>,
+}
+
+impl ReindexTally {
+    fn add(&mut self, parameter: &Value, errors: &mut Vec<String>) {
+        let resource_type = part_str(parameter, "resourceType", "valueCode")
+            .or_else(|| part_str(parameter, "resourceType", "valueString"))
+            .unwrap_or("?")
+            .to_string();
+        if let Some(error) = part_str(parameter, "error", "valueString") {
+            errors.push(format!("{resource_type}: {error}"));
+            self.failed.push(resource_type);
+        } else if part(parameter, "nextTimestamp").is_some() {
+            self.in_progress.push(resource_type);
+        } else {
+            self.done += 1;
+            self.rows += part_number(parameter, "count").unwrap_or(0.0).max(0.0) as u64;
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.done + self.in_progress.len() + self.failed.len() > 0
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!(
+            "reindex: {} {} done ({} rows)",
+            self.done,
+            plural(self.done, "type", "types"),
+            group_thousands(self.rows)
+        );
+        if !self.in_progress.is_empty() {
+            text.push_str(&format!(", in progress: {}", self.in_progress.join(", ")));
+        }
+        if !self.failed.is_empty() {
+            text.push_str(&format!(", failed: {}", self.failed.join(", ")));
+        }
+        text
+    }
+}
+
+/// Custom-migration actions: one parameter per action, named after it, with `durationMs`.
+#[derive(Default)]
+struct ActionTally {
+    count: usize,
+    duration_ms: f64,
+    last: Option<String>,
+}
+
+impl ActionTally {
+    fn add(&mut self, parameter: &Value) {
+        self.count += 1;
+        self.duration_ms += part_number(parameter, "durationMs").unwrap_or(0.0);
+        self.last = parameter
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+    }
+
+    fn text(&self) -> String {
+        let mut text = format!(
+            "{} {} done in {:.1}s",
+            self.count,
+            plural(self.count, "action", "actions"),
+            self.duration_ms / 1000.0
+        );
+        if let Some(last) = &self.last {
+            text.push_str(&format!(", last: {}", shorten(last, 60)));
+        }
+        text
+    }
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The first line of `text`, cut to `max` characters with an ellipsis.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").split_whitespace();
+    let line = line.collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        line
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(content: &str) -> JobRecord {
+        JobRecord {
+            id: "0f8e7a52-4cde-4b39-9d5b-8a6f0e4c1d11".into(),
+            last_updated: "2025-06-02T10:05:00Z".parse().unwrap(),
+            status_column: Some("active".into()),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn a_medplum_job_is_read() {
+        let job = parse_job(&record(
+            r#"{"resourceType":"AsyncJob","type":"data-migration","status":"active",
+                "request":"data-migration-v14","dataVersion":14,"minServerVersion":"4.3.0",
+                "requestTime":"2025-06-02T10:00:00.000Z"}"#,
+        ))
+        .unwrap();
+        assert_eq!(job.data_version, 14);
+        assert_eq!(job.status, JobStatus::Active);
+        assert_eq!(job.min_server_version.as_deref(), Some("4.3.0"));
+        assert_eq!(
+            job.request_time,
+            Some("2025-06-02T10:00:00Z".parse().unwrap())
+        );
+        assert_eq!(job.status_column_mismatch, None);
+    }
+
+    #[test]
+    fn older_jobs_name_their_migration_in_request_only() {
+        let job = parse_job(&record(
+            r#"{"resourceType":"AsyncJob","status":"completed","request":"data-migration-v3"}"#,
+        ))
+        .unwrap();
+        assert_eq!(job.data_version, 3);
+        assert_eq!(job.status_column_mismatch.as_deref(), Some("active"));
+    }
+
+    #[test]
+    fn malformed_jobs_are_defects_that_keep_their_migration_when_possible() {
+        let defect = parse_job(&record(
+            r#"{"resourceType":"AsyncJob","dataVersion": 17, "status":"act"#,
+        ))
+        .unwrap_err();
+        assert_eq!(defect.data_version, Some(17));
+        assert!(
+            defect.reason.contains("not valid JSON"),
+            "{}",
+            defect.reason
+        );
+        let defect =
+            parse_job(&record(r#"{"resourceType":"AsyncJob","status":"active"}"#)).unwrap_err();
+        assert_eq!(defect.data_version, None);
+        assert!(defect.reason.contains("no dataVersion"));
+        assert!(parse_job(&record("[]")).is_err());
+    }
+
+    #[test]
+    fn reindex_progress_counts_types_and_rows() {
+        let summary = summarize_output(&json!({"resourceType":"Parameters","parameter":[
+            {"name":"result","part":[{"name":"resourceType","valueCode":"Patient"},
+                {"name":"count","valueInteger":1200},
+                {"name":"elapsedTime","valueQuantity":{"value":812,"code":"ms"}}]},
+            {"name":"result","part":[{"name":"resourceType","valueCode":"Condition"},
+                {"name":"count","valueInteger":4},
+                {"name":"elapsedTime","valueQuantity":{"value":12,"code":"ms"}}]},
+            {"name":"result","part":[{"name":"resourceType","valueCode":"Observation"},
+                {"name":"nextTimestamp","valueDateTime":"2024-03-01T00:00:00.000Z"}]}]}));
+        assert_eq!(
+            summary.progress.as_deref(),
+            Some("reindex: 2 types done (1,204 rows), in progress: Observation")
+        );
+        assert!(summary.work_started);
+        assert_eq!(summary.error, None);
+    }
+
+    #[test]
+    fn failures_are_quoted_from_every_shape() {
+        let outcome = summarize_output(&json!({"parameter":[{"name":"outcome","resource":{
+            "resourceType":"OperationOutcome",
+            "issue":[{"severity":"error","code":"invalid","details":{"text":"Lock timeout"}}]}}]}));
+        assert_eq!(outcome.error.as_deref(), Some("Lock timeout"));
+        let plain = summarize_output(&json!({"parameter":[
+            {"name":"CREATE INDEX CONCURRENTLY x","part":[{"name":"durationMs","valueInteger":1500}]},
+            {"name":"error","valueString":"canceling statement due to statement timeout"},
+            {"name":"stack","valueString":"Error: canceling …\n at x"}]}));
+        assert_eq!(
+            plain.error.as_deref(),
+            Some("canceling statement due to statement timeout")
+        );
+        assert_eq!(
+            plain.progress.as_deref(),
+            Some("1 action done in 1.5s, last: CREATE INDEX CONCURRENTLY x")
+        );
+        let reindex = summarize_output(&json!({"parameter":[{"name":"result","part":[
+            {"name":"resourceType","valueCode":"Binary"},
+            {"name":"error","valueString":"Cannot search on Binary resource type"}]}]}));
+        assert_eq!(
+            reindex.error.as_deref(),
+            Some("Binary: Cannot search on Binary resource type")
+        );
+    }
+
+    #[test]
+    fn first_boot_skip_is_progress_not_work() {
+        let s = summarize_output(
+            &json!({"parameter":[{"name":"skipped","valueString":"In firstBoot mode"}]}),
+        );
+        assert_eq!(s.progress.as_deref(), Some("skipped: In firstBoot mode"));
+        assert!(!s.work_started);
+    }
+
+    #[test]
+    fn text_helpers() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(1234567), "1,234,567");
+        assert_eq!(shorten("a  b\nc", 10), "a b");
+        assert_eq!(shorten("abcdefghij", 5), "abcd…");
+    }
+}

@@ -1,0 +1,269 @@
+//! Command-line types: every flag medmig accepts, with the doc comments that become `--help`.
+//!
+//! This module owns parsing and the first validation of raw arguments (durations, formats,
+//! state lists). It does not resolve connection sources or read files: `connect.rs` turns
+//! [`ConnectArgs`] into settings, and each command module consumes the rest.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::analyze::migrations::MigrationState;
+
+/// Audit and recover the migration state of a Medplum server's PostgreSQL database.
+///
+/// medmig connects read-only to the database (or reads a snapshot taken earlier) and reports
+/// where every pre-deploy and post-deploy migration stands.
+#[derive(Debug, Parser)]
+#[command(
+    name = "medmig",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every pre-deploy and post-deploy migration, its state and its run history.
+    ///
+    /// For example: medmig status --database-url postgres://medmig@db/medplum
+    Status(StatusArgs),
+    /// Capture what the analyses need as one JSON snapshot file, to read later with --snapshot.
+    ///
+    /// For example: medmig snapshot --out before-upgrade.json
+    Snapshot(SnapshotArgs),
+}
+
+/// Arguments of `medmig status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+
+    /// How long a queued or running job may go without an update before it counts as stale.
+    ///
+    /// Accepts a number of seconds or a duration such as 90s, 45m, 2h, 1h30m.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub stale_after: Duration,
+
+    /// Show every migration; by default long runs of completed ones are folded into one line.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Exit with code 1 when any migration is in one of these states (comma-separated).
+    ///
+    /// For example: --fail-on failed,stale,inconsistent
+    #[arg(long, value_name = "STATES", value_delimiter = ',')]
+    pub fail_on: Vec<MigrationState>,
+}
+
+/// Arguments of `medmig snapshot`.
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    /// Where to write the snapshot (JSON). Written to a temporary file first, then renamed.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Replace an existing file at --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Where an analysis reads its evidence: a live database or a snapshot file.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// Read a snapshot written by `medmig snapshot` instead of connecting to a database.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "database_url", "medplum_config", "sslmode", "ssl_root_cert",
+    ])]
+    pub snapshot: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// How to reach the Medplum database. Sources are tried in this order, first match wins:
+/// --database-url, DATABASE_URL, --medplum-config, MEDPLUM_DATABASE_*, then the libpq
+/// variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConnectArgs {
+    /// PostgreSQL URL or key=value connection string [env: DATABASE_URL].
+    ///
+    /// For example: postgres://medmig@db.internal:5432/medplum?sslmode=require
+    #[arg(long, value_name = "URL", help_heading = "Connection")]
+    pub database_url: Option<String>,
+
+    /// Medplum's own server config (medplum.config.json); its "database" section is used.
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    pub medplum_config: Option<PathBuf>,
+
+    /// TLS mode. Overrides the URL's sslmode, the config's ssl section and PGSSLMODE.
+    ///
+    /// prefer (the default) tries TLS and falls back to plain; require encrypts without
+    /// checking the certificate; verify-full checks the chain and the host name.
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Connection")]
+    pub sslmode: Option<SslMode>,
+
+    /// PEM file of the certificate authorities to trust with verify-full (e.g. the RDS bundle);
+    /// without it the system's roots are used [env: PGSSLROOTCERT].
+    #[arg(long, value_name = "FILE", help_heading = "Connection")]
+    pub ssl_root_cert: Option<PathBuf>,
+
+    /// Give up connecting after this long.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+          help_heading = "Connection")]
+    pub connect_timeout: Duration,
+
+    /// Cancel any single statement that runs longer than this.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration,
+          help_heading = "Connection")]
+    pub statement_timeout: Duration,
+
+    /// Give up rather than wait longer than this for a lock held by another session, such as
+    /// a running migration.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration,
+          help_heading = "Connection")]
+    pub lock_timeout: Duration,
+}
+
+/// TLS modes, named as libpq names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses the spelling used in URLs, PGSSLMODE and libpq (`verify-ca` is refused: medmig
+    /// always checks the host name when it checks the chain).
+    pub fn from_libpq(value: &str) -> Option<SslMode> {
+        match value {
+            "disable" => Some(SslMode::Disable),
+            "allow" | "prefer" => Some(SslMode::Prefer),
+            "require" => Some(SslMode::Require),
+            "verify-full" => Some(SslMode::VerifyFull),
+            _ => None,
+        }
+    }
+}
+
+/// Output format and destination options shared by the report commands.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table, value_name = "FORMAT")]
+    pub format: Format,
+}
+
+/// Report formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable table.
+    Table,
+    /// One JSON document with "format_version": 1.
+    Json,
+    /// One row per migration with a header row.
+    Csv,
+}
+
+/// Which data-version manifest describes the post-deploy migrations.
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// Medplum's data-version-manifest.json from the release you run, to replace the embedded
+    /// one (which describes migrations up to server 5.2.4).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+/// Parses `90`, `90s`, `500ms`, `45m`, `2h`, `1h30m`, `1d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration; write e.g. 30s, 5m or 1h".into());
+    }
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!(
+                "'{text}' is not a duration; write e.g. 30s, 5m or 1h"
+            ));
+        }
+        let amount: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("'{text}' is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(1),
+            "s" => Duration::from_secs(1),
+            "m" | "min" => Duration::from_secs(60),
+            "h" => Duration::from_secs(3600),
+            "d" => Duration::from_secs(86_400),
+            other => {
+                return Err(format!(
+                    "unknown unit '{other}' in '{text}'; use ms, s, m, h or d"
+                ))
+            }
+        };
+        total += unit
+            .checked_mul(u32::try_from(amount).map_err(|_| format!("'{text}' is too large"))?)
+            .ok_or_else(|| format!("'{text}' is too large"))?;
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("45m"), Ok(Duration::from_secs(2700)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn bad_durations_say_what_to_write() {
+        assert!(parse_duration("").unwrap_err().contains("30s"));
+        assert!(parse_duration("h").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("5w")
+            .unwrap_err()
+            .contains("unknown unit 'w'"));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

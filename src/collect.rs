@@ -1,0 +1,206 @@
+//! Live database → [`Snapshot`], in one read-only `REPEATABLE READ` transaction.
+//!
+//! This module owns every statement medmig sends (each one a file under `queries/`) and the
+//! order they run in. The number of statements is fixed — it does not grow with the number
+//! of jobs, tables or indexes. It never writes, never takes more than the `ACCESS SHARE`
+//! lock of a plain read, and gives up after `lock_timeout` rather than queue behind a
+//! migration. It reads no table content but `"DatabaseMigration"` and data-migration
+//! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
+
+use anyhow::{anyhow, Result};
+use tokio_postgres::{Client, IsolationLevel};
+
+use crate::connect::{ConnectionSettings, Target};
+use crate::snapshot::{
+    DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, Snapshot, SnapshotSource,
+    FORMAT_VERSION,
+};
+
+const SESSION_SETTINGS: &str = include_str!("../queries/session_settings.sql");
+const PROBE: &str = include_str!("../queries/probe.sql");
+const DATABASE_MIGRATION: &str = include_str!("../queries/database_migration.sql");
+const DATA_MIGRATION_JOBS: &str = include_str!("../queries/data_migration_jobs.sql");
+const DATA_MIGRATION_JOB_HISTORY: &str = include_str!("../queries/data_migration_job_history.sql");
+const INVALID_INDEXES: &str = include_str!("../queries/invalid_indexes.sql");
+
+/// The `"AsyncJob"."type"` of post-deploy migration jobs.
+const DATA_MIGRATION_TYPE: &str = "data-migration";
+
+/// Why collection stopped.
+enum Failure {
+    /// A statement failed; `reading` names what it read, for the message.
+    Query(tokio_postgres::Error, &'static str),
+    /// The database is not what medmig can read (not Medplum's, privileges missing).
+    Refused(anyhow::Error),
+}
+
+impl From<(tokio_postgres::Error, &'static str)> for Failure {
+    fn from((err, reading): (tokio_postgres::Error, &'static str)) -> Failure {
+        Failure::Query(err, reading)
+    }
+}
+
+/// Connects, reads everything in one read-only transaction, and disconnects.
+pub async fn collect(settings: &ConnectionSettings) -> Result<Snapshot> {
+    let mut session = settings.connect().await?;
+    let timeouts = session.timeout_settings();
+    let source = |user: String, server_version: String, server_version_num: i32| {
+        let target = settings.target();
+        SnapshotSource {
+            host: target.host,
+            port: target.port,
+            database: target.database,
+            user,
+            connected_via: settings.source.clone(),
+            ssl_mode: settings.ssl_mode,
+            server_version,
+            server_version_num,
+        }
+    };
+    let outcome = read_snapshot(&mut session.client, &timeouts, &session.target, source).await;
+    match outcome {
+        Ok(snapshot) => Ok(snapshot),
+        Err(Failure::Refused(err)) => Err(err),
+        Err(Failure::Query(err, reading)) => Err(session.explain(err, reading).await),
+    }
+}
+
+async fn read_snapshot(
+    client: &mut Client,
+    timeouts: &[String; 3],
+    target: &Target,
+    source: impl FnOnce(String, String, i32) -> SnapshotSource,
+) -> Result<Snapshot, Failure> {
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|err| (err, "the start of a read-only transaction"))?;
+    let at = |reading: &'static str| move |err| (err, reading);
+
+    transaction
+        .query_one(
+            SESSION_SETTINGS,
+            &[&timeouts[0], &timeouts[1], &timeouts[2]],
+        )
+        .await
+        .map_err(at("the session settings"))?;
+
+    let probe = transaction
+        .query_one(PROBE, &[])
+        .await
+        .map_err(at("the server version and the catalog"))?;
+    let get = |name: &str| -> Result<bool, Failure> {
+        probe
+            .try_get(name)
+            .map_err(|err| (err, "the server version and the catalog").into())
+    };
+    if !get("migration_table")? {
+        return Err(Failure::Refused(anyhow!(
+            "{target} is not a Medplum database: it has no \"DatabaseMigration\" table; \
+             point medmig at the database the Medplum server uses (see its medplum.config.json)"
+        )));
+    }
+    let async_job_table = get("job_table")?;
+    let mut unreadable = Vec::new();
+    for (readable, table) in [
+        ("migration_readable", "\"DatabaseMigration\""),
+        ("job_readable", "\"AsyncJob\""),
+        ("history_readable", "\"AsyncJob_History\""),
+    ] {
+        let exists = table == "\"DatabaseMigration\"" || async_job_table;
+        if exists && !get(readable)? {
+            unreadable.push(table);
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(Failure::Refused(anyhow!(
+            "user \"{user}\" may not read {tables}: as an administrator run \
+             GRANT SELECT ON {tables} TO \"{user}\";",
+            user = target.user,
+            tables = unreadable.join(", ")
+        )));
+    }
+
+    let facts = at("the server version and the catalog");
+    let taken_at = probe.try_get("taken_at").map_err(facts)?;
+    let user: String = probe.try_get("user_name").map_err(facts)?;
+    let server_version: String = probe.try_get("server_version").map_err(facts)?;
+    let server_version_num: i32 = probe.try_get("server_version_num").map_err(facts)?;
+
+    let mut database_migration = Vec::new();
+    for row in transaction
+        .query(DATABASE_MIGRATION, &[])
+        .await
+        .map_err(at("\"DatabaseMigration\""))?
+    {
+        let json: serde_json::Value = row.try_get("row").map_err(at("\"DatabaseMigration\""))?;
+        database_migration.push(DatabaseMigrationRow::from_json(&json).map_err(Failure::Refused)?);
+    }
+
+    let (mut jobs, mut job_history) = (Vec::new(), Vec::new());
+    if async_job_table {
+        for row in transaction
+            .query(DATA_MIGRATION_JOBS, &[&DATA_MIGRATION_TYPE])
+            .await
+            .map_err(at("\"AsyncJob\""))?
+        {
+            jobs.push(JobRecord {
+                id: row.try_get("id").map_err(at("\"AsyncJob\""))?,
+                last_updated: row.try_get("last_updated").map_err(at("\"AsyncJob\""))?,
+                status_column: row.try_get("status").map_err(at("\"AsyncJob\""))?,
+                content: row.try_get("content").map_err(at("\"AsyncJob\""))?,
+            });
+        }
+        for row in transaction
+            .query(DATA_MIGRATION_JOB_HISTORY, &[&DATA_MIGRATION_TYPE])
+            .await
+            .map_err(at("\"AsyncJob_History\""))?
+        {
+            let field = at("\"AsyncJob_History\"");
+            job_history.push(JobVersion {
+                job_id: row.try_get("job_id").map_err(field)?,
+                version_id: row.try_get("version_id").map_err(field)?,
+                last_updated: row.try_get("last_updated").map_err(field)?,
+                status: row.try_get("status").map_err(field)?,
+                has_output: row.try_get("has_output").map_err(field)?,
+            });
+        }
+    }
+
+    let mut invalid_indexes = Vec::new();
+    for row in transaction
+        .query(INVALID_INDEXES, &[])
+        .await
+        .map_err(at("the index catalog"))?
+    {
+        let field = at("the index catalog");
+        invalid_indexes.push(InvalidIndex {
+            schema: row.try_get("schema_name").map_err(field)?,
+            table: row.try_get("table_name").map_err(field)?,
+            index: row.try_get("index_name").map_err(field)?,
+            definition: row.try_get("definition").map_err(field)?,
+            ready: row.try_get("ready").map_err(field)?,
+        });
+    }
+
+    // Nothing was written; ending with ROLLBACK says so.
+    transaction
+        .rollback()
+        .await
+        .map_err(at("the end of the transaction"))?;
+
+    Ok(Snapshot {
+        format_version: FORMAT_VERSION,
+        medmig_version: env!("CARGO_PKG_VERSION").to_string(),
+        taken_at,
+        source: source(user, server_version, server_version_num),
+        database_migration,
+        async_job_table,
+        jobs,
+        job_history,
+        invalid_indexes,
+    })
+}

@@ -1,0 +1,18 @@
+//! `medmig snapshot`: collect once, write the Snapshot as JSON for offline analysis.
+
+use anyhow::Result;
+
+use crate::cli::SnapshotArgs;
+
+/// Collects from the live database and writes the file atomically; prints one line to stderr.
+pub fn run(args: &SnapshotArgs) -> Result<u8> {
+    let snapshot = super::collect_live(&args.connect)?;
+    snapshot.write(&args.out, args.force)?;
+    eprintln!(
+        "medmig: wrote {} ({} post-deploy jobs, {} invalid indexes)",
+        args.out.display(),
+        snapshot.jobs.len(),
+        snapshot.invalid_indexes.len()
+    );
+    Ok(0)
+}

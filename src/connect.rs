@@ -1,0 +1,892 @@
+//! Connection settings and the live session.
+//!
+//! This module owns turning [`ConnectArgs`] plus the environment into one validated
+//! [`ConnectionSettings`] (which source wins, TLS mode, trusted roots, timeouts), opening the
+//! connection, and translating connection and query failures into one-line messages that say
+//! what to do. It never logs or returns a password. It does not run queries of its own beyond
+//! the session settings: what is read lives in `collect.rs`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::cli::{ConnectArgs, SslMode};
+
+/// Reads one environment variable; injected so that resolution can be tested without
+/// touching the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, ignoring variables that are set but empty (as libpq does).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Which source supplied the connection settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionSource {
+    /// `--database-url`.
+    DatabaseUrlFlag,
+    /// The `DATABASE_URL` variable.
+    DatabaseUrlEnv,
+    /// `--medplum-config FILE`.
+    MedplumConfig,
+    /// The `MEDPLUM_DATABASE_*` variables.
+    MedplumEnv,
+    /// The libpq `PG*` variables.
+    Libpq,
+}
+
+impl fmt::Display for ConnectionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionSource::DatabaseUrlFlag => "--database-url",
+            ConnectionSource::DatabaseUrlEnv => "DATABASE_URL",
+            ConnectionSource::MedplumConfig => "--medplum-config",
+            ConnectionSource::MedplumEnv => "MEDPLUM_DATABASE_* variables",
+            ConnectionSource::Libpq => "PG* variables",
+        })
+    }
+}
+
+/// Certificate authorities to trust with `verify-full`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// A PEM file on disk.
+    File(PathBuf),
+    /// PEM text, as Medplum's config carries it in `database.ssl.ca`.
+    Pem(String),
+}
+
+/// Everything needed to open the read-only session, validated once.
+#[derive(Clone)]
+pub struct ConnectionSettings {
+    config: Config,
+    /// The TLS mode in force.
+    pub ssl_mode: SslMode,
+    /// Trusted roots for `verify-full`; the system's when `None`.
+    pub root_cert: Option<RootCert>,
+    /// Which source won.
+    pub source: ConnectionSource,
+    /// Lower-precedence sources that were also present and are ignored (for a warning).
+    pub ignored_sources: Vec<ConnectionSource>,
+    /// Limit on connecting, TLS and authentication together.
+    pub connect_timeout: Duration,
+    /// Per-statement limit in the session.
+    pub statement_timeout: Duration,
+    /// Limit on waiting for any lock in the session.
+    pub lock_timeout: Duration,
+}
+
+/// Where the session goes, without secrets: fit for output, errors and files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "database \"{}\" on {}:{} as user \"{}\"",
+            self.database, self.host, self.port, self.user
+        )
+    }
+}
+
+impl fmt::Debug for ConnectionSettings {
+    // Hand-written so that a stray `{:?}` can never print the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSettings")
+            .field("target", &self.target())
+            .field("ssl_mode", &self.ssl_mode)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionSettings {
+    /// Resolves the settings from the arguments and the environment; first source wins.
+    pub fn resolve(args: &ConnectArgs, env: EnvLookup<'_>) -> Result<ConnectionSettings> {
+        let present = present_sources(args, env);
+        let Some(source) = present.first().cloned() else {
+            bail!(
+                "no database given: pass --database-url URL (or set DATABASE_URL), \
+                 --medplum-config FILE, MEDPLUM_DATABASE_HOST, or PGHOST; \
+                 or read a snapshot with --snapshot FILE"
+            );
+        };
+        let (mut config, source_tls) = match source {
+            ConnectionSource::DatabaseUrlFlag => {
+                from_url(args.database_url.as_deref().unwrap_or_default())
+                    .context("--database-url is not a valid PostgreSQL URL")?
+            }
+            ConnectionSource::DatabaseUrlEnv => from_url(&env("DATABASE_URL").unwrap_or_default())
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?,
+            ConnectionSource::MedplumConfig => {
+                let path = args.medplum_config.as_deref().unwrap_or(Path::new(""));
+                from_medplum_config(path)?
+            }
+            ConnectionSource::MedplumEnv => from_medplum_env(env)?,
+            ConnectionSource::Libpq => from_libpq_env(env)?,
+        };
+        fill_libpq_defaults(&mut config, env);
+
+        let ssl_mode = args.sslmode.or(source_tls.mode).unwrap_or(SslMode::Prefer);
+        let root_cert = args
+            .ssl_root_cert
+            .clone()
+            .map(RootCert::File)
+            .or(source_tls.root_cert)
+            .or_else(|| env("PGSSLROOTCERT").map(|path| RootCert::File(path.into())));
+        Ok(ConnectionSettings {
+            config,
+            ssl_mode,
+            root_cert,
+            source,
+            ignored_sources: present[1..].to_vec(),
+            connect_timeout: args.connect_timeout,
+            statement_timeout: args.statement_timeout,
+            lock_timeout: args.lock_timeout,
+        })
+    }
+
+    /// Where the session goes, for output and messages.
+    pub fn target(&self) -> Target {
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(name)) => name.clone(),
+            #[cfg(unix)]
+            Some(Host::Unix(path)) => path.display().to_string(),
+            None => "localhost".to_string(),
+        };
+        Target {
+            host,
+            port: self.config.get_ports().first().copied().unwrap_or(5432),
+            database: self
+                .config
+                .get_dbname()
+                .or(self.config.get_user())
+                .unwrap_or_default()
+                .to_string(),
+            user: self.config.get_user().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// Opens the session: TLS as configured, `application_name = 'medmig'`, the whole
+    /// handshake bounded by the connect timeout. The connection task runs in the background;
+    /// its error, if it dies, is folded into the failure of the query that noticed.
+    pub async fn connect(&self) -> Result<Session> {
+        let target = self.target();
+        let mut config = self.config.clone();
+        config
+            .application_name("medmig")
+            .connect_timeout(self.connect_timeout)
+            .ssl_mode(match self.ssl_mode {
+                SslMode::Disable => PgSslMode::Disable,
+                SslMode::Prefer => PgSslMode::Prefer,
+                SslMode::Require | SslMode::VerifyFull => PgSslMode::Require,
+            });
+        let tls = self.tls_connector()?;
+        let connecting = config.connect(tls);
+        let (client, connection) =
+            match tokio::time::timeout(self.connect_timeout, connecting).await {
+                Ok(Ok(pair)) => pair,
+                Ok(Err(err)) => return Err(explain_connect_error(&err, &target, self)),
+                Err(_) => bail!(
+                    "cannot connect to {target}: no answer within {} (--connect-timeout); \
+                 check the host and port, and that a firewall lets you through",
+                    human_duration(self.connect_timeout)
+                ),
+            };
+        let connection = tokio::spawn(connection);
+        Ok(Session {
+            client,
+            connection,
+            target,
+            statement_timeout: self.statement_timeout,
+            lock_timeout: self.lock_timeout,
+        })
+    }
+
+    fn tls_connector(&self) -> Result<MakeRustlsConnect> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .context("cannot set up TLS")?;
+        let config = if self.ssl_mode == SslMode::VerifyFull {
+            builder
+                .with_root_certificates(self.trusted_roots()?)
+                .with_no_client_auth()
+        } else {
+            // libpq's prefer and require encrypt without checking who answers.
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+                .with_no_client_auth()
+        };
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    fn trusted_roots(&self) -> Result<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        match &self.root_cert {
+            Some(RootCert::File(path)) => {
+                let certs = CertificateDer::pem_file_iter(path)
+                    .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+                    .with_context(|| {
+                        format!(
+                            "cannot read the root certificates in {} (--ssl-root-cert): \
+                             give a readable PEM file",
+                            path.display()
+                        )
+                    })?;
+                roots.add_parsable_certificates(certs);
+            }
+            Some(RootCert::Pem(text)) => {
+                let certs = CertificateDer::pem_slice_iter(text.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .context("the database.ssl.ca certificate in the Medplum config is not PEM")?;
+                roots.add_parsable_certificates(certs);
+            }
+            None => {
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            }
+        }
+        if roots.is_empty() {
+            bail!(
+                "sslmode verify-full needs trusted root certificates and none were found: \
+                 pass --ssl-root-cert FILE (for RDS, its CA bundle)"
+            );
+        }
+        Ok(roots)
+    }
+}
+
+/// Every source that is present, in precedence order.
+fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSource> {
+    let mut present = Vec::new();
+    if args.database_url.is_some() {
+        present.push(ConnectionSource::DatabaseUrlFlag);
+    }
+    if env("DATABASE_URL").is_some() {
+        present.push(ConnectionSource::DatabaseUrlEnv);
+    }
+    if args.medplum_config.is_some() {
+        present.push(ConnectionSource::MedplumConfig);
+    }
+    if env("MEDPLUM_DATABASE_HOST").is_some() {
+        present.push(ConnectionSource::MedplumEnv);
+    }
+    if ["PGHOST", "PGPORT", "PGDATABASE", "PGUSER"]
+        .iter()
+        .any(|name| env(name).is_some())
+    {
+        present.push(ConnectionSource::Libpq);
+    }
+    present
+}
+
+/// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override.
+#[derive(Default)]
+struct SourceTls {
+    mode: Option<SslMode>,
+    root_cert: Option<RootCert>,
+}
+
+/// Parses a `postgres://` URL or a `key=value` string. `sslmode` and `sslrootcert` are taken
+/// out first: the driver knows neither `verify-full` nor root files.
+fn from_url(url: &str) -> Result<(Config, SourceTls)> {
+    let mut tls = SourceTls::default();
+    let mut take = |key: &str, value: &str| -> Result<bool> {
+        match key {
+            "sslmode" => {
+                tls.mode = Some(SslMode::from_libpq(value).ok_or_else(|| {
+                    anyhow!("sslmode '{value}' is not one of disable, prefer, require, verify-full")
+                })?);
+                Ok(true)
+            }
+            "sslrootcert" => {
+                tls.root_cert = Some(RootCert::File(value.into()));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    };
+    let cleaned = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        match url.split_once('?') {
+            Some((base, query)) => {
+                let mut kept = Vec::new();
+                for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+                    let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    if !take(key, value)? {
+                        kept.push(pair);
+                    }
+                }
+                if kept.is_empty() {
+                    base.to_string()
+                } else {
+                    format!("{base}?{}", kept.join("&"))
+                }
+            }
+            None => url.to_string(),
+        }
+    } else {
+        let mut kept = Vec::new();
+        for word in url.split_whitespace() {
+            let (key, value) = word.split_once('=').unwrap_or((word, ""));
+            if !take(key.trim(), value.trim_matches('\''))? {
+                kept.push(word);
+            }
+        }
+        kept.join(" ")
+    };
+    // The driver's own message never repeats the URL, so it cannot leak the password.
+    let config: Config = cleaned.parse().map_err(|err| anyhow!("{err}"))?;
+    Ok((config, tls))
+}
+
+/// The parts of Medplum's `medplum.config.json` that say where the database is.
+#[derive(Debug, Deserialize)]
+struct MedplumConfigFile {
+    database: Option<MedplumDatabase>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MedplumDatabase {
+    host: Option<String>,
+    port: Option<serde_json::Value>,
+    dbname: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    ssl: Option<MedplumSsl>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MedplumSsl {
+    require: Option<bool>,
+    reject_unauthorized: Option<bool>,
+    ca: Option<String>,
+}
+
+fn from_medplum_config(path: &Path) -> Result<(Config, SourceTls)> {
+    let shown = path.display();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the Medplum config {shown} (--medplum-config)"))?;
+    let file: MedplumConfigFile = serde_json::from_str(&text).map_err(|err| {
+        // serde_json's message names line and column, never the content.
+        anyhow!("the Medplum config {shown} is not valid JSON ({err}): pass medplum.config.json")
+    })?;
+    let database = file.database.ok_or_else(|| {
+        anyhow!("the Medplum config {shown} has no \"database\" section: pass the server's medplum.config.json")
+    })?;
+    let mut config = Config::new();
+    config.host(database.host.as_deref().unwrap_or("localhost"));
+    if let Some(port) = &database.port {
+        config.port(parse_port(port).ok_or_else(|| {
+            anyhow!("database.port in {shown} is not a port number: found {port}")
+        })?);
+    }
+    if let Some(dbname) = &database.dbname {
+        config.dbname(dbname);
+    }
+    if let Some(user) = &database.username {
+        config.user(user);
+    }
+    if let Some(password) = &database.password {
+        config.password(password);
+    }
+    // node-postgres: an ssl object means TLS, checked unless rejectUnauthorized is false.
+    let tls = match database.ssl {
+        Some(ssl) if ssl.require != Some(false) || ssl.reject_unauthorized.is_some() => SourceTls {
+            mode: Some(if ssl.reject_unauthorized == Some(false) {
+                SslMode::Require
+            } else {
+                SslMode::VerifyFull
+            }),
+            root_cert: ssl.ca.map(RootCert::Pem),
+        },
+        _ => SourceTls::default(),
+    };
+    Ok((config, tls))
+}
+
+fn parse_port(value: &serde_json::Value) -> Option<u16> {
+    match value {
+        serde_json::Value::Number(number) => number.as_u64().and_then(|n| u16::try_from(n).ok()),
+        serde_json::Value::String(text) => text.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn from_medplum_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
+    let mut config = Config::new();
+    config.host(env("MEDPLUM_DATABASE_HOST").unwrap_or_default());
+    if let Some(port) = env("MEDPLUM_DATABASE_PORT") {
+        config.port(
+            port.trim().parse().map_err(|_| {
+                anyhow!("MEDPLUM_DATABASE_PORT is not a port number: found '{port}'")
+            })?,
+        );
+    }
+    if let Some(dbname) = env("MEDPLUM_DATABASE_DBNAME") {
+        config.dbname(&dbname);
+    }
+    if let Some(user) = env("MEDPLUM_DATABASE_USERNAME") {
+        config.user(&user);
+    }
+    if let Some(password) = env("MEDPLUM_DATABASE_PASSWORD") {
+        config.password(password);
+    }
+    Ok((config, SourceTls::default()))
+}
+
+fn from_libpq_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
+    let mut config = Config::new();
+    if let Some(host) = env("PGHOST") {
+        for host in host.split(',') {
+            config.host(host.trim());
+        }
+    }
+    if let Some(port) = env("PGPORT") {
+        config.port(
+            port.trim()
+                .parse()
+                .map_err(|_| anyhow!("PGPORT is not a port number: found '{port}'"))?,
+        );
+    }
+    if let Some(dbname) = env("PGDATABASE") {
+        config.dbname(&dbname);
+    }
+    if let Some(user) = env("PGUSER") {
+        config.user(&user);
+    }
+    let mode = match env("PGSSLMODE") {
+        Some(mode) => Some(SslMode::from_libpq(&mode).ok_or_else(|| {
+            anyhow!("PGSSLMODE '{mode}' is not one of disable, prefer, require, verify-full")
+        })?),
+        None => None,
+    };
+    Ok((
+        config,
+        SourceTls {
+            mode,
+            root_cert: None,
+        },
+    ))
+}
+
+/// What libpq would fill in: host localhost, port 5432, user from PGUSER or the login name,
+/// password from PGPASSWORD.
+fn fill_libpq_defaults(config: &mut Config, env: EnvLookup<'_>) {
+    if config.get_hosts().is_empty() {
+        config.host(env("PGHOST").as_deref().unwrap_or("localhost"));
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".into());
+        config.user(&user);
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+}
+
+/// The certificate check of `prefer` and `require`: the channel is encrypted and the
+/// handshake signatures are verified, but the server's identity is not.
+#[derive(Debug)]
+struct EncryptOnly(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// An open session. Queries go through [`Session::client`]; failures go through
+/// [`Session::explain`] so that a dead connection reports its real cause.
+pub struct Session {
+    pub client: Client,
+    connection: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    /// Where the session goes.
+    pub target: Target,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+}
+
+impl Session {
+    /// The values of `statement_timeout`, `lock_timeout` and
+    /// `idle_in_transaction_session_timeout` for the session, as PostgreSQL settings text.
+    pub fn timeout_settings(&self) -> [String; 3] {
+        let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
+        [
+            ms(self.statement_timeout),
+            ms(self.lock_timeout),
+            // Long enough for the client to read results, short enough not to linger.
+            ms(self.statement_timeout * 2),
+        ]
+    }
+
+    /// Turns a failed query into a one-line message that names what was being read
+    /// (`reading`) and what to do.
+    pub async fn explain(self, err: tokio_postgres::Error, reading: &str) -> anyhow::Error {
+        if err.is_closed() {
+            self.connection.abort();
+            return anyhow!(
+                "the connection to {} was lost while reading {reading}: run medmig again",
+                self.target
+            );
+        }
+        let Some(db) = err.as_db_error() else {
+            return anyhow!("reading {reading} from {} failed: {err}", self.target);
+        };
+        let code = db.code();
+        if *code == SqlState::LOCK_NOT_AVAILABLE {
+            anyhow!(
+                "gave up reading {reading}: another session held a lock on it for longer than \
+                 --lock-timeout {} (a running migration or maintenance?); medmig does not queue \
+                 behind it: try again later, or see pg_stat_activity for the holder",
+                human_duration(self.lock_timeout)
+            )
+        } else if *code == SqlState::QUERY_CANCELED {
+            anyhow!(
+                "reading {reading} took longer than --statement-timeout {} and was cancelled; \
+                 the database may be busy: try again later or raise --statement-timeout",
+                human_duration(self.statement_timeout)
+            )
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            anyhow!(
+                "user \"{}\" may not read {reading}: {}; see the README for the GRANTs medmig needs",
+                self.target.user,
+                db.message()
+            )
+        } else {
+            anyhow!(
+                "reading {reading} from {} failed: {} (SQLSTATE {})",
+                self.target,
+                db.message(),
+                code.code()
+            )
+        }
+    }
+}
+
+/// Translates a failed connection attempt into a message that says what to check.
+fn explain_connect_error(
+    err: &tokio_postgres::Error,
+    target: &Target,
+    settings: &ConnectionSettings,
+) -> anyhow::Error {
+    if let Some(db) = err.as_db_error() {
+        let code = db.code();
+        let advice = if *code == SqlState::INVALID_PASSWORD {
+            format!(
+                "password authentication failed for user \"{}\": check the password given by {}",
+                target.user, settings.source
+            )
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            format!(
+                "database \"{}\" does not exist on {}:{}: name the Medplum database (usually \"medplum\")",
+                target.database, target.host, target.port
+            )
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            format!(
+                "the server refused user \"{}\": {} (check pg_hba.conf, the user name and --sslmode)",
+                target.user,
+                db.message()
+            )
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            "the server has no free connection slots: try again later".to_string()
+        } else if *code == SqlState::CANNOT_CONNECT_NOW {
+            "the server is starting up or shutting down: try again in a moment".to_string()
+        } else {
+            format!("{} (SQLSTATE {})", db.message(), code.code())
+        };
+        return anyhow!("cannot connect to {target}: {advice}");
+    }
+    let cause = root_cause_text(err);
+    let lower = cause.to_lowercase();
+    let advice = if lower.contains("refused") {
+        "connection refused: is PostgreSQL running and listening on that host and port?".to_string()
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        format!(
+            "no answer within {} (--connect-timeout): check the host, the port and the firewall",
+            human_duration(settings.connect_timeout)
+        )
+    } else if lower.contains("failed to lookup")
+        || lower.contains("name or service not known")
+        || lower.contains("no such host")
+        || lower.contains("temporary failure in name resolution")
+    {
+        format!(
+            "the host name \"{}\" cannot be resolved: check it",
+            target.host
+        )
+    } else if lower.contains("server does not support tls") {
+        "the server does not accept TLS: use --sslmode prefer or disable".to_string()
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") {
+        format!(
+            "the server's TLS certificate was not accepted ({cause}): pass the right CA with \
+             --ssl-root-cert, or use --sslmode require to encrypt without verifying"
+        )
+    } else if lower.contains("password missing") {
+        format!(
+            "the server asks for a password for user \"{}\" and none was given: add it to the \
+             URL, PGPASSWORD or the Medplum config",
+            target.user
+        )
+    } else {
+        cause
+    };
+    anyhow!("cannot connect to {target}: {advice}")
+}
+
+/// The innermost message of an error chain (the driver's outer text is generic).
+fn root_cause_text(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(inner) = source {
+        messages.push(inner.to_string());
+        source = inner.source();
+    }
+    messages.join(": ")
+}
+
+/// `2s`, `1m30s`, `500ms`: durations as the flags take them.
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 || ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    if h > 0 {
+        text.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        text.push_str(&format!("{m}m"));
+    }
+    if s > 0 || text.is_empty() {
+        text.push_str(&format!("{s}s"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::io::Write;
+
+    use super::*;
+
+    fn resolve(args: ConnectArgs, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ConnectionSettings::resolve(&args, &|name| vars.get(name).cloned())
+    }
+
+    fn args() -> ConnectArgs {
+        ConnectArgs {
+            connect_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(30),
+            lock_timeout: Duration::from_secs(2),
+            ..ConnectArgs::default()
+        }
+    }
+
+    #[test]
+    fn nothing_given_names_every_source() {
+        let err = resolve(args(), &[]).unwrap_err().to_string();
+        for name in [
+            "--database-url",
+            "DATABASE_URL",
+            "--medplum-config",
+            "PGHOST",
+            "--snapshot",
+        ] {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn flag_beats_environment_and_the_rest_are_reported_ignored() {
+        let mut a = args();
+        a.database_url = Some("postgres://flag@db1:5433/medplum".into());
+        let s = resolve(
+            a,
+            &[
+                ("DATABASE_URL", "postgres://env@db2/medplum"),
+                ("PGHOST", "db3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.source, ConnectionSource::DatabaseUrlFlag);
+        assert_eq!(
+            s.target(),
+            Target {
+                host: "db1".into(),
+                port: 5433,
+                database: "medplum".into(),
+                user: "flag".into()
+            }
+        );
+        assert_eq!(
+            s.ignored_sources,
+            vec![ConnectionSource::DatabaseUrlEnv, ConnectionSource::Libpq]
+        );
+    }
+
+    #[test]
+    fn url_sslmode_and_root_cert_are_understood_and_flags_override_them() {
+        let mut a = args();
+        a.database_url =
+            Some("postgres://u:p@db/medplum?sslmode=verify-full&sslrootcert=/ca.pem".into());
+        let s = resolve(a.clone(), &[]).unwrap();
+        assert_eq!(s.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
+        a.sslmode = Some(SslMode::Disable);
+        assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
+    }
+
+    #[test]
+    fn bad_url_message_never_contains_the_password() {
+        let mut a = args();
+        a.database_url = Some("postgres://u:hunter2@db:notaport/medplum".into());
+        let err = format!("{:#}", resolve(a, &[]).unwrap_err());
+        assert!(err.contains("--database-url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let mut a = args();
+        a.database_url = Some("postgres://u:hunter2@db/medplum?sslmode=sometimes".into());
+        let err = format!("{:#}", resolve(a, &[]).unwrap_err());
+        assert!(
+            err.contains("sometimes") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn medplum_config_database_section_and_ssl() {
+        let mut file = tempfile();
+        write!(
+            file.1,
+            r#"{{"baseUrl":"https://x","database":{{"host":"pg.internal","port":"6432",
+               "dbname":"medplum","username":"medplum","password":"s3cret",
+               "ssl":{{"require":true,"rejectUnauthorized":false}}}}}}"#
+        )
+        .unwrap();
+        let mut a = args();
+        a.medplum_config = Some(file.0.clone());
+        let s = resolve(a, &[("PGHOST", "elsewhere")]).unwrap();
+        assert_eq!(s.source, ConnectionSource::MedplumConfig);
+        assert_eq!(s.target().host, "pg.internal");
+        assert_eq!(s.target().port, 6432);
+        assert_eq!(s.ssl_mode, SslMode::Require);
+        assert!(!format!("{s:?}").contains("s3cret"));
+        std::fs::remove_file(file.0).unwrap();
+    }
+
+    #[test]
+    fn medplum_env_then_libpq_env() {
+        let s = resolve(
+            args(),
+            &[
+                ("MEDPLUM_DATABASE_HOST", "mp"),
+                ("MEDPLUM_DATABASE_PORT", "5544"),
+                ("MEDPLUM_DATABASE_DBNAME", "medplum"),
+                ("MEDPLUM_DATABASE_USERNAME", "mpuser"),
+                ("PGHOST", "pg"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.source, ConnectionSource::MedplumEnv);
+        assert_eq!(s.target().port, 5544);
+        let s = resolve(
+            args(),
+            &[("PGHOST", "pg"), ("PGUSER", "ro"), ("PGSSLMODE", "require")],
+        )
+        .unwrap();
+        assert_eq!(s.source, ConnectionSource::Libpq);
+        assert_eq!(s.target().user, "ro");
+        assert_eq!(s.target().database, "ro");
+        assert_eq!(s.ssl_mode, SslMode::Require);
+    }
+
+    #[test]
+    fn durations_print_as_the_flags_take_them() {
+        assert_eq!(human_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(human_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+    }
+
+    fn tempfile() -> (PathBuf, std::fs::File) {
+        let path = std::env::temp_dir().join(format!(
+            "medmig-connect-test-{}-{:?}.json",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let file = std::fs::File::create(&path).unwrap();
+        (path, file)
+    }
+}

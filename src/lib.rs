@@ -1,0 +1,29 @@
+//! medmig: audit and recover the migration state of a Medplum server's PostgreSQL database.
+//!
+//! Data flows one way: source (`connect` + `collect`, or a snapshot file) → [`snapshot::Snapshot`]
+//! → `analyze` → `render`. This file only dispatches commands; `main.rs` turns the result into
+//! an exit code.
+
+pub mod analyze;
+pub mod cli;
+pub mod collect;
+pub mod commands;
+pub mod connect;
+pub mod medplum;
+pub mod render;
+pub mod snapshot;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+
+/// Runs one command; returns the exit code for a command that ran (0, 1 or 3). An error means
+/// the command could not run (exit code 2).
+pub fn run(cli: &Cli) -> Result<u8> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match &cli.command {
+        Command::Status(args) => commands::status::run(args, &mut out),
+        Command::Snapshot(args) => commands::snapshot::run(args),
+    }
+}

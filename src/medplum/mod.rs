@@ -1,0 +1,6 @@
+//! Medplum knowledge kept as data: the data-version manifest of post-deploy migrations.
+//!
+//! This module owns what medmig knows about Medplum releases that cannot be read from the
+//! database. It holds no logic about a particular database: `analyze/` combines the two.
+
+pub mod manifest;

@@ -1,0 +1,57 @@
+//! The CSV format: a header row, then one row per post-deploy migration with the same fields
+//! as the JSON `migrations` entries (run history and findings are JSON-only).
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use super::timestamp;
+use crate::analyze::migrations::StatusReport;
+
+const HEADER: [&str; 15] = [
+    "version",
+    "state",
+    "server_version",
+    "required_before",
+    "job_id",
+    "job_status",
+    "attempts",
+    "requested_at",
+    "started_at",
+    "finished_at",
+    "last_updated",
+    "duration_seconds",
+    "progress",
+    "error",
+    "detail",
+];
+
+/// Writes one row per migration.
+pub fn status(out: &mut impl Write, report: &StatusReport) -> Result<()> {
+    let mut writer = ::csv::Writer::from_writer(out);
+    writer.write_record(HEADER)?;
+    for m in &report.migrations {
+        let c = &m.current;
+        let time = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(timestamp);
+        let fields: [Option<String>; 15] = [
+            Some(m.version.to_string()),
+            Some(m.state.as_str().to_string()),
+            m.server_version.clone(),
+            m.required_before.clone(),
+            c.job_id.clone(),
+            c.job_status.clone(),
+            Some(m.attempts.to_string()),
+            time(&c.requested_at),
+            time(&c.started_at),
+            time(&c.finished_at),
+            time(&c.last_updated),
+            c.duration_seconds.map(|d| format!("{d:.3}")),
+            c.progress.clone(),
+            c.error.clone(),
+            m.detail.clone(),
+        ];
+        writer.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))?;
+    }
+    writer.flush()?;
+    Ok(())
+}

@@ -1,0 +1,36 @@
+//! Report writers: one function per format, each writing into any `Write`, so that tests
+//! render into a `Vec<u8>`.
+//!
+//! This module owns presentation only — column choice, folding, time formatting. It computes
+//! no state: everything it prints comes from `analyze/`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+pub mod csv;
+pub mod json;
+pub mod table;
+
+/// Where a report's evidence came from, printed in every format (never a password).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportSource {
+    /// `live` or `snapshot`.
+    pub kind: &'static str,
+    /// The snapshot file, for `snapshot`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub server_version: String,
+    /// When the evidence was read (the database's clock).
+    pub taken_at: DateTime<Utc>,
+    /// Which data-version manifest was used: `embedded` or a path.
+    pub manifest: String,
+}
+
+/// RFC 3339 in UTC with second precision, as every format prints times.
+pub fn timestamp(at: &DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

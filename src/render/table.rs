@@ -1,0 +1,222 @@
+//! The table format, for people: a header block, the migrations (long runs of plain
+//! completed ones folded unless `--all`), invalid indexes, then the findings.
+
+use std::io::Write;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use comfy_table::{presets, ContentArrangement, Table};
+
+use super::{timestamp, ReportSource};
+use crate::analyze::jobs::shorten;
+use crate::analyze::migrations::{MigrationState, MigrationStatus, StatusReport};
+
+/// Completed migrations with nothing to tell fold into one line from this many on.
+const FOLD_FROM: usize = 3;
+
+/// Writes the status report as text tables.
+pub fn status(
+    out: &mut impl Write,
+    source: &ReportSource,
+    report: &StatusReport,
+    all: bool,
+) -> Result<()> {
+    let origin = match &source.file {
+        Some(file) => format!("snapshot {file}"),
+        None => "live".to_string(),
+    };
+    let post = &report.post_deploy;
+    let header = [
+        (
+            "Database",
+            format!(
+                "{} on {}:{} (user {})",
+                source.database, source.host, source.port, source.user
+            ),
+        ),
+        ("PostgreSQL", source.server_version.clone()),
+        (
+            "Read at",
+            format!("{} ({origin})", timestamp(&source.taken_at)),
+        ),
+        (
+            "Pre-deploy version",
+            optional(report.pre_deploy.version.map(|v| format!("v{v}"))),
+        ),
+        (
+            "Post-deploy version",
+            optional(post.data_version.map(|v| format!("v{v} (dataVersion)"))),
+        ),
+        (
+            "First boot",
+            optional(
+                post.first_boot
+                    .map(|b| if b { "yes" } else { "no" }.to_string()),
+            ),
+        ),
+        ("Next pending", next_pending(report)),
+        ("Manifest", source.manifest.clone()),
+    ];
+    for (label, value) in header {
+        writeln!(out, "{label:<20} {value}")?;
+    }
+    writeln!(out)?;
+
+    let mut table = Table::new();
+    table
+        .load_preset(presets::ASCII_NO_BORDERS)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "Migration",
+            "State",
+            "Introduced",
+            "Required before",
+            "Jobs",
+            "Started",
+            "Finished",
+            "Duration",
+            "Progress / error",
+        ]);
+    let migrations = &report.migrations;
+    let mut i = 0;
+    while i < migrations.len() {
+        let run = migrations[i..]
+            .iter()
+            .take_while(|m| !all && plain_completed(m))
+            .count();
+        if run >= FOLD_FROM {
+            let (first, last) = (migrations[i].version, migrations[i + run - 1].version);
+            table.add_row([
+                format!("v{first}–v{last}"),
+                "completed".to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("{run} migrations folded (--all lists them)"),
+            ]);
+            i += run;
+            continue;
+        }
+        table.add_row(migration_row(&migrations[i]));
+        i += 1;
+    }
+    writeln!(out, "{table}")?;
+
+    if !report.invalid_indexes.is_empty() {
+        writeln!(out, "\nInvalid indexes")?;
+        for index in &report.invalid_indexes {
+            writeln!(
+                out,
+                "  {}.{} on {}: {}",
+                index.schema, index.index, index.table, index.definition
+            )?;
+        }
+    }
+    if !report.findings.is_empty() {
+        writeln!(out, "\nFindings")?;
+        for finding in &report.findings {
+            writeln!(
+                out,
+                "  {:<8} {:<26} {}",
+                finding.severity.as_str(),
+                finding.id,
+                finding.message
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn optional(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "unknown".to_string())
+}
+
+fn next_pending(report: &StatusReport) -> String {
+    let Some(pending) = report.post_deploy.pending else {
+        return "none".to_string();
+    };
+    let Some(m) = report.migrations.iter().find(|m| m.version == pending) else {
+        return format!("v{pending}");
+    };
+    let mut text = format!("v{pending} ({})", m.state.as_str());
+    if let Some(introduced) = &m.server_version {
+        text.push_str(&format!(", introduced in {introduced}"));
+    }
+    if let Some(before) = &m.required_before {
+        text.push_str(&format!(", required before {before}"));
+    }
+    text
+}
+
+/// A completed migration whose row would say nothing more than "completed".
+fn plain_completed(m: &MigrationStatus) -> bool {
+    m.state == MigrationState::Completed
+        && m.attempts <= 1
+        && m.current.error.is_none()
+        && m.detail.is_none()
+}
+
+fn migration_row(m: &MigrationStatus) -> [String; 9] {
+    let c = &m.current;
+    let jobs = match m.attempts {
+        0 => String::new(),
+        1 => "1".to_string(),
+        n => format!("{n} ({} earlier)", n - 1),
+    };
+    let note = if let Some(detail) = &m.detail {
+        shorten(detail, 90)
+    } else if let Some(error) = &c.error {
+        format!("error: {}", shorten(error, 80))
+    } else {
+        c.progress
+            .as_deref()
+            .map(|p| shorten(p, 80))
+            .unwrap_or_default()
+    };
+    [
+        format!("v{}", m.version),
+        m.state.as_str().to_string(),
+        m.server_version.clone().unwrap_or_default(),
+        m.required_before.clone().unwrap_or_default(),
+        jobs,
+        short_time(c.started_at.or(c.requested_at)),
+        short_time(c.finished_at),
+        c.duration_seconds.map(duration_text).unwrap_or_default(),
+        note,
+    ]
+}
+
+fn short_time(at: Option<DateTime<Utc>>) -> String {
+    at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+/// `850ms`, `42s`, `3m 12s`, `2h 05m`.
+fn duration_text(seconds: f64) -> String {
+    let whole = seconds as u64;
+    if seconds < 1.0 {
+        format!("{}ms", (seconds * 1000.0).round() as u64)
+    } else if whole < 60 {
+        format!("{whole}s")
+    } else if whole < 3600 {
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else {
+        format!("{}h {:02}m", whole / 3600, whole / 60 % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration_text(0.25), "250ms");
+        assert_eq!(duration_text(42.9), "42s");
+        assert_eq!(duration_text(192.0), "3m 12s");
+        assert_eq!(duration_text(7500.0), "2h 05m");
+    }
+}

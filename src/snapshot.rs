@@ -1,0 +1,254 @@
+//! The Snapshot: everything medmig collected from one database at one moment.
+//!
+//! This is the only boundary between collection (`collect.rs`) and analysis (`analyze/`):
+//! every finding must be reproducible from a snapshot alone, months later. It owns the
+//! serialized form (`format_version`, field names), reading a snapshot file with clear errors,
+//! and writing one atomically. It holds no patient data: the only table rows in it are
+//! `"DatabaseMigration"` and data-migration `"AsyncJob"` resources.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::SslMode;
+use crate::connect::ConnectionSource;
+
+/// The snapshot format this medmig writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One database's migration evidence at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub format_version: u32,
+    /// The medmig release that collected it.
+    pub medmig_version: String,
+    /// The database server's clock at collection (`now()` of the transaction): the "now" of
+    /// every age computed from this snapshot.
+    pub taken_at: DateTime<Utc>,
+    pub source: SnapshotSource,
+    /// The rows of `"DatabaseMigration"`: normally exactly one, with id 1.
+    pub database_migration: Vec<DatabaseMigrationRow>,
+    /// Whether `"AsyncJob"` exists (very old databases predate it).
+    pub async_job_table: bool,
+    /// Every data-migration `AsyncJob` that is not deleted.
+    pub jobs: Vec<JobRecord>,
+    /// Every stored version of those jobs, oldest first per job.
+    pub job_history: Vec<JobVersion>,
+    /// Indexes with `pg_index.indisvalid = false`.
+    pub invalid_indexes: Vec<InvalidIndex>,
+}
+
+/// Where the snapshot came from, without secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSource {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// Which connection source was used.
+    pub connected_via: ConnectionSource,
+    pub ssl_mode: SslMode,
+    /// `server_version`, e.g. `15.4 (Debian 15.4-1)`.
+    pub server_version: String,
+    /// `server_version_num`, e.g. `150004`.
+    pub server_version_num: i32,
+}
+
+/// One row of `"DatabaseMigration"`; a column the database lacks is `None` and absent
+/// from `columns`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseMigrationRow {
+    pub id: Option<i64>,
+    /// Last pre-deploy migration applied.
+    pub version: Option<i64>,
+    /// Last post-deploy migration completed.
+    pub data_version: Option<i64>,
+    pub first_boot: Option<bool>,
+    /// The columns the table has, as PostgreSQL names them.
+    pub columns: Vec<String>,
+}
+
+impl DatabaseMigrationRow {
+    /// Reads a row from its `to_jsonb` form, tolerating missing columns and odd types.
+    pub fn from_json(row: &serde_json::Value) -> Result<DatabaseMigrationRow> {
+        let object = row
+            .as_object()
+            .ok_or_else(|| anyhow!("a \"DatabaseMigration\" row is not an object"))?;
+        let int = |name: &str| -> Result<Option<i64>> {
+            match object.get(name) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(value) => value.as_i64().map(Some).ok_or_else(|| {
+                    anyhow!("\"DatabaseMigration\".\"{name}\" is not an integer: {value}")
+                }),
+            }
+        };
+        Ok(DatabaseMigrationRow {
+            id: int("id")?,
+            version: int("version")?,
+            data_version: int("dataVersion")?,
+            first_boot: object.get("firstBoot").and_then(serde_json::Value::as_bool),
+            columns: object.keys().cloned().collect(),
+        })
+    }
+
+    /// Whether the table has this column.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.columns.iter().any(|column| column == name)
+    }
+}
+
+/// One data-migration `AsyncJob` row. `content` is kept as the database holds it: it may be
+/// malformed, and analysis decides what to make of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub last_updated: DateTime<Utc>,
+    /// The `"status"` search column (the server keeps it in step with `content`).
+    pub status_column: Option<String>,
+    /// The whole resource as JSON text.
+    pub content: String,
+}
+
+/// One stored version of a job, from `"AsyncJob_History"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobVersion {
+    pub job_id: String,
+    pub version_id: String,
+    pub last_updated: DateTime<Utc>,
+    /// The job's status in that version; `None` when it could not be read.
+    pub status: Option<String>,
+    /// Whether that version carried an `output` (progress or results).
+    pub has_output: bool,
+}
+
+/// An index left invalid, typically by an interrupted `CREATE INDEX CONCURRENTLY`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidIndex {
+    pub schema: String,
+    pub table: String,
+    pub index: String,
+    pub definition: String,
+    /// `pg_index.indisready`: false when the build stopped in its first phase.
+    pub ready: bool,
+}
+
+impl Snapshot {
+    /// Reads a snapshot file, refusing a newer format and saying clearly what is wrong with a
+    /// damaged one.
+    pub fn read(path: &Path) -> Result<Snapshot> {
+        let shown = path.display();
+        let text =
+            fs::read_to_string(path).with_context(|| format!("cannot read snapshot {shown}"))?;
+        Snapshot::parse(&text).with_context(|| format!("snapshot {shown} is unusable"))
+    }
+
+    /// Parses snapshot JSON text (see [`Snapshot::read`]).
+    pub fn parse(text: &str) -> Result<Snapshot> {
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: Option<serde_json::Value>,
+        }
+        let header: Header = serde_json::from_str(text).map_err(|err| {
+            if err.is_eof() {
+                anyhow!("it is truncated ({err}): take the snapshot again")
+            } else {
+                anyhow!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
+            }
+        })?;
+        let version = match header.format_version {
+            None => bail!("it has no format_version: pass a file written by `medmig snapshot`"),
+            Some(value) => value
+                .as_u64()
+                .ok_or_else(|| anyhow!("its format_version is not a number: {value}"))?,
+        };
+        if version > u64::from(FORMAT_VERSION) {
+            bail!(
+                "it has format_version {version} and this medmig reads up to {FORMAT_VERSION}: \
+                 upgrade medmig"
+            );
+        }
+        serde_json::from_str(text)
+            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))
+    }
+
+    /// Writes the snapshot as pretty JSON through a temporary file in the same directory and
+    /// a rename, so that an interrupted run leaves no file that looks complete.
+    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).context("cannot encode the snapshot")?;
+        write_atomically(path, text.as_bytes(), overwrite)
+    }
+}
+
+/// Writes `bytes` to `path` via a temporary sibling and a rename; refuses to replace an
+/// existing file unless `overwrite`.
+pub fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+    let shown = path.display();
+    if !overwrite && path.exists() {
+        bail!("{shown} already exists: choose another --out or pass --force to replace it");
+    }
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{shown} is not a file name"))?
+        .to_string_lossy();
+    let temporary = directory.join(format!(".{name}.medmig-{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temporary);
+        return Err(anyhow!("cannot write {shown}: {err}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_migration_rows_tolerate_missing_columns() {
+        let row =
+            DatabaseMigrationRow::from_json(&serde_json::json!({"id": 1, "version": 40})).unwrap();
+        assert_eq!(row.version, Some(40));
+        assert_eq!(row.data_version, None);
+        assert!(!row.has_column("firstBoot"));
+        let err = DatabaseMigrationRow::from_json(&serde_json::json!({"id": 1, "version": "x"}))
+            .unwrap_err();
+        assert!(err.to_string().contains("not an integer"));
+    }
+
+    #[test]
+    fn damaged_snapshots_are_explained() {
+        assert!(Snapshot::parse("{\"format_version\": 1, \"jobs\": [")
+            .unwrap_err()
+            .to_string()
+            .contains("truncated"));
+        assert!(Snapshot::parse("PK\u{3}\u{4}")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
+        assert!(Snapshot::parse("{\"format_version\": 9}")
+            .unwrap_err()
+            .to_string()
+            .contains("upgrade medmig"));
+        assert!(Snapshot::parse("{\"format_version\": 1}")
+            .unwrap_err()
+            .to_string()
+            .contains("shape"));
+        assert!(Snapshot::parse("{}")
+            .unwrap_err()
+            .to_string()
+            .contains("no format_version"));
+    }
+}
