@@ -8,7 +8,7 @@
 //! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
 
 use anyhow::{anyhow, Result};
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::connect::{ConnectionSettings, Target};
 use crate::snapshot::{
@@ -65,28 +65,38 @@ pub async fn collect(settings: &ConnectionSettings) -> Result<Snapshot> {
     }
 }
 
+/// Begins the transaction every read goes through: `REPEATABLE READ READ ONLY`, with
+/// `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` set for it
+/// (`timeouts`, from [`Session::timeout_settings`](crate::connect::Session::timeout_settings)).
+pub async fn begin_read_only<'a>(
+    client: &'a mut Client,
+    timeouts: &[String; 3],
+) -> Result<Transaction<'a>, tokio_postgres::Error> {
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    transaction
+        .query_one(
+            SESSION_SETTINGS,
+            &[&timeouts[0], &timeouts[1], &timeouts[2]],
+        )
+        .await?;
+    Ok(transaction)
+}
+
 async fn read_snapshot(
     client: &mut Client,
     timeouts: &[String; 3],
     target: &Target,
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
 ) -> Result<Snapshot, Failure> {
-    let transaction = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
+    let transaction = begin_read_only(client, timeouts)
         .await
         .map_err(|err| (err, "the start of a read-only transaction"))?;
     let at = |reading: &'static str| move |err| (err, reading);
-
-    transaction
-        .query_one(
-            SESSION_SETTINGS,
-            &[&timeouts[0], &timeouts[1], &timeouts[2]],
-        )
-        .await
-        .map_err(at("the session settings"))?;
 
     let probe = transaction
         .query_one(PROBE, &[])

@@ -1,0 +1,350 @@
+//! Connecting and bad input: every failure is one `error:` line, exit code 2, no stdout and no
+//! file; the session is read-only and gives up instead of waiting behind locks; passwords
+//! never show.
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use medmig::cli::ConnectArgs;
+use medmig::collect::begin_read_only;
+use medmig::connect::ConnectionSettings;
+use tokio_postgres::error::SqlState;
+
+use crate::harness::{
+    admin, connect, medmig, medmig_with_env, server_url, server_user, unique_name, url_as, url_for,
+    TestDb, PASSWORD_ROLE,
+};
+
+fn connect_args(url: &str) -> ConnectArgs {
+    ConnectArgs {
+        database_url: Some(url.to_string()),
+        connect_timeout: Duration::from_secs(10),
+        statement_timeout: Duration::from_secs(30),
+        lock_timeout: Duration::from_secs(2),
+        ..ConnectArgs::default()
+    }
+}
+
+#[test]
+fn the_session_cannot_write_and_carries_its_limits() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let settings = ConnectionSettings::resolve(&connect_args(&db.url()), &|_| None).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut session = settings.connect().await.unwrap();
+        let timeouts = session.timeout_settings();
+        let transaction = begin_read_only(&mut session.client, &timeouts)
+            .await
+            .unwrap();
+        for (setting, expected) in [
+            ("transaction_isolation", "repeatable read"),
+            ("transaction_read_only", "on"),
+            ("statement_timeout", "30s"),
+            ("lock_timeout", "2s"),
+            ("application_name", "medmig"),
+        ] {
+            let row = transaction
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+        }
+        let err = transaction
+            .batch_execute("UPDATE \"DatabaseMigration\" SET \"dataVersion\" = 99")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::READ_ONLY_SQL_TRANSACTION));
+    });
+}
+
+#[test]
+fn a_lock_on_async_job_makes_medmig_give_up_within_its_lock_timeout() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // What a migration's ALTER TABLE would hold.
+        let holder = connect(&db.url()).await;
+        holder
+            .batch_execute("BEGIN; LOCK TABLE \"AsyncJob\" IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let run = medmig(&[
+            "status",
+            "--database-url",
+            &db.url(),
+            "--lock-timeout",
+            "1s",
+        ]);
+        let waited = started.elapsed();
+        let line = run.single_error();
+        assert!(
+            line.contains("lock") && line.contains("--lock-timeout 1s"),
+            "{line}"
+        );
+        assert!(line.contains("\"AsyncJob\""), "{line}");
+        assert!(waited < Duration::from_secs(8), "waited {waited:?}");
+        holder.batch_execute("ROLLBACK").await.unwrap();
+    });
+}
+
+#[test]
+fn refused_connection() {
+    let line = medmig(&[
+        "status",
+        "--database-url",
+        "postgres://medmig@127.0.0.1:1/medplum",
+    ])
+    .single_error()
+    .to_string();
+    assert!(line.contains("connection refused"), "{line}");
+    assert!(line.contains("127.0.0.1:1"), "{line}");
+}
+
+#[test]
+fn unresolvable_host() {
+    let run = medmig(&[
+        "status",
+        "--database-url",
+        "postgres://medmig@no-such-host.invalid/medplum",
+    ]);
+    assert!(run.single_error().contains("cannot be resolved"), "{run:?}");
+}
+
+#[test]
+fn a_server_that_never_answers_hits_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts and then says nothing, like a wedged proxy.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let url = format!("postgres://medmig@127.0.0.1:{port}/medplum");
+    let started = Instant::now();
+    let run = medmig(&["status", "--database-url", &url, "--connect-timeout", "1s"]);
+    assert!(
+        run.single_error().contains("no answer within 1s"),
+        "{run:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+#[test]
+fn wrong_password_is_named_and_never_echoed() {
+    let url = url_as(PASSWORD_ROLE, Some("wrong-Pa55word-x"), "postgres");
+    let run = medmig(&["status", "--database-url", &url]);
+    assert!(
+        run.stderr.contains("password authentication failed"),
+        "the server accepted a wrong password for {PASSWORD_ROLE}: run scripts/test-postgres, which \
+         makes that role password-only, before the tests ({run:?})"
+    );
+    let line = run.single_error();
+    assert!(line.contains(PASSWORD_ROLE), "{line}");
+    assert!(!line.contains("wrong-Pa55word-x"), "{line}");
+}
+
+#[test]
+fn password_in_the_url_appears_nowhere() {
+    let db = TestDb::with(&["schema", "failed-with-retry"]);
+    // The test server trusts local connections, so any password is let in.
+    let url = url_as(&server_user(), Some("S3cret-Pw-77"), &db.name);
+    let out = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_pw")));
+    let snapshot = medmig(&[
+        "snapshot",
+        "--database-url",
+        &url,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(snapshot.code, 0, "{snapshot:?}");
+    let mut seen = std::fs::read_to_string(&out).unwrap();
+    std::fs::remove_file(&out).unwrap();
+    seen.push_str(&snapshot.stderr);
+    for format in ["table", "json", "csv"] {
+        let run = medmig(&["status", "--format", format, "--database-url", &url]);
+        seen.push_str(&run.stdout);
+        seen.push_str(&run.stderr);
+    }
+    let run = medmig_with_env(&["status"], &[("DATABASE_URL", &url)]);
+    seen.push_str(&run.stdout);
+    seen.push_str(&run.stderr);
+    assert!(!seen.contains("S3cret-Pw-77"));
+}
+
+#[test]
+fn missing_database() {
+    let run = medmig(&[
+        "status",
+        "--database-url",
+        &url_for(&server_url(), "no_such_medplum_db"),
+    ]);
+    let line = run.single_error();
+    assert!(
+        line.contains("\"no_such_medplum_db\" does not exist"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_database_that_is_not_medplums() {
+    let db = TestDb::with(&["not-medplum"]);
+    let run = medmig(&["status", "--database-url", &db.url()]);
+    let line = run.single_error();
+    assert!(line.contains("is not a Medplum database"), "{line}");
+    assert!(line.contains("\"DatabaseMigration\""), "{line}");
+}
+
+/// A login role that is dropped, with its privileges, when the test ends.
+struct TestRole(String, String);
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let db = TestDb {
+            name: self.1.clone(),
+        };
+        db.execute(&format!("DROP OWNED BY \"{}\"", self.0));
+        std::mem::forget(db);
+        admin(&format!("DROP ROLE IF EXISTS \"{}\"", self.0));
+    }
+}
+
+#[test]
+fn missing_privilege_names_the_grant_and_the_readme_grants_suffice() {
+    let db = TestDb::with(&["schema", "stale-job"]);
+    let role = TestRole(unique_name("medmig_ro"), db.name.clone());
+    admin(&format!("CREATE ROLE \"{}\" LOGIN", role.0));
+    db.execute(&format!(
+        "GRANT CONNECT ON DATABASE \"{}\" TO \"{}\"",
+        db.name, role.0
+    ));
+    let url = url_as(&role.0, None, &db.name);
+
+    let run = medmig(&["status", "--database-url", &url]);
+    let line = run.single_error();
+    assert!(
+        line.contains(&format!(
+            "GRANT SELECT ON \"DatabaseMigration\", \"AsyncJob\", \"AsyncJob_History\" TO \"{}\"",
+            role.0
+        )),
+        "{line}"
+    );
+
+    // The minimal privileges the README documents.
+    db.execute(&format!(
+        "GRANT USAGE ON SCHEMA public TO \"{0}\";
+         GRANT SELECT ON \"DatabaseMigration\", \"AsyncJob\", \"AsyncJob_History\" TO \"{0}\";",
+        role.0
+    ));
+    let report = crate::harness::status_json(&url, &[]);
+    assert_eq!(report.migration(48).state, "stale");
+    assert_eq!(report.source.user, role.0);
+}
+
+#[test]
+fn tls_require_encrypts_and_verify_full_checks_the_host_name() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ssl: String = rt.block_on(async {
+        let client = connect(&server_url()).await;
+        client.query_one("SHOW ssl", &[]).await.unwrap().get(0)
+    });
+    assert_eq!(
+        ssl, "on",
+        "the test server must have TLS on (Debian's default) for this test"
+    );
+    let db = TestDb::with(&["schema", "fresh-first-boot"]);
+    let run = medmig(&[
+        "status",
+        "--database-url",
+        &db.url(),
+        "--sslmode",
+        "require",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let url = format!("{}?sslmode=verify-full", db.url());
+    let run = medmig(&["status", "--database-url", &url]);
+    let line = run.single_error();
+    assert!(line.contains("TLS certificate was not accepted"), "{line}");
+    assert!(line.contains("--ssl-root-cert"), "{line}");
+}
+
+#[test]
+fn no_source_at_all_says_every_way_to_give_one() {
+    let line = medmig(&["status"]).single_error().to_string();
+    assert!(
+        line.contains("--database-url") && line.contains("--snapshot"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_format_is_one_line_with_the_choices() {
+    let run = medmig(&["status", "--format", "xml", "--snapshot", "x.json"]);
+    let line = run.single_error();
+    assert!(
+        line.contains("'xml'") && line.contains("table, json, csv"),
+        "{line}"
+    );
+}
+
+#[test]
+fn libpq_variables_are_a_source() {
+    let db = TestDb::with(&["schema", "cancelled-job"]);
+    let run = medmig_with_env(
+        &["status", "--format", "json"],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGUSER", &server_user()),
+            ("PGDATABASE", &db.name),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        crate::harness::parse_status(&run.stdout)
+            .migration(51)
+            .state,
+        "cancelled"
+    );
+}
+
+#[test]
+fn medplum_config_is_a_source() {
+    let db = TestDb::with(&["schema", "cancelled-job"]);
+    let config = std::env::temp_dir().join(format!("{}.json", unique_name("medplum_config")));
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"baseUrl":"http://localhost:8103/","database":{{"host":"127.0.0.1","port":5432,
+                "dbname":"{}","username":"{}","password":"medplum-db-pw"}},
+                "redis":{{"host":"localhost","port":6379}}}}"#,
+            db.name,
+            server_user()
+        ),
+    )
+    .unwrap();
+    let run = medmig(&[
+        "status",
+        "--format",
+        "json",
+        "--medplum-config",
+        config.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&config).unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("medplum-db-pw"));
+    assert_eq!(
+        crate::harness::parse_status(&run.stdout).source.database,
+        db.name
+    );
+}

@@ -1,0 +1,357 @@
+//! Test harness: a throwaway database per test on a real PostgreSQL, built from
+//! `fixtures/sql/*.sql`, and the real `medmig` binary run against it.
+//!
+//! The server comes from `MEDMIG_TEST_DATABASE_URL` (a superuser URL; default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it does not answer, every test that
+//! needs it fails with a message saying so; none is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use tokio_postgres::{Client, NoTls};
+
+/// The variable that names the test server.
+pub const SERVER_VARIABLE: &str = "MEDMIG_TEST_DATABASE_URL";
+const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The role that `scripts/test-postgres` gives a password and password-only access, for the
+/// wrong-password test.
+pub const PASSWORD_ROLE: &str = "medmig_password_probe";
+
+/// The superuser URL of the test server.
+pub fn server_url() -> String {
+    std::env::var(SERVER_VARIABLE)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| DEFAULT_SERVER.to_string())
+}
+
+/// The superuser name in the test server's URL.
+pub fn server_user() -> String {
+    let server = server_url();
+    let rest = &server[server.find("://").map_or(0, |i| i + 3)..];
+    match rest.find('@') {
+        Some(at) => rest[..at].split(':').next().unwrap_or_default().to_string(),
+        None => "postgres".to_string(),
+    }
+}
+
+/// The test server's URL as `user` (with `password`, if any) on `database`.
+pub fn url_as(user: &str, password: Option<&str>, database: &str) -> String {
+    let server = server_url();
+    let scheme_end = server.find("://").map_or(0, |i| i + 3);
+    let rest = &server[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let credentials = match password {
+        Some(password) => format!("{user}:{password}"),
+        None => user.to_string(),
+    };
+    url_for(&format!("postgres://{credentials}@{host}"), database)
+}
+
+/// `url` with its database replaced by `database`.
+pub fn url_for(url: &str, database: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let (head, tail) = url.split_at(scheme_end);
+    let (authority, rest) = match tail.find('/') {
+        Some(i) => (&tail[..i], &tail[i..]),
+        None => (tail, ""),
+    };
+    let query = rest.find('?').map_or("", |i| &rest[i..]);
+    format!("{head}{authority}/{database}{query}")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Opens a connection and keeps its driver running on `rt`.
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+            "the test PostgreSQL server does not answer at {url} ({err}). Start one (scripts/test \
+             does) or point {SERVER_VARIABLE} at a superuser URL"
+        )
+        });
+    tokio::spawn(connection);
+    client
+}
+
+/// Runs SQL on the server's maintenance database.
+pub fn admin(sql: &str) {
+    let rt = runtime();
+    rt.block_on(async {
+        let client = connect(&server_url()).await;
+        client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|err| panic!("admin SQL failed: {err}\n{sql}"));
+    });
+}
+
+/// A unique name for a throwaway object.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database created for one test and dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    /// Creates an empty database and loads the named fixtures (`fixtures/sql/NAME.sql`) in
+    /// order; the fixture helpers (schema `fixture`) are dropped afterwards.
+    pub fn with(fixtures: &[&str]) -> TestDb {
+        let name = unique_name("medmig_test");
+        admin(&format!("CREATE DATABASE \"{name}\""));
+        let db = TestDb { name };
+        let mut sql = String::new();
+        for fixture in fixtures {
+            let path = fixture_path(&format!("sql/{fixture}.sql"));
+            sql.push_str(
+                &std::fs::read_to_string(&path)
+                    .unwrap_or_else(|err| panic!("cannot read {}: {err}", path.display())),
+            );
+            sql.push('\n');
+        }
+        sql.push_str("DROP SCHEMA IF EXISTS fixture CASCADE;");
+        db.execute(&sql);
+        db
+    }
+
+    /// The superuser URL of this database.
+    pub fn url(&self) -> String {
+        url_for(&server_url(), &self.name)
+    }
+
+    /// Runs SQL in this database as the superuser.
+    pub fn execute(&self, sql: &str) {
+        let rt = runtime();
+        rt.block_on(async {
+            let client = connect(&self.url()).await;
+            client
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|err| panic!("SQL in {} failed: {err:?}", self.name));
+        });
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        // FORCE ends sessions a failed test left behind (PostgreSQL 13+).
+        admin(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A file under `fixtures/`.
+pub fn fixture_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(relative)
+}
+
+/// What a run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit code 2 with exactly one `error: …` line on stderr and nothing on stdout;
+    /// returns that line.
+    pub fn single_error(&self) -> &str {
+        assert_eq!(self.code, 2, "expected exit 2: {self:?}");
+        assert!(self.stdout.is_empty(), "stdout should be empty: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one stderr line: {self:?}");
+        assert!(lines[0].starts_with("error: "), "{self:?}");
+        lines[0]
+    }
+}
+
+/// Runs `medmig` with `args` and no connection variables from the caller's environment.
+pub fn medmig(args: &[&str]) -> Run {
+    medmig_with_env(args, &[])
+}
+
+/// Runs `medmig` with `args` and only `env` as connection variables.
+pub fn medmig_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_medmig"));
+    command.args(args);
+    for (name, _) in std::env::vars() {
+        if name == "DATABASE_URL" || name.starts_with("PG") || name.starts_with("MEDPLUM_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    Run::from(command.output().expect("the medmig binary runs"))
+}
+
+/// `medmig status --format json` against `url`, parsed; panics unless it exits 0.
+pub fn status_json(url: &str, extra: &[&str]) -> StatusJson {
+    let mut args = vec!["status", "--format", "json", "--database-url", url];
+    args.extend_from_slice(extra);
+    let run = medmig(&args);
+    assert_eq!(run.code, 0, "{run:?}");
+    parse_status(&run.stdout)
+}
+
+/// Parses status JSON into the test's view of it.
+pub fn parse_status(text: &str) -> StatusJson {
+    serde_json::from_str(text).unwrap_or_else(|err| panic!("status JSON: {err}\n{text}"))
+}
+
+/// The JSON document of `medmig status`, as a consumer would read it.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusJson {
+    pub format_version: u32,
+    pub source: SourceJson,
+    pub pre_deploy: PreDeployJson,
+    pub post_deploy: PostDeployJson,
+    pub migrations: Vec<MigrationJson>,
+    pub invalid_indexes: Vec<InvalidIndexJson>,
+    pub findings: Vec<FindingJson>,
+}
+
+impl StatusJson {
+    /// Migration `version`.
+    pub fn migration(&self, version: u32) -> &MigrationJson {
+        self.migrations
+            .iter()
+            .find(|m| m.version == version)
+            .unwrap_or_else(|| panic!("no v{version} in the report"))
+    }
+
+    /// The ids of the findings.
+    pub fn finding_ids(&self) -> Vec<&str> {
+        self.findings.iter().map(|f| f.id.as_str()).collect()
+    }
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceJson {
+    pub kind: String,
+    pub file: Option<String>,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    pub server_version: String,
+    pub taken_at: String,
+    pub manifest: String,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PreDeployJson {
+    pub version: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostDeployJson {
+    pub data_version: Option<i64>,
+    pub first_boot: Option<bool>,
+    pub pending: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationJson {
+    pub version: u32,
+    pub state: String,
+    pub server_version: Option<String>,
+    pub required_before: Option<String>,
+    pub job_id: Option<String>,
+    pub job_status: Option<String>,
+    pub attempts: usize,
+    pub requested_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub last_updated: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub progress: Option<String>,
+    pub error: Option<String>,
+    pub detail: Option<String>,
+    pub runs: Vec<RunJson>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RunJson {
+    pub current: bool,
+    pub min_server_version: Option<String>,
+    pub job_id: Option<String>,
+    pub job_status: Option<String>,
+    pub requested_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub last_updated: Option<String>,
+    pub duration_seconds: Option<f64>,
+    pub progress: Option<String>,
+    pub error: Option<String>,
+    pub timeline: Vec<TransitionJson>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransitionJson {
+    pub at: String,
+    pub status: String,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidIndexJson {
+    pub schema: String,
+    pub table: String,
+    pub index: String,
+    pub definition: String,
+    pub ready: bool,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FindingJson {
+    pub id: String,
+    pub severity: String,
+    pub message: String,
+    pub version: Option<u32>,
+}

@@ -1,0 +1,7 @@
+//! Integration tests: a real PostgreSQL (see `harness.rs` for how it is found) and the real
+//! `medmig` binary. One test binary, shared helpers.
+
+mod connection;
+mod harness;
+mod snapshot;
+mod status;
