@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::cli::{ConnectArgs, SslMode};
+use crate::text::flag_duration;
 
 /// Reads one environment variable; injected so that resolution can be tested without
 /// touching the process environment.
@@ -211,7 +212,7 @@ impl ConnectionSettings {
                 Err(_) => bail!(
                     "cannot connect to {target}: no answer within {} (--connect-timeout); \
                  check the host and port, and that a firewall lets you through",
-                    human_duration(self.connect_timeout)
+                    flag_duration(self.connect_timeout)
                 ),
             };
         let connection = tokio::spawn(connection);
@@ -604,13 +605,13 @@ impl Session {
                 "gave up reading {reading}: another session held a lock on it for longer than \
                  --lock-timeout {} (a running migration or maintenance?); medmig does not queue \
                  behind it: try again later, or see pg_stat_activity for the holder",
-                human_duration(self.lock_timeout)
+                flag_duration(self.lock_timeout)
             )
         } else if *code == SqlState::QUERY_CANCELED {
             anyhow!(
                 "reading {reading} took longer than --statement-timeout {} and was cancelled; \
                  the database may be busy: try again later or raise --statement-timeout",
-                human_duration(self.statement_timeout)
+                flag_duration(self.statement_timeout)
             )
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             anyhow!(
@@ -669,7 +670,7 @@ fn explain_connect_error(
     } else if lower.contains("timed out") || lower.contains("timeout") {
         format!(
             "no answer within {} (--connect-timeout): check the host, the port and the firewall",
-            human_duration(settings.connect_timeout)
+            flag_duration(settings.connect_timeout)
         )
     } else if lower.contains("failed to lookup")
         || lower.contains("name or service not known")
@@ -708,27 +709,6 @@ fn root_cause_text(err: &(dyn std::error::Error + 'static)) -> String {
         source = inner.source();
     }
     messages.join(": ")
-}
-
-/// `2s`, `1m30s`, `500ms`: durations as the flags take them.
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 || ms % 1000 != 0 {
-        return format!("{ms}ms");
-    }
-    let secs = d.as_secs();
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let mut text = String::new();
-    if h > 0 {
-        text.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        text.push_str(&format!("{m}m"));
-    }
-    if s > 0 || text.is_empty() {
-        text.push_str(&format!("{s}s"));
-    }
-    text
 }
 
 #[cfg(test)]
@@ -870,14 +850,6 @@ mod tests {
         assert_eq!(s.target().user, "ro");
         assert_eq!(s.target().database, "ro");
         assert_eq!(s.ssl_mode, SslMode::Require);
-    }
-
-    #[test]
-    fn durations_print_as_the_flags_take_them() {
-        assert_eq!(human_duration(Duration::from_secs(2)), "2s");
-        assert_eq!(human_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
     }
 
     fn tempfile() -> (PathBuf, std::fs::File) {

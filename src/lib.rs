@@ -12,6 +12,7 @@ pub mod connect;
 pub mod medplum;
 pub mod render;
 pub mod snapshot;
+pub mod text;
 
 use anyhow::Result;
 

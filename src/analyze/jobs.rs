@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::snapshot::JobRecord;
+use crate::text::{elapsed, group_thousands, shorten};
 
 /// The `status` of an `AsyncJob`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,10 +337,10 @@ impl ActionTally {
 
     fn text(&self) -> String {
         let mut text = format!(
-            "{} {} done in {:.1}s",
+            "{} {} done in {}",
             self.count,
             plural(self.count, "action", "actions"),
-            self.duration_ms / 1000.0
+            elapsed(self.duration_ms / 1000.0)
         );
         if let Some(last) = &self.last {
             text.push_str(&format!(", last: {}", shorten(last, 60)));
@@ -353,31 +354,6 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
         one
     } else {
         many
-    }
-}
-
-/// `1234567` → `1,234,567`.
-pub fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The first line of `text`, cut to `max` characters with an ellipsis.
-pub fn shorten(text: &str, max: usize) -> String {
-    let line = text.lines().next().unwrap_or("").split_whitespace();
-    let line = line.collect::<Vec<_>>().join(" ");
-    if line.chars().count() <= max {
-        line
-    } else {
-        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
-        format!("{cut}…")
     }
 }
 
@@ -478,7 +454,7 @@ mod tests {
         );
         assert_eq!(
             plain.progress.as_deref(),
-            Some("1 action done in 1.5s, last: CREATE INDEX CONCURRENTLY x")
+            Some("1 action done in 1s, last: CREATE INDEX CONCURRENTLY x")
         );
         let reindex = summarize_output(&json!({"parameter":[{"name":"result","part":[
             {"name":"resourceType","valueCode":"Binary"},
@@ -496,13 +472,5 @@ mod tests {
         );
         assert_eq!(s.progress.as_deref(), Some("skipped: In firstBoot mode"));
         assert!(!s.work_started);
-    }
-
-    #[test]
-    fn text_helpers() {
-        assert_eq!(group_thousands(0), "0");
-        assert_eq!(group_thousands(1234567), "1,234,567");
-        assert_eq!(shorten("a  b\nc", 10), "a b");
-        assert_eq!(shorten("abcdefghij", 5), "abcd…");
     }
 }

@@ -14,6 +14,7 @@ use super::jobs::{parse_job, DataMigrationJob, JobDefect, JobStatus};
 use super::{Finding, Severity};
 use crate::medplum::manifest::Manifest;
 use crate::snapshot::{InvalidIndex, JobVersion, Snapshot};
+use crate::text::elapsed;
 
 /// The state of one post-deploy migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -480,7 +481,7 @@ fn decide(
             "job {} is {} but has not been updated for {}",
             job.id,
             job.status.as_str(),
-            age_text(quiet)
+            elapsed(quiet.num_seconds() as f64)
         )
     });
     (state, detail)
@@ -670,17 +671,192 @@ fn manifest_findings(manifest: &Manifest, done: u32, highest: u32, findings: &mu
     }
 }
 
-/// `3h 12m`, `45m`, `2d 4h`: how long ago, for messages.
-pub fn age_text(age: Duration) -> String {
-    let minutes = age.num_minutes().max(0);
-    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
-    if days > 0 {
-        format!("{days}d {hours}h")
-    } else if hours > 0 {
-        format!("{hours}h {mins:02}m")
-    } else if minutes > 0 {
-        format!("{mins}m")
-    } else {
-        format!("{}s", age.num_seconds().max(0))
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::cli::SslMode;
+    use crate::connect::ConnectionSource;
+    use crate::snapshot::{DatabaseMigrationRow, JobRecord, SnapshotSource};
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
+    }
+
+    fn options() -> StatusOptions {
+        StatusOptions {
+            now: now(),
+            stale_after: Duration::hours(1),
+        }
+    }
+
+    /// A job for `version` in `status`, last updated `minutes_ago`.
+    fn job(id: &str, version: u32, status: &str, minutes_ago: i64) -> JobRecord {
+        let at = now() - Duration::minutes(minutes_ago);
+        JobRecord {
+            id: id.into(),
+            last_updated: at,
+            status_column: Some(status.into()),
+            content: serde_json::json!({
+                "resourceType": "AsyncJob", "type": "data-migration", "status": status,
+                "dataVersion": version, "request": format!("data-migration-v{version}"),
+                "requestTime": (at - Duration::minutes(1)).to_rfc3339(),
+            })
+            .to_string(),
+        }
+    }
+
+    fn snapshot(data_version: Option<i64>, jobs: Vec<JobRecord>) -> Snapshot {
+        let mut columns = vec![
+            "id".to_string(),
+            "version".to_string(),
+            "firstBoot".to_string(),
+        ];
+        if data_version.is_some() {
+            columns.push("dataVersion".into());
+        }
+        Snapshot {
+            format_version: 1,
+            medmig_version: "test".into(),
+            taken_at: now(),
+            source: SnapshotSource {
+                host: "db".into(),
+                port: 5432,
+                database: "medplum".into(),
+                user: "medmig".into(),
+                connected_via: ConnectionSource::DatabaseUrlFlag,
+                ssl_mode: SslMode::Require,
+                server_version: "16.2".into(),
+                server_version_num: 160002,
+            },
+            database_migration: vec![DatabaseMigrationRow {
+                id: Some(1),
+                version: Some(120),
+                data_version,
+                first_boot: Some(false),
+                columns,
+            }],
+            async_job_table: true,
+            jobs,
+            job_history: vec![],
+            invalid_indexes: vec![],
+        }
+    }
+
+    fn report(snapshot: &Snapshot) -> StatusReport {
+        analyze(snapshot, &Manifest::embedded(), options())
+    }
+
+    fn state(report: &StatusReport, version: u32) -> MigrationState {
+        report.migrations[version as usize - 1].state
+    }
+
+    fn has(report: &StatusReport, id: &str) -> bool {
+        report.findings.iter().any(|f| f.id == id)
+    }
+
+    #[test]
+    fn a_completed_job_above_data_version_is_inconsistent() {
+        let r = report(&snapshot(Some(40), vec![job("j1", 41, "completed", 5)]));
+        assert_eq!(state(&r, 41), MigrationState::Inconsistent);
+        let detail = r.migrations[40].detail.as_deref().unwrap();
+        assert!(detail.contains("dataVersion is still 40"), "{detail}");
+    }
+
+    #[test]
+    fn an_active_job_at_or_below_data_version_is_inconsistent() {
+        let r = report(&snapshot(Some(41), vec![job("j1", 41, "active", 5)]));
+        assert_eq!(state(&r, 41), MigrationState::Inconsistent);
+        assert_eq!(state(&r, 42), MigrationState::Pending);
+    }
+
+    #[test]
+    fn queued_running_and_stale_follow_the_age_of_the_newest_job() {
+        let r = report(&snapshot(Some(40), vec![job("j1", 41, "accepted", 5)]));
+        assert_eq!(state(&r, 41), MigrationState::Queued);
+        let r = report(&snapshot(Some(40), vec![job("j1", 41, "active", 59)]));
+        assert_eq!(state(&r, 41), MigrationState::Running);
+        let r = report(&snapshot(Some(40), vec![job("j1", 41, "accepted", 61)]));
+        assert_eq!(state(&r, 41), MigrationState::Stale);
+    }
+
+    #[test]
+    fn the_newest_job_decides_and_older_ones_are_history() {
+        let r = report(&snapshot(
+            Some(40),
+            vec![job("new", 41, "active", 2), job("old", 41, "error", 300)],
+        ));
+        let m = &r.migrations[40];
+        assert_eq!(m.state, MigrationState::Running);
+        assert_eq!(m.current.job_id.as_deref(), Some("new"));
+        assert_eq!(m.attempts, 2);
+        assert_eq!(
+            m.runs.iter().map(|r| r.current).collect::<Vec<_>>(),
+            [false, true]
+        );
+    }
+
+    #[test]
+    fn work_ahead_of_the_next_migration_is_inconsistent() {
+        let r = report(&snapshot(Some(40), vec![job("j1", 43, "active", 2)]));
+        assert_eq!(state(&r, 41), MigrationState::Pending);
+        assert_eq!(state(&r, 43), MigrationState::Inconsistent);
+        let r = report(&snapshot(Some(40), vec![job("j1", 43, "error", 2)]));
+        assert_eq!(state(&r, 43), MigrationState::Failed);
+        assert!(has(&r, "out-of-order-job"));
+    }
+
+    #[test]
+    fn an_unknown_job_status_is_inconsistent() {
+        let r = report(&snapshot(Some(40), vec![job("j1", 41, "paused", 2)]));
+        assert_eq!(state(&r, 41), MigrationState::Inconsistent);
+    }
+
+    #[test]
+    fn a_data_version_beyond_the_manifest_lists_no_phantom_migration() {
+        let r = report(&snapshot(Some(60), vec![]));
+        assert_eq!(r.migrations.len(), 60);
+        assert_eq!(r.post_deploy.pending, None);
+        assert!(r
+            .migrations
+            .iter()
+            .all(|m| m.state == MigrationState::Completed));
+        assert!(has(&r, "manifest-outdated"));
+        let r = report(&snapshot(Some(53), vec![]));
+        assert_eq!(r.migrations.len(), 53);
+        assert!(!has(&r, "manifest-outdated"));
+    }
+
+    #[test]
+    fn odd_and_missing_data_versions_are_findings() {
+        let r = report(&snapshot(Some(-2), vec![]));
+        assert!(has(&r, "odd-data-version"));
+        assert_eq!(r.post_deploy.data_version, Some(-2));
+        assert_eq!(state(&r, 1), MigrationState::Pending);
+        let r = report(&snapshot(None, vec![]));
+        assert!(has(&r, "no-data-version-column"));
+        assert_eq!(state(&r, 1), MigrationState::Pending);
+        let mut s = snapshot(Some(3), vec![]);
+        s.database_migration.clear();
+        let r = report(&s);
+        assert!(has(&r, "no-migration-row"));
+        assert_eq!(r.pre_deploy.version, None);
+    }
+
+    #[test]
+    fn a_completed_migration_whose_only_job_failed_is_flagged() {
+        let r = report(&snapshot(Some(41), vec![job("j1", 41, "error", 90)]));
+        assert_eq!(state(&r, 41), MigrationState::Completed);
+        assert!(has(&r, "completed-without-success"));
+    }
+
+    #[test]
+    fn a_damaged_job_without_a_version_is_still_reported() {
+        let mut broken = job("j1", 41, "active", 2);
+        broken.content = "{\"resourceType\":\"AsyncJob\",".into();
+        let r = report(&snapshot(Some(40), vec![broken]));
+        assert!(has(&r, "job-unreadable"));
+        assert_eq!(state(&r, 41), MigrationState::Pending);
     }
 }

@@ -5,11 +5,15 @@ use std::io::Write;
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use comfy_table::{presets, ContentArrangement, Table};
+use comfy_table::{ContentArrangement, Table};
 
 use super::{timestamp, ReportSource};
-use crate::analyze::jobs::shorten;
 use crate::analyze::migrations::{MigrationState, MigrationStatus, StatusReport};
+use crate::text::{elapsed, shorten};
+
+/// No borders and no column rules, a dashed line under the header (comfy-table's preset
+/// alphabet): reads like `kubectl get` and survives any terminal or log viewer.
+const PLAIN: &str = "     --            ";
 
 /// Completed migrations with nothing to tell fold into one line from this many on.
 const FOLD_FROM: usize = 3;
@@ -64,7 +68,7 @@ pub fn status(
 
     let mut table = Table::new();
     table
-        .load_preset(presets::ASCII_NO_BORDERS)
+        .load_preset(PLAIN)
         .set_content_arrangement(ContentArrangement::Disabled)
         .set_header([
             "Migration",
@@ -103,7 +107,9 @@ pub fn status(
         table.add_row(migration_row(&migrations[i]));
         i += 1;
     }
-    writeln!(out, "{table}")?;
+    for line in table.lines() {
+        writeln!(out, "{}", line.trim_end())?;
+    }
 
     if !report.invalid_indexes.is_empty() {
         writeln!(out, "\nInvalid indexes")?;
@@ -184,7 +190,7 @@ fn migration_row(m: &MigrationStatus) -> [String; 9] {
         jobs,
         short_time(c.started_at.or(c.requested_at)),
         short_time(c.finished_at),
-        c.duration_seconds.map(duration_text).unwrap_or_default(),
+        c.duration_seconds.map(elapsed).unwrap_or_default(),
         note,
     ]
 }
@@ -192,31 +198,4 @@ fn migration_row(m: &MigrationStatus) -> [String; 9] {
 fn short_time(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
-}
-
-/// `850ms`, `42s`, `3m 12s`, `2h 05m`.
-fn duration_text(seconds: f64) -> String {
-    let whole = seconds as u64;
-    if seconds < 1.0 {
-        format!("{}ms", (seconds * 1000.0).round() as u64)
-    } else if whole < 60 {
-        format!("{whole}s")
-    } else if whole < 3600 {
-        format!("{}m {:02}s", whole / 60, whole % 60)
-    } else {
-        format!("{}h {:02}m", whole / 3600, whole / 60 % 60)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(duration_text(0.25), "250ms");
-        assert_eq!(duration_text(42.9), "42s");
-        assert_eq!(duration_text(192.0), "3m 12s");
-        assert_eq!(duration_text(7500.0), "2h 05m");
-    }
 }

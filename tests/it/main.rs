@@ -2,6 +2,7 @@
 //! `medmig` binary. One test binary, shared helpers.
 
 mod connection;
+mod golden;
 mod harness;
 mod snapshot;
 mod status;

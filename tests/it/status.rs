@@ -44,7 +44,7 @@ fn steady_state_is_all_completed_with_run_facts() {
     assert_eq!(v53.duration_seconds, Some(95.0));
     assert_eq!(
         v53.progress.as_deref(),
-        Some("2 actions done in 94.5s, last: ANALYZE \"Patient\"")
+        Some("2 actions done in 1m 34s, last: ANALYZE \"Patient\"")
     );
     assert!(v53.requested_at.as_deref().unwrap().ends_with('Z'));
     assert!(v53.finished_at.is_some());

@@ -1,0 +1,99 @@
+//! Human-readable text shared by messages and reports: elapsed times, numbers, one-line
+//! excerpts. Pure functions, no knowledge of Medplum.
+
+use std::time::Duration;
+
+/// An elapsed time for people: `850ms`, `42s`, `3m 12s`, `2h 05m`, `3d 04h`.
+pub fn elapsed(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    let whole = seconds as u64;
+    if seconds < 1.0 {
+        format!("{}ms", (seconds * 1000.0).round() as u64)
+    } else if whole < 60 {
+        format!("{whole}s")
+    } else if whole < 3600 {
+        format!("{}m {:02}s", whole / 60, whole % 60)
+    } else if whole < 86_400 {
+        format!("{}h {:02}m", whole / 3600, whole / 60 % 60)
+    } else {
+        format!("{}d {:02}h", whole / 86_400, whole / 3600 % 24)
+    }
+}
+
+/// A duration as the command-line flags take it: `2s`, `1m30s`, `500ms`, `1h`.
+pub fn flag_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 || ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut text = String::new();
+    if h > 0 {
+        text.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        text.push_str(&format!("{m}m"));
+    }
+    if s > 0 || text.is_empty() {
+        text.push_str(&format!("{s}s"));
+    }
+    text
+}
+
+/// `1234567` → `1,234,567`.
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The first line of `text` with its white space folded, cut to `max` characters with an
+/// ellipsis.
+pub fn shorten(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").split_whitespace();
+    let line = line.collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= max {
+        line
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elapsed_times_read_naturally() {
+        assert_eq!(elapsed(0.25), "250ms");
+        assert_eq!(elapsed(42.9), "42s");
+        assert_eq!(elapsed(192.0), "3m 12s");
+        assert_eq!(elapsed(7500.0), "2h 05m");
+        assert_eq!(elapsed(18_000.0), "5h 00m");
+        assert_eq!(elapsed(180_000.0), "2d 02h");
+    }
+
+    #[test]
+    fn flag_durations_print_as_the_flags_take_them() {
+        assert_eq!(flag_duration(Duration::from_secs(2)), "2s");
+        assert_eq!(flag_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(flag_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(flag_duration(Duration::from_secs(3600)), "1h");
+    }
+
+    #[test]
+    fn numbers_and_excerpts() {
+        assert_eq!(group_thousands(0), "0");
+        assert_eq!(group_thousands(1234567), "1,234,567");
+        assert_eq!(shorten("a  b\nc", 10), "a b");
+        assert_eq!(shorten("abcdefghij", 5), "abcd…");
+    }
+}
