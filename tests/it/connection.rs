@@ -11,8 +11,8 @@ use medmig::connect::ConnectionSettings;
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
-    admin, connect, medmig, medmig_with_env, server_url, server_user, unique_name, url_as, url_for,
-    TestDb, PASSWORD_ROLE,
+    admin, connect, every_output, medmig, medmig_with_env, server_url, server_user, unique_name,
+    url_as, url_for, TestDb, PASSWORD_ROLE,
 };
 
 fn connect_args(url: &str) -> ConnectArgs {
@@ -157,23 +157,7 @@ fn password_in_the_url_appears_nowhere() {
     let db = TestDb::with(&["schema", "failed-with-retry"]);
     // The test server trusts local connections, so any password is let in.
     let url = url_as(&server_user(), Some("S3cret-Pw-77"), &db.name);
-    let out = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_pw")));
-    let snapshot = medmig(&[
-        "snapshot",
-        "--database-url",
-        &url,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(snapshot.code, 0, "{snapshot:?}");
-    let mut seen = std::fs::read_to_string(&out).unwrap();
-    std::fs::remove_file(&out).unwrap();
-    seen.push_str(&snapshot.stderr);
-    for format in ["table", "json", "csv"] {
-        let run = medmig(&["status", "--format", format, "--database-url", &url]);
-        seen.push_str(&run.stdout);
-        seen.push_str(&run.stderr);
-    }
+    let mut seen = every_output(&url);
     let run = medmig_with_env(&["status"], &[("DATABASE_URL", &url)]);
     seen.push_str(&run.stdout);
     seen.push_str(&run.stderr);

@@ -1,7 +1,7 @@
 //! `medmig status` against Medplum-shaped databases in known states: the state of each
 //! migration, the run history, the findings and the exit codes, read from the JSON output.
 
-use crate::harness::{medmig, status_json, StatusJson, TestDb};
+use crate::harness::{every_output, medmig, status_json, StatusJson, TestDb};
 
 fn states(report: &StatusJson, versions: std::ops::RangeInclusive<u32>) -> Vec<String> {
     versions
@@ -35,19 +35,19 @@ fn steady_state_is_all_completed_with_run_facts() {
     assert!(states(&report, 1..=53).iter().all(|s| s == "completed"));
     // Jobs of v1–v39 were pruned: completed by dataVersion, no run facts.
     let v1 = report.migration(1);
-    assert_eq!((v1.attempts, v1.job_id.as_deref()), (0, None));
+    assert_eq!((v1.attempts, v1.current.job_id.as_deref()), (0, None));
     assert_eq!(v1.server_version.as_deref(), Some("3.3.0"));
     assert_eq!(v1.required_before.as_deref(), Some("4.0.0"));
     let v53 = report.migration(53);
-    assert_eq!(v53.job_status.as_deref(), Some("completed"));
+    assert_eq!(v53.current.job_status.as_deref(), Some("completed"));
     assert_eq!(v53.attempts, 1);
-    assert_eq!(v53.duration_seconds, Some(95.0));
+    assert_eq!(v53.current.duration_seconds, Some(95.0));
     assert_eq!(
-        v53.progress.as_deref(),
+        v53.current.progress.as_deref(),
         Some("2 actions done in 1m 34s, last: ANALYZE \"Patient\"")
     );
-    assert!(v53.requested_at.as_deref().unwrap().ends_with('Z'));
-    assert!(v53.finished_at.is_some());
+    assert!(v53.current.requested_at.as_deref().unwrap().ends_with('Z'));
+    assert!(v53.current.finished_at.is_some());
     let timeline: Vec<&str> = v53.runs[0]
         .timeline
         .iter()
@@ -100,13 +100,13 @@ fn running_reindex_reports_per_type_progress() {
     let v53 = report.migration(53);
     // Reindex jobs stay "accepted" while they work; recorded progress makes them running.
     assert_eq!(v53.state, "running");
-    assert_eq!(v53.job_status.as_deref(), Some("accepted"));
+    assert_eq!(v53.current.job_status.as_deref(), Some("accepted"));
     assert_eq!(
-        v53.progress.as_deref(),
+        v53.current.progress.as_deref(),
         Some("reindex: 2 types done (183,281 rows), in progress: Observation")
     );
-    assert!(v53.started_at.is_some() && v53.finished_at.is_none());
-    assert!(v53.duration_seconds.unwrap() >= 29.0 * 60.0);
+    assert!(v53.current.started_at.is_some() && v53.current.finished_at.is_none());
+    assert!(v53.current.duration_seconds.unwrap() >= 29.0 * 60.0);
     assert_eq!(report.post_deploy.pending, Some(53));
 }
 
@@ -118,24 +118,24 @@ fn failed_migration_shows_newest_error_and_earlier_attempts() {
     assert_eq!(v45.state, "failed");
     assert_eq!(v45.attempts, 2);
     assert_eq!(
-        v45.job_id.as_deref(),
+        v45.current.job_id.as_deref(),
         Some("e4500000-0000-4000-8000-000000000002")
     );
     assert_eq!(
-        v45.error.as_deref(),
+        v45.current.error.as_deref(),
         Some("canceling statement due to lock timeout")
     );
     let (older, newer) = (&v45.runs[0], &v45.runs[1]);
     assert!(!older.current && newer.current);
     assert_eq!(
-        older.error.as_deref(),
+        older.facts.error.as_deref(),
         Some("canceling statement due to statement timeout")
     );
     assert_eq!(older.min_server_version.as_deref(), Some("5.1.37"));
     // v44 failed once, then a retry completed it.
     let v44 = report.migration(44);
     assert_eq!((v44.state.as_str(), v44.attempts), ("completed", 2));
-    assert_eq!(v44.job_status.as_deref(), Some("completed"));
+    assert_eq!(v44.current.job_status.as_deref(), Some("completed"));
     assert_eq!(states(&report, 46..=47), ["waiting", "waiting"]);
     assert!(report.finding_ids().contains(&"migration-failed"));
 }
@@ -203,8 +203,8 @@ fn cancelled_job_is_cancelled() {
     let report = status_json(&db.url(), &[]);
     let v51 = report.migration(51);
     assert_eq!(v51.state, "cancelled");
-    assert_eq!(v51.job_status.as_deref(), Some("cancelled"));
-    assert!(v51.finished_at.is_some());
+    assert_eq!(v51.current.job_status.as_deref(), Some("cancelled"));
+    assert!(v51.current.finished_at.is_some());
     assert_eq!(report.post_deploy.pending, Some(51));
 }
 
@@ -302,31 +302,7 @@ fn csv_has_a_header_and_one_row_per_migration() {
 #[test]
 fn patient_data_never_reaches_any_output() {
     let db = TestDb::with(&["schema", "steady-state"]);
-    let url = db.url();
-    let dir = crate::harness::unique_name("medmig_phi");
-    let out = std::env::temp_dir().join(format!("{dir}.json"));
-    let snapshot = medmig(&[
-        "snapshot",
-        "--database-url",
-        &url,
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(snapshot.code, 0, "{snapshot:?}");
-    let mut everything = std::fs::read_to_string(&out).unwrap();
-    std::fs::remove_file(&out).unwrap();
-    for format in ["table", "json", "csv"] {
-        let run = medmig(&[
-            "status",
-            "--all",
-            "--format",
-            format,
-            "--database-url",
-            &url,
-        ]);
-        everything.push_str(&run.stdout);
-        everything.push_str(&run.stderr);
-    }
+    let everything = every_output(&db.url());
     for secret in ["Quackenbush", "Zebulon", "1961-04-12", "example.org"] {
         assert!(!everything.contains(secret), "{secret} leaked");
     }
