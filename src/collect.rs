@@ -113,32 +113,32 @@ async fn read_snapshot(
              point medmig at the database the Medplum server uses (see its medplum.config.json)"
         )));
     }
+    let facts = at("the server version and the catalog");
+    let taken_at = probe.try_get("taken_at").map_err(facts)?;
+    let user: String = probe.try_get("user_name").map_err(facts)?;
+    let server_version: String = probe.try_get("server_version").map_err(facts)?;
+    let server_version_num: i32 = probe.try_get("server_version_num").map_err(facts)?;
+
     let async_job_table = get("job_table")?;
+    let history_table = async_job_table && get("history_table")?;
     let mut unreadable = Vec::new();
-    for (readable, table) in [
-        ("migration_readable", "\"DatabaseMigration\""),
-        ("job_readable", "\"AsyncJob\""),
-        ("history_readable", "\"AsyncJob_History\""),
+    for (exists, readable, table) in [
+        (true, "migration_readable", "\"DatabaseMigration\""),
+        (async_job_table, "job_readable", "\"AsyncJob\""),
+        (history_table, "history_readable", "\"AsyncJob_History\""),
     ] {
-        let exists = table == "\"DatabaseMigration\"" || async_job_table;
         if exists && !get(readable)? {
             unreadable.push(table);
         }
     }
     if !unreadable.is_empty() {
         return Err(Failure::Refused(anyhow!(
-            "user \"{user}\" may not read {tables}: as an administrator run \
-             GRANT SELECT ON {tables} TO \"{user}\";",
-            user = target.user,
+            "user \"{user}\" may not read {tables}: as an administrator, in database \"{database}\" \
+             run GRANT SELECT ON {tables} TO \"{user}\";",
+            database = target.database,
             tables = unreadable.join(", ")
         )));
     }
-
-    let facts = at("the server version and the catalog");
-    let taken_at = probe.try_get("taken_at").map_err(facts)?;
-    let user: String = probe.try_get("user_name").map_err(facts)?;
-    let server_version: String = probe.try_get("server_version").map_err(facts)?;
-    let server_version_num: i32 = probe.try_get("server_version_num").map_err(facts)?;
 
     let mut database_migration = Vec::new();
     for row in transaction
@@ -164,6 +164,8 @@ async fn read_snapshot(
                 content: row.try_get("content").map_err(at("\"AsyncJob\""))?,
             });
         }
+    }
+    if history_table {
         for row in transaction
             .query(DATA_MIGRATION_JOB_HISTORY, &[&DATA_MIGRATION_TYPE])
             .await
