@@ -37,6 +37,53 @@ pub enum Command {
     ///
     /// For example: medmig snapshot --out before-upgrade.json
     Snapshot(SnapshotArgs),
+    /// Capture a database's schema contract, or compare one with a baseline.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+/// `medmig schema …`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Write the schema contract (tables, columns, indexes, constraints, functions,
+    /// extensions) as JSON.
+    ///
+    /// For example: medmig schema capture --out before-upgrade.schema.json
+    Capture(SchemaCaptureArgs),
+    /// Compare the schema with a baseline and classify every difference by what it means for
+    /// the baseline's code; exit 1 when a difference would break it.
+    ///
+    /// For example: medmig schema diff --baseline before-upgrade.schema.json
+    Diff(SchemaDiffArgs),
+}
+
+/// Arguments of `medmig schema capture`.
+#[derive(Debug, Args)]
+pub struct SchemaCaptureArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    /// Where to write the capture (JSON). Written to a temporary file first, then renamed.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Replace an existing file at --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `medmig schema diff`.
+#[derive(Debug, Args)]
+pub struct SchemaDiffArgs {
+    /// The schema to compare with: a `medmig schema capture` file or a snapshot.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: PathBuf,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Arguments of `medmig status`.

@@ -10,6 +10,10 @@
 use anyhow::{anyhow, Result};
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
+use crate::catalog::{
+    qualified, ColumnContract, ConstraintContract, ConstraintKind, ExtensionContract,
+    FunctionContract, IndexContract, SchemaContract,
+};
 use crate::connect::{ConnectionSettings, Target};
 use crate::snapshot::{
     DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, Snapshot, SnapshotSource,
@@ -22,6 +26,11 @@ const DATABASE_MIGRATION: &str = include_str!("../queries/database_migration.sql
 const DATA_MIGRATION_JOBS: &str = include_str!("../queries/data_migration_jobs.sql");
 const DATA_MIGRATION_JOB_HISTORY: &str = include_str!("../queries/data_migration_job_history.sql");
 const INVALID_INDEXES: &str = include_str!("../queries/invalid_indexes.sql");
+const SCHEMA_COLUMNS: &str = include_str!("../queries/schema_columns.sql");
+const SCHEMA_INDEXES: &str = include_str!("../queries/schema_indexes.sql");
+const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql");
+const SCHEMA_FUNCTIONS: &str = include_str!("../queries/schema_functions.sql");
+const SCHEMA_EXTENSIONS: &str = include_str!("../queries/schema_extensions.sql");
 
 /// The `"AsyncJob"."type"` of post-deploy migration jobs.
 const DATA_MIGRATION_TYPE: &str = "data-migration";
@@ -198,6 +207,8 @@ async fn read_snapshot(
         });
     }
 
+    let schema = read_schema(&transaction).await?;
+
     // Nothing was written; ending with ROLLBACK says so.
     transaction
         .rollback()
@@ -214,5 +225,144 @@ async fn read_snapshot(
         jobs,
         job_history,
         invalid_indexes,
+        schema: Some(schema),
     })
+}
+
+/// The schema contract, in five catalog queries whatever the number of objects.
+async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Failure> {
+    let mut schema = SchemaContract::default();
+    let reading = "the table catalog";
+    for row in transaction
+        .query(SCHEMA_COLUMNS, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        let schema_name: String = row.try_get("schema_name").map_err(get)?;
+        let table_name: String = row.try_get("table_name").map_err(get)?;
+        let table = schema
+            .tables
+            .entry(qualified(&schema_name, &table_name))
+            .or_default();
+        let Some(name) = row
+            .try_get::<_, Option<String>>("column_name")
+            .map_err(get)?
+        else {
+            continue;
+        };
+        table.columns.push(ColumnContract {
+            name,
+            data_type: row.try_get("data_type").map_err(get)?,
+            not_null: row.try_get("not_null").map_err(get)?,
+            default: row.try_get("default_expr").map_err(get)?,
+            identity: row
+                .try_get::<_, Option<String>>("identity")
+                .map_err(get)?
+                .map(|code| if code == "a" { "always" } else { "by-default" }.to_string()),
+            generated: row
+                .try_get::<_, Option<String>>("generated")
+                .map_err(get)?
+                .map(|_| "stored".to_string()),
+        });
+    }
+
+    let reading = "the index catalog";
+    for row in transaction
+        .query(SCHEMA_INDEXES, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        let key = qualified(
+            &row.try_get::<_, String>("schema_name").map_err(get)?,
+            &row.try_get::<_, String>("table_name").map_err(get)?,
+        );
+        let index = IndexContract {
+            definition: row.try_get("definition").map_err(get)?,
+            unique: row.try_get("is_unique").map_err(get)?,
+            primary: row.try_get("is_primary").map_err(get)?,
+            valid: row.try_get("is_valid").map_err(get)?,
+        };
+        let name: String = row.try_get("index_name").map_err(get)?;
+        schema
+            .tables
+            .entry(key)
+            .or_default()
+            .indexes
+            .insert(name, index);
+    }
+
+    let reading = "the constraint catalog";
+    for row in transaction
+        .query(SCHEMA_CONSTRAINTS, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        let code: String = row.try_get("kind").map_err(get)?;
+        let Some(kind) = ConstraintKind::from_catalog(&code) else {
+            continue;
+        };
+        let key = qualified(
+            &row.try_get::<_, String>("schema_name").map_err(get)?,
+            &row.try_get::<_, String>("table_name").map_err(get)?,
+        );
+        let constraint = ConstraintContract {
+            kind,
+            definition: row.try_get("definition").map_err(get)?,
+            validated: row.try_get("validated").map_err(get)?,
+        };
+        let name: String = row.try_get("constraint_name").map_err(get)?;
+        schema
+            .tables
+            .entry(key)
+            .or_default()
+            .constraints
+            .insert(name, constraint);
+    }
+
+    let reading = "the function catalog";
+    for row in transaction
+        .query(SCHEMA_FUNCTIONS, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        let key = qualified(
+            &row.try_get::<_, String>("schema_name").map_err(get)?,
+            &row.try_get::<_, String>("signature").map_err(get)?,
+        );
+        let kind = match row.try_get::<_, String>("kind").map_err(get)?.as_str() {
+            "p" => "procedure",
+            "a" => "aggregate",
+            "w" => "window",
+            _ => "function",
+        };
+        schema.functions.insert(
+            key,
+            FunctionContract {
+                result: row.try_get("result").map_err(get)?,
+                kind: kind.to_string(),
+                definition_hash: row.try_get("definition_hash").map_err(get)?,
+            },
+        );
+    }
+
+    let reading = "the extension catalog";
+    for row in transaction
+        .query(SCHEMA_EXTENSIONS, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        schema.extensions.insert(
+            row.try_get("name").map_err(get)?,
+            ExtensionContract {
+                version: row.try_get("version").map_err(get)?,
+                schema: row.try_get("schema_name").map_err(get)?,
+            },
+        );
+    }
+    Ok(schema)
 }

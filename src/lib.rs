@@ -5,6 +5,7 @@
 //! an exit code.
 
 pub mod analyze;
+pub mod catalog;
 pub mod cli;
 pub mod collect;
 pub mod commands;
@@ -26,5 +27,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
     match &cli.command {
         Command::Status(args) => commands::status::run(args, &mut out),
         Command::Snapshot(args) => commands::snapshot::run(args),
+        Command::Schema(cli::SchemaCommand::Capture(args)) => commands::schema::capture(args),
+        Command::Schema(cli::SchemaCommand::Diff(args)) => commands::schema::diff(args, &mut out),
     }
 }

@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::SchemaContract;
 use crate::cli::SslMode;
 use crate::connect::ConnectionSource;
 
@@ -40,6 +41,9 @@ pub struct Snapshot {
     pub job_history: Vec<JobVersion>,
     /// Indexes with `pg_index.indisvalid = false`.
     pub invalid_indexes: Vec<InvalidIndex>,
+    /// The schema contract (absent from snapshots of medmig before 0.1.0's schema capture).
+    #[serde(default)]
+    pub schema: Option<SchemaContract>,
 }
 
 /// Where the snapshot came from, without secrets.

@@ -741,6 +741,7 @@ mod tests {
             jobs,
             job_history: vec![],
             invalid_indexes: vec![],
+            schema: None,
         }
     }
 

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 
+pub mod compat;
 pub mod jobs;
 pub mod migrations;
 
@@ -26,6 +27,30 @@ impl Severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
             Severity::Info => "info",
+        }
+    }
+}
+
+/// What a difference or a check means for rolling back: the words of `rollback-check` and
+/// `schema diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Impact {
+    /// Breaks the older code: a rollback is unsafe.
+    Blocker,
+    /// Worth knowing before a rollback.
+    Warning,
+    /// Tolerated, shown for completeness.
+    Info,
+}
+
+impl Impact {
+    /// The lower-case name used in every format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Impact::Blocker => "blocker",
+            Impact::Warning => "warning",
+            Impact::Info => "info",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use super::timestamp;
+use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::StatusReport;
 
 const HEADER: [&str; 15] = [
@@ -51,6 +52,17 @@ pub fn status(out: &mut impl Write, report: &StatusReport) -> Result<()> {
             m.detail.clone(),
         ];
         writer.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes one row per schema difference: `severity, id, object, message`.
+pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Result<()> {
+    let mut writer = ::csv::Writer::from_writer(out);
+    writer.write_record(["severity", "id", "object", "message"])?;
+    for d in differences {
+        writer.write_record([d.impact.as_str(), d.id, &d.object, &d.message])?;
     }
     writer.flush()?;
     Ok(())

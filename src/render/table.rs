@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use comfy_table::{ContentArrangement, Table};
 
 use super::{timestamp, ReportSource};
+use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::{MigrationState, MigrationStatus, StatusReport};
+use crate::analyze::Impact;
 use crate::text::{elapsed, shorten};
 
 /// No borders and no column rules, a dashed line under the header (comfy-table's preset
@@ -198,4 +200,38 @@ fn migration_row(m: &MigrationStatus) -> [String; 9] {
 fn short_time(at: Option<DateTime<Utc>>) -> String {
     at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
         .unwrap_or_default()
+}
+
+/// Writes the schema differences grouped by impact, with a one-line summary first.
+pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Result<()> {
+    let count = |impact| differences.iter().filter(|d| d.impact == impact).count();
+    let blockers = count(Impact::Blocker);
+    if blockers > 0 {
+        writeln!(
+            out,
+            "BREAKING: {blockers} {} would break code written against the baseline",
+            if blockers == 1 {
+                "difference"
+            } else {
+                "differences"
+            }
+        )?;
+    } else if differences.is_empty() {
+        writeln!(out, "The schema matches the baseline.")?;
+    } else {
+        writeln!(
+            out,
+            "Compatible: nothing would break code written against the baseline."
+        )?;
+    }
+    writeln!(
+        out,
+        "{blockers} blocker, {} warning, {} info",
+        count(Impact::Warning),
+        count(Impact::Info)
+    )?;
+    for d in differences {
+        writeln!(out, "  {:<8} {:<26} {}", d.impact.as_str(), d.id, d.message)?;
+    }
+    Ok(())
 }

@@ -4,5 +4,6 @@
 mod connection;
 mod golden;
 mod harness;
+mod schema;
 mod snapshot;
 mod status;

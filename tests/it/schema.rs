@@ -1,0 +1,213 @@
+//! `medmig schema capture` and `medmig schema diff` on a real database changed in known ways.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::harness::{medmig, unique_name, TestDb};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DiffJson {
+    format_version: u32,
+    baseline: serde_json::Value,
+    current: serde_json::Value,
+    summary: Summary,
+    differences: Vec<Difference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Summary {
+    blocker: usize,
+    warning: usize,
+    info: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Difference {
+    id: String,
+    severity: String,
+    object: String,
+    message: String,
+}
+
+/// Captures `db`'s schema into a temporary file and returns its path.
+pub fn capture(db: &TestDb) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("{}.schema.json", unique_name("medmig_schema")));
+    let run = medmig(&[
+        "schema",
+        "capture",
+        "--database-url",
+        &db.url(),
+        "--out",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("tables"), "{run:?}");
+    path
+}
+
+fn diff(db: &TestDb, baseline: &std::path::Path) -> (i32, DiffJson) {
+    let run = medmig(&[
+        "schema",
+        "diff",
+        "--format",
+        "json",
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--database-url",
+        &db.url(),
+    ]);
+    let report: DiffJson =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:?}"));
+    assert_eq!(report.format_version, 1);
+    assert!(report.baseline.get("captured_at").is_some() && report.current.get("source").is_some());
+    (run.code, report)
+}
+
+#[test]
+fn an_unchanged_schema_matches_its_capture() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let baseline = capture(&db);
+    let (code, report) = diff(&db, &baseline);
+    assert_eq!(code, 0);
+    assert!(report.differences.is_empty(), "{report:?}");
+    let run = medmig(&[
+        "schema",
+        "diff",
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--database-url",
+        &db.url(),
+    ]);
+    assert!(
+        run.stdout.starts_with("The schema matches the baseline."),
+        "{run:?}"
+    );
+    std::fs::remove_file(baseline).unwrap();
+}
+
+#[test]
+fn pre_deploy_style_changes_are_compatible() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let baseline = capture(&db);
+    db.execute(
+        "ALTER TABLE \"Patient\" ADD COLUMN IF NOT EXISTS \"__genderSort\" TEXT;
+         CREATE TABLE IF NOT EXISTS \"Task\" (\"id\" UUID NOT NULL PRIMARY KEY, \"content\" TEXT NOT NULL);
+         CREATE INDEX \"Patient___genderSort_idx\" ON \"Patient\" (\"__genderSort\");
+         CREATE EXTENSION IF NOT EXISTS pg_stat_statements;",
+    );
+    let (code, report) = diff(&db, &baseline);
+    assert_eq!(code, 0, "{report:?}");
+    assert_eq!((report.summary.blocker, report.summary.warning), (0, 0));
+    let ids: BTreeSet<&str> = report.differences.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([
+            "column-added",
+            "table-added",
+            "index-added",
+            "extension-added"
+        ])
+    );
+    std::fs::remove_file(baseline).unwrap();
+}
+
+/// The changes a post-deploy migration (or a careless hand) makes, each to be named.
+pub const BREAKING_CHANGES: [(&str, &str, &str); 16] = [
+    ("table-dropped", "DROP TABLE \"HumanName\"", "public.HumanName"),
+    ("column-dropped", "ALTER TABLE \"Patient\" DROP COLUMN \"birthdate\"", "public.Patient.birthdate"),
+    ("column-type-changed", "ALTER TABLE \"Observation\" ALTER COLUMN \"subject\" TYPE UUID USING NULL", "public.Observation.subject"),
+    ("column-made-not-null", "ALTER TABLE \"Observation\" ALTER COLUMN \"__codeSort\" SET NOT NULL", "public.Observation.__codeSort"),
+    ("required-column-added", "ALTER TABLE \"Observation\" ADD COLUMN \"__status\" TEXT NOT NULL", "public.Observation.__status"),
+    ("default-dropped", "ALTER TABLE \"AsyncJob\" ALTER COLUMN \"deleted\" DROP DEFAULT", "public.AsyncJob.deleted"),
+    ("unique-index-added", "CREATE UNIQUE INDEX \"Patient_identifierSort_uidx\" ON \"Patient\" (\"__identifierSort\")", "Patient_identifierSort_uidx"),
+    ("unique-constraint-added", "ALTER TABLE \"Observation\" ADD CONSTRAINT \"Observation_subject_key\" UNIQUE (\"subject\")", "Observation_subject_key"),
+    ("check-constraint-added", "ALTER TABLE \"Patient\" ADD CONSTRAINT \"Patient_version_check\" CHECK (\"__version\" > 0)", "Patient_version_check"),
+    ("foreign-key-added", "ALTER TABLE \"Patient_References\" ADD CONSTRAINT \"Patient_References_fk\" FOREIGN KEY (\"resourceId\") REFERENCES \"Patient\" (\"id\")", "Patient_References_fk"),
+    ("function-dropped", "DROP FUNCTION medplum_unaccent(text)", "public.medplum_unaccent(text)"),
+    ("function-changed", "CREATE OR REPLACE FUNCTION token_array_to_text(text[]) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT array_to_string($1, ' ') $$", "public.token_array_to_text(text[])"),
+    ("extension-dropped", "DROP EXTENSION btree_gist", "btree_gist"),
+    ("index-dropped", "DROP INDEX \"Observation_subject_idx\"", "Observation_subject_idx"),
+    ("index-invalid", "UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"Patient_lastUpdated_idx\"'::regclass", "Patient_lastUpdated_idx"),
+    ("constraint-not-validated", "ALTER TABLE \"Observation\" ADD CONSTRAINT \"Observation_project_check\" CHECK (\"projectId\" IS NOT NULL) NOT VALID", "Observation_project_check"),
+];
+
+#[test]
+fn every_breaking_change_is_named_with_its_object_and_severity() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let baseline = capture(&db);
+    for (_, sql, _) in BREAKING_CHANGES {
+        db.execute(sql);
+    }
+    let (code, report) = diff(&db, &baseline);
+    std::fs::remove_file(&baseline).unwrap();
+    assert_eq!(code, 1, "blockers must exit 1");
+    for (id, _, object) in BREAKING_CHANGES {
+        let found = report
+            .differences
+            .iter()
+            .find(|d| d.id == id && d.object == object)
+            .unwrap_or_else(|| panic!("{id} on {object} missing: {:#?}", report.differences));
+        let expected =
+            if ["index-dropped", "index-invalid", "constraint-not-validated"].contains(&id) {
+                "warning"
+            } else {
+                "blocker"
+            };
+        assert_eq!(found.severity, expected, "{found:?}");
+        assert!(!found.message.is_empty());
+    }
+    assert_eq!(report.summary.blocker, 13, "{:#?}", report.differences);
+    assert_eq!(report.summary.warning, 3, "{:#?}", report.differences);
+}
+
+#[test]
+fn a_snapshot_serves_as_baseline_and_as_current_side() {
+    let db = TestDb::with(&["schema", "deferred-new-minor"]);
+    let snapshot = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_snap")));
+    let run = medmig(&[
+        "snapshot",
+        "--database-url",
+        &db.url(),
+        "--out",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    db.execute("ALTER TABLE \"Patient\" DROP COLUMN \"birthdate\"");
+    let (code, report) = diff(&db, &snapshot);
+    assert_eq!((code, report.differences.len()), (1, 1), "{report:?}");
+    let run = medmig(&[
+        "schema",
+        "diff",
+        "--format",
+        "json",
+        "--baseline",
+        snapshot.to_str().unwrap(),
+        "--snapshot",
+        snapshot.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&snapshot).unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn a_bad_baseline_is_refused_in_one_line() {
+    let path = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_badbase")));
+    std::fs::write(&path, "{\"format_version\": 1, \"captured_at\": 3}").unwrap();
+    let run = medmig(&[
+        "schema",
+        "diff",
+        "--baseline",
+        path.to_str().unwrap(),
+        "--snapshot",
+        "fixtures/snapshots/steady-state.json",
+    ]);
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        run.single_error().contains("shape of a schema capture"),
+        "{run:?}"
+    );
+}
