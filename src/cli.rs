@@ -37,6 +37,11 @@ pub enum Command {
     ///
     /// For example: medmig snapshot --out before-upgrade.json
     Snapshot(SnapshotArgs),
+    /// Say whether this deployment may still be rolled back to an older release: SAFE (exit
+    /// 0), UNSAFE (exit 1) or UNKNOWN (exit 3), with every check and its evidence.
+    ///
+    /// For example: medmig rollback-check --to 5.1.44 --from 5.2.2 --baseline 5.1.schema.json
+    RollbackCheck(RollbackCheckArgs),
     /// Capture a database's schema contract, or compare one with a baseline.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -115,6 +120,43 @@ pub struct StatusArgs {
     pub fail_on: Vec<MigrationState>,
 }
 
+/// Arguments of `medmig rollback-check`.
+#[derive(Debug, Args)]
+pub struct RollbackCheckArgs {
+    /// The release to go back to, e.g. 4.2.6.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub to: semver::Version,
+
+    /// The release deployed now; without it medmig infers a lower bound from the jobs and
+    /// says how, which cannot prove that the rollback skips no minor.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub from: Option<semver::Version>,
+
+    /// The schema the older release expects: a `medmig schema capture` file or a snapshot
+    /// taken before the upgrade (or from a database running --to).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+
+    /// Turn checks off by id (comma-separated or repeated); the output says they were ignored.
+    #[arg(long, value_name = "ID", value_delimiter = ',')]
+    pub ignore: Vec<String>,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+}
+
+/// Parses a Medplum release: `4.2.6` or `v4.2.6`.
+pub fn parse_release(text: &str) -> Result<semver::Version, String> {
+    semver::Version::parse(text.trim().trim_start_matches('v'))
+        .map_err(|err| format!("'{text}' is not a release such as 4.2.6 ({err})"))
+}
+
 /// Arguments of `medmig snapshot`.
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
@@ -135,7 +177,7 @@ pub struct SnapshotArgs {
 pub struct InputArgs {
     /// Read a snapshot written by `medmig snapshot` instead of connecting to a database.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "database_url", "medplum_config", "sslmode", "ssl_root_cert",
+        "database_url", "sslmode", "ssl_root_cert",
     ])]
     pub snapshot: Option<PathBuf>,
 
@@ -154,7 +196,9 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "URL", help_heading = "Connection")]
     pub database_url: Option<String>,
 
-    /// Medplum's own server config (medplum.config.json); its "database" section is used.
+    /// Medplum's own server config (medplum.config.json): its "database" section is used to
+    /// connect (unless --snapshot is given), and rollback-check reads how it defers
+    /// post-deploy migrations.
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub medplum_config: Option<PathBuf>,
 

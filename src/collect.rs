@@ -16,8 +16,8 @@ use crate::catalog::{
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::snapshot::{
-    DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, Snapshot, SnapshotSource,
-    FORMAT_VERSION,
+    DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, MigratingSession, MigrationActivity,
+    Snapshot, SnapshotSource, FORMAT_VERSION,
 };
 
 const SESSION_SETTINGS: &str = include_str!("../queries/session_settings.sql");
@@ -31,6 +31,10 @@ const SCHEMA_INDEXES: &str = include_str!("../queries/schema_indexes.sql");
 const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql");
 const SCHEMA_FUNCTIONS: &str = include_str!("../queries/schema_functions.sql");
 const SCHEMA_EXTENSIONS: &str = include_str!("../queries/schema_extensions.sql");
+const MIGRATION_ACTIVITY: &str = include_str!("../queries/migration_activity.sql");
+
+/// Statements that only a migration runs (see `queries/migration_activity.sql`).
+const MIGRATION_STATEMENTS: &str = r#"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX|ALTER\s+TABLE|DROP\s+TABLE|VACUUM\s+FULL|CLUSTER|UPDATE\s+"DatabaseMigration")"#;
 
 /// The `"AsyncJob"."type"` of post-deploy migration jobs.
 const DATA_MIGRATION_TYPE: &str = "data-migration";
@@ -130,37 +134,36 @@ async fn read_snapshot(
 
     let async_job_table = get("job_table")?;
     let history_table = async_job_table && get("history_table")?;
-    let mut unreadable = Vec::new();
-    for (exists, readable, table) in [
-        (true, "migration_readable", "\"DatabaseMigration\""),
-        (async_job_table, "job_readable", "\"AsyncJob\""),
-        (history_table, "history_readable", "\"AsyncJob_History\""),
-    ] {
-        if exists && !get(readable)? {
-            unreadable.push(table);
+    // A table the role may not read is recorded, not fatal: `status` refuses such a snapshot
+    // with the GRANT to run, `rollback-check` answers UNKNOWN.
+    let mut unreadable_tables = Vec::new();
+    let mut readable = |exists: bool, column: &str, table: &str| -> Result<bool, Failure> {
+        let ok = exists && get(column)?;
+        if exists && !ok {
+            unreadable_tables.push(table.to_string());
         }
-    }
-    if !unreadable.is_empty() {
-        return Err(Failure::Refused(anyhow!(
-            "user \"{user}\" may not read {tables}: as an administrator, in database \"{database}\" \
-             run GRANT SELECT ON {tables} TO \"{user}\";",
-            database = target.database,
-            tables = unreadable.join(", ")
-        )));
-    }
+        Ok(ok)
+    };
+    let read_migration = readable(true, "migration_readable", "\"DatabaseMigration\"")?;
+    let read_jobs = readable(async_job_table, "job_readable", "\"AsyncJob\"")?;
+    let read_history = readable(history_table, "history_readable", "\"AsyncJob_History\"")?;
 
     let mut database_migration = Vec::new();
-    for row in transaction
-        .query(DATABASE_MIGRATION, &[])
-        .await
-        .map_err(at("\"DatabaseMigration\""))?
-    {
+    let rows = if read_migration {
+        transaction
+            .query(DATABASE_MIGRATION, &[])
+            .await
+            .map_err(at("\"DatabaseMigration\""))?
+    } else {
+        Vec::new()
+    };
+    for row in rows {
         let json: serde_json::Value = row.try_get("row").map_err(at("\"DatabaseMigration\""))?;
         database_migration.push(DatabaseMigrationRow::from_json(&json).map_err(Failure::Refused)?);
     }
 
     let (mut jobs, mut job_history) = (Vec::new(), Vec::new());
-    if async_job_table {
+    if read_jobs {
         for row in transaction
             .query(DATA_MIGRATION_JOBS, &[&DATA_MIGRATION_TYPE])
             .await
@@ -174,7 +177,7 @@ async fn read_snapshot(
             });
         }
     }
-    if history_table {
+    if read_jobs && read_history {
         for row in transaction
             .query(DATA_MIGRATION_JOB_HISTORY, &[&DATA_MIGRATION_TYPE])
             .await
@@ -208,6 +211,7 @@ async fn read_snapshot(
     }
 
     let schema = read_schema(&transaction).await?;
+    let activity = read_activity(&transaction).await?;
 
     // Nothing was written; ending with ROLLBACK says so.
     transaction
@@ -226,7 +230,41 @@ async fn read_snapshot(
         job_history,
         invalid_indexes,
         schema: Some(schema),
+        activity: Some(activity),
+        unreadable_tables,
     })
+}
+
+/// Who holds the migration lock or runs migration DDL, in one query.
+async fn read_activity(transaction: &Transaction<'_>) -> Result<MigrationActivity, Failure> {
+    let reading = "pg_stat_activity";
+    let get = |err| (err, reading);
+    let mut activity = MigrationActivity::default();
+    for row in transaction
+        .query(MIGRATION_ACTIVITY, &[&MIGRATION_STATEMENTS])
+        .await
+        .map_err(get)?
+    {
+        let holds_migration_lock: bool = row.try_get("holds_migration_lock").map_err(get)?;
+        let hidden: bool = row.try_get("query_hidden").map_err(get)?;
+        if hidden && !holds_migration_lock {
+            activity.hidden_sessions += 1;
+            continue;
+        }
+        activity.sessions.push(MigratingSession {
+            pid: row.try_get("pid").map_err(get)?,
+            application_name: row.try_get("application_name").map_err(get)?,
+            state: row.try_get("state").map_err(get)?,
+            query_start: row.try_get("query_start").map_err(get)?,
+            query: if hidden {
+                None
+            } else {
+                row.try_get("query").map_err(get)?
+            },
+            holds_migration_lock,
+        });
+    }
+    Ok(activity)
 }
 
 /// The schema contract, in five catalog queries whatever the number of objects.

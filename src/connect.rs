@@ -24,6 +24,7 @@ use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::cli::{ConnectArgs, SslMode};
+use crate::medplum::config::MedplumConfig;
 use crate::text::flag_duration;
 
 /// Reads one environment variable; injected so that resolution can be tested without
@@ -362,39 +363,9 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     Ok((config, tls))
 }
 
-/// The parts of Medplum's `medplum.config.json` that say where the database is.
-#[derive(Debug, Deserialize)]
-struct MedplumConfigFile {
-    database: Option<MedplumDatabase>,
-}
-
-#[derive(Debug, Deserialize)]
-struct MedplumDatabase {
-    host: Option<String>,
-    port: Option<serde_json::Value>,
-    dbname: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    ssl: Option<MedplumSsl>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MedplumSsl {
-    require: Option<bool>,
-    reject_unauthorized: Option<bool>,
-    ca: Option<String>,
-}
-
 fn from_medplum_config(path: &Path) -> Result<(Config, SourceTls)> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the Medplum config {shown} (--medplum-config)"))?;
-    let file: MedplumConfigFile = serde_json::from_str(&text).map_err(|err| {
-        // serde_json's message names line and column, never the content.
-        anyhow!("the Medplum config {shown} is not valid JSON ({err}): pass medplum.config.json")
-    })?;
-    let database = file.database.ok_or_else(|| {
+    let database = MedplumConfig::read(path)?.database.ok_or_else(|| {
         anyhow!("the Medplum config {shown} has no \"database\" section: pass the server's medplum.config.json")
     })?;
     let mut config = Config::new();

@@ -41,9 +41,36 @@ pub struct Snapshot {
     pub job_history: Vec<JobVersion>,
     /// Indexes with `pg_index.indisvalid = false`.
     pub invalid_indexes: Vec<InvalidIndex>,
-    /// The schema contract (absent from snapshots of medmig before 0.1.0's schema capture).
+    /// The schema contract (absent from snapshots taken before medmig captured it).
     #[serde(default)]
     pub schema: Option<SchemaContract>,
+    /// Who is migrating at the moment of the snapshot (absent from older snapshots).
+    #[serde(default)]
+    pub activity: Option<MigrationActivity>,
+    /// Medplum tables the role may not read (`"AsyncJob"`, …): their evidence is missing.
+    #[serde(default)]
+    pub unreadable_tables: Vec<String>,
+}
+
+/// Sessions that were migrating when the snapshot was taken.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigrationActivity {
+    /// Sessions holding Medplum's migration advisory lock (key 1) or running migration DDL.
+    pub sessions: Vec<MigratingSession>,
+    /// Sessions of this database whose query medmig's role may not see.
+    pub hidden_sessions: u32,
+}
+
+/// A session that holds the migration lock or runs migration DDL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigratingSession {
+    pub pid: i32,
+    pub application_name: Option<String>,
+    pub state: Option<String>,
+    pub query_start: Option<DateTime<Utc>>,
+    /// The first 200 characters of its statement.
+    pub query: Option<String>,
+    pub holds_migration_lock: bool,
 }
 
 /// Where the snapshot came from, without secrets.
@@ -141,6 +168,20 @@ pub struct InvalidIndex {
 }
 
 impl Snapshot {
+    /// Fails, naming the GRANT that is missing, when a Medplum table could not be read.
+    pub fn require_readable(&self) -> Result<()> {
+        if self.unreadable_tables.is_empty() {
+            return Ok(());
+        }
+        let tables = self.unreadable_tables.join(", ");
+        bail!(
+            "user \"{user}\" may not read {tables}: as an administrator, in database \"{database}\" \
+             run GRANT SELECT ON {tables} TO \"{user}\";",
+            user = self.source.user,
+            database = self.source.database,
+        )
+    }
+
     /// Reads a snapshot file, refusing a newer format and saying clearly what is wrong with a
     /// damaged one.
     pub fn read(path: &Path) -> Result<Snapshot> {

@@ -742,6 +742,8 @@ mod tests {
             job_history: vec![],
             invalid_indexes: vec![],
             schema: None,
+            activity: None,
+            unreadable_tables: vec![],
         }
     }
 

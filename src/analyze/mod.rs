@@ -10,6 +10,7 @@ use serde::Serialize;
 pub mod compat;
 pub mod jobs;
 pub mod migrations;
+pub mod rollback;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

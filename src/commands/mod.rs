@@ -10,6 +10,7 @@ use crate::connect::{process_env, ConnectionSettings};
 use crate::render::ReportSource;
 use crate::snapshot::Snapshot;
 
+pub mod rollback_check;
 pub mod schema;
 pub mod snapshot;
 pub mod status;

@@ -15,6 +15,7 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
     // The manifest is read first: a bad --manifest should not cost a database round trip.
     let manifest = Manifest::load(args.manifest.manifest.as_deref())?;
     let (snapshot, mut source) = super::load_input(&args.input)?;
+    snapshot.require_readable()?;
     source.manifest = manifest.origin.clone();
     let options = StatusOptions {
         now: snapshot.taken_at,

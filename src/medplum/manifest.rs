@@ -107,6 +107,52 @@ impl Manifest {
     pub fn newest_release(&self) -> Option<&Version> {
         self.entries.values().map(|e| &e.server_version).max()
     }
+
+    /// Whether the manifest can say which migrations `release` knows: releases after its
+    /// newest `serverVersion` may have introduced migrations it does not list.
+    pub fn covers(&self, release: &Version) -> bool {
+        self.newest_release()
+            .is_some_and(|newest| release <= newest)
+    }
+
+    /// The highest migration `release` knows (its `serverVersion` is at or below it); 0 when
+    /// it knows none.
+    pub fn known_by(&self, release: &Version) -> u32 {
+        self.entries
+            .iter()
+            .filter(|(_, e)| &e.server_version <= release)
+            .map(|(n, _)| *n)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Every release the manifest names, as introducing release or as `requiredBefore`.
+    fn releases(&self) -> impl Iterator<Item = &Version> {
+        self.entries
+            .values()
+            .flat_map(|e| std::iter::once(&e.server_version).chain(e.required_before.as_ref()))
+    }
+
+    /// The minor released before `release`'s: the minor below in the same major, or the last
+    /// minor of the previous major that the manifest names (minors run in sequence across a
+    /// major boundary too). `None` when the manifest cannot tell.
+    pub fn previous_minor(&self, release: &Version) -> Option<(u64, u64)> {
+        if release.minor > 0 {
+            return Some((release.major, release.minor - 1));
+        }
+        let previous_major = release.major.checked_sub(1)?;
+        self.releases()
+            .filter(|v| v.major == previous_major)
+            .map(|v| (v.major, v.minor))
+            .max()
+    }
+
+    /// The newest patch of minor `major.minor` the manifest names.
+    pub fn newest_patch(&self, major: u64, minor: u64) -> Option<&Version> {
+        self.releases()
+            .filter(|v| v.major == major && v.minor == minor)
+            .max()
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +175,27 @@ mod tests {
             Some(Version::new(5, 3, 0))
         );
         assert_eq!(m.newest_release(), Some(&Version::new(5, 2, 4)));
+    }
+
+    #[test]
+    fn what_a_release_knows() {
+        let m = Manifest::embedded();
+        // No migration was introduced in 4.2.x: 4.2.6 knows v1–v12.
+        assert_eq!(m.known_by(&Version::new(4, 2, 6)), 12);
+        assert_eq!(m.known_by(&Version::new(4, 3, 2)), 17);
+        assert_eq!(m.known_by(&Version::new(3, 0, 0)), 0);
+        assert!(m.covers(&Version::new(4, 2, 6)));
+        assert!(!m.covers(&Version::new(5, 3, 1)));
+    }
+
+    #[test]
+    fn previous_minor_crosses_major_boundaries() {
+        let m = Manifest::embedded();
+        assert_eq!(m.previous_minor(&Version::new(4, 3, 15)), Some((4, 2)));
+        assert_eq!(m.previous_minor(&Version::new(5, 0, 3)), Some((4, 5)));
+        assert_eq!(m.previous_minor(&Version::new(1, 0, 0)), None);
+        assert_eq!(m.newest_patch(4, 3), Some(&Version::new(4, 3, 14)));
+        assert_eq!(m.newest_patch(4, 2), Some(&Version::new(4, 2, 0)));
     }
 
     #[test]

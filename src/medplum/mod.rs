@@ -1,6 +1,8 @@
-//! Medplum knowledge kept as data: the data-version manifest of post-deploy migrations.
+//! Medplum knowledge kept as data: the data-version manifest of post-deploy migrations, and
+//! the server config file.
 //!
 //! This module owns what medmig knows about Medplum releases that cannot be read from the
 //! database. It holds no logic about a particular database: `analyze/` combines the two.
 
+pub mod config;
 pub mod manifest;

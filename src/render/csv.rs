@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::timestamp;
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::StatusReport;
+use crate::analyze::rollback::RollbackReport;
 
 const HEADER: [&str; 15] = [
     "version",
@@ -63,6 +64,25 @@ pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Re
     writer.write_record(["severity", "id", "object", "message"])?;
     for d in differences {
         writer.write_record([d.impact.as_str(), d.id, &d.object, &d.message])?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+/// Writes one row per check: `id, severity, outcome, message, evidence` (evidence joined
+/// with ` | `).
+pub fn rollback(out: &mut impl Write, report: &RollbackReport) -> Result<()> {
+    let mut writer = ::csv::Writer::from_writer(out);
+    writer.write_record(["id", "severity", "outcome", "message", "evidence"])?;
+    for check in &report.checks {
+        let outcome = serde_json::to_value(check.outcome)?;
+        writer.write_record([
+            check.id,
+            check.severity.as_str(),
+            outcome.as_str().unwrap_or_default(),
+            &check.message,
+            &check.evidence.join(" | "),
+        ])?;
     }
     writer.flush()?;
     Ok(())

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::ReportSource;
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::StatusReport;
+use crate::analyze::rollback::RollbackReport;
 use crate::analyze::Impact;
 use crate::catalog::SchemaCapture;
 use crate::snapshot::SnapshotSource;
@@ -95,6 +96,30 @@ pub fn schema_diff(
         },
         summary: ImpactCounts::of(differences.iter().map(|d| d.impact)),
         differences,
+    };
+    serde_json::to_writer_pretty(&mut *out, &document)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RollbackDocument<'a> {
+    format_version: u32,
+    source: &'a ReportSource,
+    #[serde(flatten)]
+    report: &'a RollbackReport,
+}
+
+/// Writes the rollback verdict and its checks as one JSON document.
+pub fn rollback(
+    out: &mut impl Write,
+    source: &ReportSource,
+    report: &RollbackReport,
+) -> Result<()> {
+    let document = RollbackDocument {
+        format_version: FORMAT_VERSION,
+        source,
+        report,
     };
     serde_json::to_writer_pretty(&mut *out, &document)?;
     writeln!(out)?;

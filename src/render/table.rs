@@ -10,6 +10,7 @@ use comfy_table::{ContentArrangement, Table};
 use super::{timestamp, ReportSource};
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::{MigrationState, MigrationStatus, StatusReport};
+use crate::analyze::rollback::{Outcome, RollbackReport};
 use crate::analyze::Impact;
 use crate::text::{elapsed, shorten};
 
@@ -232,6 +233,62 @@ pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Re
     )?;
     for d in differences {
         writeln!(out, "  {:<8} {:<26} {}", d.impact.as_str(), d.id, d.message)?;
+    }
+    Ok(())
+}
+
+/// Writes the verdict on the first line, then where from and to, then every check with its
+/// evidence.
+pub fn rollback(
+    out: &mut impl Write,
+    source: &ReportSource,
+    report: &RollbackReport,
+) -> Result<()> {
+    writeln!(out, "{}", report.headline)?;
+    writeln!(out)?;
+    let origin = match &source.file {
+        Some(file) => format!("snapshot {file}"),
+        None => "live".to_string(),
+    };
+    let from = match (&report.from, &report.from_inferred_by) {
+        (Some(_), Some(how)) | (None, Some(how)) => how.clone(),
+        (Some(from), None) => format!("{from} (--from)"),
+        (None, None) => "unknown".to_string(),
+    };
+    for (label, value) in [
+        (
+            "Database",
+            format!("{} on {}:{}", source.database, source.host, source.port),
+        ),
+        (
+            "Read at",
+            format!("{} ({origin})", timestamp(&source.taken_at)),
+        ),
+        ("Roll back to", report.to.clone()),
+        ("Deployed", from),
+        ("Manifest", source.manifest.clone()),
+    ] {
+        writeln!(out, "{label:<14} {value}")?;
+    }
+    writeln!(out)?;
+    for check in &report.checks {
+        let outcome = match check.outcome {
+            Outcome::Pass => "pass",
+            Outcome::Fail => "FAIL",
+            Outcome::Skipped => "skipped",
+            Outcome::Ignored => "ignored",
+            Outcome::Unknown => "UNKNOWN",
+        };
+        writeln!(
+            out,
+            "  {outcome:<8} {:<8} {:<26} {}",
+            check.severity.as_str(),
+            check.id,
+            check.message
+        )?;
+        for evidence in &check.evidence {
+            writeln!(out, "{:46}- {evidence}", "")?;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,831 @@
+//! May this deployment still be rolled back to `--to`? Every check, its outcome and its
+//! evidence, and the verdict they add up to (`medmig rollback-check`).
+//!
+//! Medplum's rule: minor N+1 may go back to the latest patch of minor N while no post-deploy
+//! migration introduced after N has started, even partially, and while the schema is still
+//! what N's code expects. The checks are pure functions of the snapshot, the manifest, the
+//! status analysis and the options; their ids are listed in [`CHECK_IDS`] and the README.
+
+use chrono::{DateTime, Utc};
+use semver::Version;
+use serde::Serialize;
+
+use super::compat::{diff, DIFFERENCE_IDS};
+use super::migrations::{analyze, JobRun, StatusOptions, StatusReport};
+use super::Impact;
+use crate::catalog::SchemaContract;
+use crate::medplum::config::DeferSettings;
+use crate::medplum::manifest::Manifest;
+use crate::snapshot::Snapshot;
+
+/// The checks of `rollback-check` beside the schema differences, with their impact.
+pub const CHECK_IDS: [(&str, Impact); 13] = [
+    ("target-in-manifest", Impact::Blocker),
+    ("post-deploy-started", Impact::Blocker),
+    ("post-deploy-queued", Impact::Blocker),
+    ("post-deploy-applied", Impact::Blocker),
+    ("migration-in-progress", Impact::Blocker),
+    ("not-previous-minor", Impact::Blocker),
+    ("not-latest-patch", Impact::Warning),
+    ("schema-not-compared", Impact::Warning),
+    ("invalid-index", Impact::Warning),
+    ("post-deploy-auto-run", Impact::Warning),
+    ("defer-key-not-read", Impact::Warning),
+    ("post-deploy-cancelled", Impact::Info),
+    ("evidence-unreadable", Impact::Blocker),
+];
+
+/// Whether `id` names a check (or a schema difference) that `--ignore` can turn off.
+pub fn is_check_id(id: &str) -> bool {
+    CHECK_IDS.iter().any(|(known, _)| *known == id)
+        || DIFFERENCE_IDS.iter().any(|(known, _)| *known == id)
+}
+
+/// What the checks add up to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Verdict {
+    /// Every blocker passed and all evidence was read.
+    Safe,
+    /// A blocker failed.
+    Unsafe,
+    /// No blocker failed, but evidence a check needs could not be read.
+    Unknown,
+}
+
+impl Verdict {
+    /// `SAFE`, `UNSAFE` or `UNKNOWN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "SAFE",
+            Verdict::Unsafe => "UNSAFE",
+            Verdict::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// The exit code: 0, 1 or 3.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Safe => 0,
+            Verdict::Unsafe => 1,
+            Verdict::Unknown => 3,
+        }
+    }
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    /// The check found what it looks for (for a warning: something worth knowing).
+    Fail,
+    /// Not applicable to this input (e.g. no `--medplum-config`).
+    Skipped,
+    /// Turned off with `--ignore`.
+    Ignored,
+    /// The evidence it needs could not be read.
+    Unknown,
+}
+
+/// One check with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub severity: Impact,
+    pub outcome: Outcome,
+    pub message: String,
+    pub evidence: Vec<String>,
+}
+
+impl Check {
+    fn new(
+        id: &'static str,
+        severity: Impact,
+        outcome: Outcome,
+        message: impl Into<String>,
+    ) -> Check {
+        Check {
+            id,
+            severity,
+            outcome,
+            message: message.into(),
+            evidence: Vec::new(),
+        }
+    }
+
+    fn with(mut self, evidence: Vec<String>) -> Check {
+        self.evidence = evidence;
+        self
+    }
+}
+
+/// What to check against.
+#[derive(Debug, Clone)]
+pub struct RollbackOptions<'a> {
+    /// The release to go back to.
+    pub to: Version,
+    /// The release deployed now, when the user knows it.
+    pub from: Option<Version>,
+    /// The schema the older release expects.
+    pub baseline: Option<&'a SchemaContract>,
+    /// The deferral switches of the server config, with `--medplum-config`.
+    pub config: Option<DeferSettings>,
+    /// Check ids turned off.
+    pub ignore: &'a [String],
+    pub status: StatusOptions,
+}
+
+/// The answer of `rollback-check`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RollbackReport {
+    pub verdict: Verdict,
+    /// The one-line answer, e.g. "UNSAFE: post-deploy migration v13 … started at …".
+    pub headline: String,
+    pub to: String,
+    pub from: Option<String>,
+    /// How `from` was worked out when `--from` was not given.
+    pub from_inferred_by: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+/// Runs every check.
+pub fn rollback_check(
+    snapshot: &Snapshot,
+    manifest: &Manifest,
+    options: &RollbackOptions<'_>,
+) -> RollbackReport {
+    let status = analyze(snapshot, manifest, options.status);
+    let to = &options.to;
+    let known = manifest.known_by(to);
+    let covered = manifest.covers(to);
+    let newer = NewerMigrations {
+        status: &status,
+        manifest,
+        known,
+        covered,
+        to,
+    };
+    let jobs_unreadable = snapshot
+        .unreadable_tables
+        .iter()
+        .any(|t| t.contains("AsyncJob"));
+
+    let mut checks = vec![target_in_manifest(manifest, to, covered, known)];
+    if !snapshot.unreadable_tables.is_empty() {
+        checks.push(
+            Check::new(
+                "evidence-unreadable",
+                Impact::Blocker,
+                Outcome::Unknown,
+                format!(
+                    "user \"{}\" may not read {}: GRANT SELECT on them so that medmig can see \
+                     what ran",
+                    snapshot.source.user,
+                    snapshot.unreadable_tables.join(", ")
+                ),
+            )
+            .with(snapshot.unreadable_tables.clone()),
+        );
+    }
+    checks.push(newer.started(jobs_unreadable));
+    checks.push(newer.queued(jobs_unreadable));
+    checks.push(post_deploy_applied(snapshot, &status, manifest, known, to));
+    checks.push(migration_in_progress(snapshot));
+    let (from, inferred_by) = match &options.from {
+        Some(from) => (Some(from.clone()), None),
+        None => infer_from(&status, manifest),
+    };
+    checks.push(not_previous_minor(
+        manifest,
+        to,
+        from.as_ref(),
+        inferred_by.as_deref(),
+    ));
+    checks.push(not_latest_patch(manifest, to));
+    checks.extend(schema_checks(snapshot, options.baseline));
+    checks.push(invalid_index(snapshot));
+    checks.extend(config_checks(options.config));
+    checks.extend(newer.cancelled());
+
+    for check in &mut checks {
+        if options.ignore.iter().any(|id| id == check.id) {
+            check.outcome = Outcome::Ignored;
+        }
+    }
+    let failed_blocker = checks
+        .iter()
+        .find(|c| c.severity == Impact::Blocker && c.outcome == Outcome::Fail);
+    let unknown = checks.iter().find(|c| c.outcome == Outcome::Unknown);
+    let (verdict, headline) = match (failed_blocker, unknown) {
+        (Some(check), _) => (Verdict::Unsafe, format!("UNSAFE: {}", check.message)),
+        (None, Some(check)) => (Verdict::Unknown, format!("UNKNOWN: {}", check.message)),
+        (None, None) => (
+            Verdict::Safe,
+            format!(
+                "SAFE: nothing {to} does not know has run: no post-deploy migration after v{known} \
+                 has started{}",
+                if options.baseline.is_some() {
+                    ", and the schema is still what the baseline expects"
+                } else {
+                    " (schema not compared)"
+                }
+            ),
+        ),
+    };
+    RollbackReport {
+        verdict,
+        headline,
+        to: to.to_string(),
+        from: from.map(|v| v.to_string()),
+        from_inferred_by: inferred_by,
+        checks,
+    }
+}
+
+fn target_in_manifest(manifest: &Manifest, to: &Version, covered: bool, known: u32) -> Check {
+    let newest = manifest
+        .newest_release()
+        .map_or("nothing".to_string(), ToString::to_string);
+    if covered {
+        Check::new(
+            "target-in-manifest",
+            Impact::Blocker,
+            Outcome::Pass,
+            format!(
+                "{to} is within the {} manifest (releases up to {newest}): it knows post-deploy \
+                 migrations up to v{known}",
+                manifest.origin
+            ),
+        )
+    } else {
+        Check::new(
+            "target-in-manifest",
+            Impact::Blocker,
+            Outcome::Unknown,
+            format!(
+                "the {} manifest describes releases up to {newest}, so medmig cannot say which \
+                 post-deploy migrations {to} knows: pass --manifest with \
+                 data-version-manifest.json from {to} or newer",
+                manifest.origin
+            ),
+        )
+    }
+}
+
+/// The migrations the target release does not know, and the jobs that ran them.
+struct NewerMigrations<'a> {
+    status: &'a StatusReport,
+    manifest: &'a Manifest,
+    /// The highest migration the target knows.
+    known: u32,
+    /// Whether the manifest covers the target (else migrations past it are indeterminate).
+    covered: bool,
+    to: &'a Version,
+}
+
+impl NewerMigrations<'_> {
+    /// Every job of a migration newer than the target, with its migration number.
+    fn jobs(&self) -> impl Iterator<Item = (u32, &JobRun)> {
+        self.status
+            .migrations
+            .iter()
+            .filter(|m| m.version > self.known)
+            .flat_map(|m| m.runs.iter().map(move |run| (m.version, run)))
+    }
+
+    /// Whether migration `version` is certainly unknown to the target.
+    fn certainly_newer(&self, version: u32) -> bool {
+        self.covered || version <= self.manifest.highest()
+    }
+
+    fn introduced(&self, version: u32) -> String {
+        match self.manifest.get(version) {
+            Some(entry) => format!("v{version} (introduced in {})", entry.server_version),
+            None => format!("v{version} (not in the manifest)"),
+        }
+    }
+
+    fn describe(&self, version: u32, run: &JobRun) -> String {
+        let facts = &run.facts;
+        let mut text = format!(
+            "job {} for {} is {}",
+            facts.job_id.as_deref().unwrap_or("?"),
+            self.introduced(version),
+            facts.job_status.as_deref().unwrap_or("?"),
+        );
+        if let Some(at) = facts.started_at.or(facts.requested_at) {
+            text.push_str(&format!(", since {}", minute(&at)));
+        }
+        if let Some(server) = &run.min_server_version {
+            text.push_str(&format!(", created by server {server}"));
+        }
+        if let Some(progress) = &facts.progress {
+            text.push_str(&format!("; {progress}"));
+        }
+        if let Some(error) = &facts.error {
+            text.push_str(&format!("; error: {}", crate::text::shorten(error, 100)));
+        }
+        text
+    }
+
+    fn started(&self, jobs_unreadable: bool) -> Check {
+        let id = "post-deploy-started";
+        if jobs_unreadable {
+            return Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Unknown,
+                "the post-deploy jobs could not be read, so medmig cannot tell whether one started",
+            );
+        }
+        let mut started = Vec::new();
+        let mut indeterminate = Vec::new();
+        for (version, run) in self.jobs() {
+            if !run_started(run) {
+                continue;
+            }
+            if self.certainly_newer(version) {
+                started.push((version, run));
+            } else {
+                indeterminate.push(self.describe(version, run));
+            }
+        }
+        for finding in self
+            .status
+            .findings
+            .iter()
+            .filter(|f| f.id == "job-unreadable")
+        {
+            if finding.version.is_none_or(|v| v > self.known) {
+                indeterminate.push(finding.message.clone());
+            }
+        }
+        if let Some((version, run)) = started.first() {
+            let facts = &run.facts;
+            let when = facts
+                .started_at
+                .or(facts.requested_at)
+                .map(|at| format!(" at {}", minute(&at)))
+                .unwrap_or_default();
+            let message = format!(
+                "post-deploy migration {} started{when}; {} does not know it and its changes \
+                 cannot be undone",
+                self.introduced(*version),
+                self.to
+            );
+            let evidence = started.iter().map(|(v, r)| self.describe(*v, r)).collect();
+            return Check::new(id, Impact::Blocker, Outcome::Fail, message).with(evidence);
+        }
+        if !indeterminate.is_empty() {
+            return Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Unknown,
+                "jobs exist whose migration medmig cannot place before or after the target",
+            )
+            .with(indeterminate);
+        }
+        Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Pass,
+            format!(
+                "no job of a post-deploy migration after v{} (the last {} knows) has started",
+                self.known, self.to
+            ),
+        )
+    }
+
+    fn queued(&self, jobs_unreadable: bool) -> Check {
+        let id = "post-deploy-queued";
+        if jobs_unreadable {
+            return Check::new(id, Impact::Blocker, Outcome::Unknown,
+                "the post-deploy jobs could not be read, so medmig cannot tell whether one is queued");
+        }
+        let queued: Vec<(u32, &JobRun)> = self
+            .jobs()
+            .filter(|(v, run)| {
+                self.certainly_newer(*v)
+                    && run.facts.job_status.as_deref() == Some("accepted")
+                    && !run_started(run)
+            })
+            .collect();
+        match queued.first() {
+            Some((version, run)) => {
+                let job = run.facts.job_id.as_deref().unwrap_or("?");
+                let evidence = queued
+                    .iter()
+                    .map(|(v, r)| {
+                        let job = r.facts.job_id.as_deref().unwrap_or("?");
+                        format!(
+                            "{}; cancel it before rolling back: curl -X POST -H \"Authorization: \
+                             Bearer $TOKEN\" \"$MEDPLUM_BASE_URL/fhir/R4/AsyncJob/{job}/$cancel\"",
+                            self.describe(*v, r)
+                        )
+                    })
+                    .collect();
+                Check::new(
+                    id,
+                    Impact::Blocker,
+                    Outcome::Fail,
+                    format!(
+                        "post-deploy migration {} is queued (job {job}) and can start at any \
+                         moment: cancel it first",
+                        self.introduced(*version)
+                    ),
+                )
+                .with(evidence)
+            }
+            None => Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Pass,
+                format!(
+                    "no job of a post-deploy migration after v{} is queued",
+                    self.known
+                ),
+            ),
+        }
+    }
+
+    fn cancelled(&self) -> Option<Check> {
+        let evidence: Vec<String> = self
+            .jobs()
+            .filter(|(_, run)| run.facts.job_status.as_deref() == Some("cancelled"))
+            .map(|(v, run)| self.describe(v, run))
+            .collect();
+        (!evidence.is_empty()).then(|| {
+            Check::new(
+                "post-deploy-cancelled",
+                Impact::Info,
+                Outcome::Pass,
+                format!(
+                    "{} cancelled {} of newer migrations never ran",
+                    evidence.len(),
+                    if evidence.len() == 1 { "job" } else { "jobs" }
+                ),
+            )
+            .with(evidence)
+        })
+    }
+}
+
+/// Whether a job did any work: `active`, `completed`, `error`, or `accepted` with progress
+/// (reindex migrations stay `accepted` while they work).
+fn run_started(run: &JobRun) -> bool {
+    match run.facts.job_status.as_deref() {
+        Some("active" | "completed" | "error") => true,
+        Some("accepted") => run.facts.started_at.is_some() || run.facts.progress.is_some(),
+        _ => false,
+    }
+}
+
+fn post_deploy_applied(
+    snapshot: &Snapshot,
+    status: &StatusReport,
+    manifest: &Manifest,
+    known: u32,
+    to: &Version,
+) -> Check {
+    let id = "post-deploy-applied";
+    if snapshot.database_migration.is_empty() {
+        return Check::new(id, Impact::Blocker, Outcome::Unknown,
+            "\"DatabaseMigration\" could not be read, so medmig cannot tell which post-deploy migrations are applied");
+    }
+    let data_version = status.post_deploy.data_version.unwrap_or(0);
+    if data_version > i64::from(known) {
+        let first = known + 1;
+        let introduced = manifest
+            .get(first)
+            .map(|e| format!(" (introduced in {})", e.server_version))
+            .unwrap_or_default();
+        Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Fail,
+            format!(
+                "dataVersion is {data_version}: post-deploy migrations v{first}{introduced} to \
+                 v{data_version} are applied, and {to} knows only up to v{known}"
+            ),
+        )
+        .with(vec![format!(
+            "\"DatabaseMigration\".\"dataVersion\" = {data_version}"
+        )])
+    } else {
+        Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Pass,
+            format!("dataVersion is {data_version}, within what {to} knows (v{known})"),
+        )
+    }
+}
+
+fn migration_in_progress(snapshot: &Snapshot) -> Check {
+    let id = "migration-in-progress";
+    let Some(activity) = &snapshot.activity else {
+        return Check::new(id, Impact::Blocker, Outcome::Unknown,
+            "this snapshot does not record database activity (taken by an older medmig): take it again");
+    };
+    let mut evidence: Vec<String> = activity
+        .sessions
+        .iter()
+        .map(|s| {
+            let who = s
+                .application_name
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .unwrap_or("unnamed");
+            let what = if s.holds_migration_lock {
+                "holds Medplum's migration lock (advisory lock 1)".to_string()
+            } else {
+                format!(
+                    "runs `{}`",
+                    crate::text::shorten(s.query.as_deref().unwrap_or(""), 120)
+                )
+            };
+            let since = s
+                .query_start
+                .map(|t| format!(" since {}", minute(&t)))
+                .unwrap_or_default();
+            format!("session {} ({who}) {what}{since}", s.pid)
+        })
+        .collect();
+    let hidden = (activity.hidden_sessions > 0).then(|| {
+        format!(
+            "{} other sessions' statements are hidden from this role (grant pg_read_all_stats to see them); the migration lock is visible regardless",
+            activity.hidden_sessions
+        )
+    });
+    if let Some(first) = evidence.first().cloned() {
+        evidence.extend(hidden);
+        return Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Fail,
+            format!("a migration is running right now: {first}"),
+        )
+        .with(evidence);
+    }
+    Check::new(
+        id,
+        Impact::Blocker,
+        Outcome::Pass,
+        "no session holds the migration lock or runs migration DDL",
+    )
+    .with(hidden.into_iter().collect())
+}
+
+/// The deployed release as far as the evidence shows: at least the newest server that created
+/// a migration job, and at least the release that introduced the last applied migration.
+fn infer_from(status: &StatusReport, manifest: &Manifest) -> (Option<Version>, Option<String>) {
+    let newest_job = status
+        .migrations
+        .iter()
+        .flat_map(|m| m.runs.iter())
+        .filter_map(|run| {
+            let version =
+                Version::parse(run.min_server_version.as_deref()?.trim_start_matches('v')).ok()?;
+            Some((version, run.facts.job_id.clone().unwrap_or_default()))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0));
+    let applied = status
+        .post_deploy
+        .data_version
+        .and_then(|v| u32::try_from(v).ok())
+        .and_then(|v| manifest.get(v).map(|e| (v, e.server_version.clone())));
+    let mut reasons = Vec::new();
+    let mut from: Option<Version> = None;
+    if let Some((version, job)) = &newest_job {
+        reasons.push(format!("job {job} was created by server {version}"));
+        from = Some(version.clone());
+    }
+    if let Some((number, version)) = &applied {
+        reasons.push(format!("v{number}, applied, was introduced in {version}"));
+        if from.as_ref().is_none_or(|f| version > f) {
+            from = Some(version.clone());
+        }
+    }
+    match from {
+        Some(version) => {
+            let how = format!("at least {version}: {}", reasons.join("; "));
+            (Some(version), Some(how))
+        }
+        None => (
+            None,
+            Some("not inferable: no job names its server and no migration is applied".into()),
+        ),
+    }
+}
+
+fn not_previous_minor(
+    manifest: &Manifest,
+    to: &Version,
+    from: Option<&Version>,
+    inferred_by: Option<&str>,
+) -> Check {
+    let id = "not-previous-minor";
+    let to_minor = (to.major, to.minor);
+    let Some(from) = from else {
+        return Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Unknown,
+            "the deployed release could not be inferred: pass --from with the release deployed now",
+        );
+    };
+    let previous = manifest.previous_minor(from);
+    let shown = |(major, minor): (u64, u64)| format!("{major}.{minor}");
+    if let Some(how) = inferred_by {
+        // The evidence gives a lower bound only; it can prove a skip, never the absence of one.
+        if previous.is_some_and(|p| to_minor < p) {
+            return Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Fail,
+                format!(
+                "the deployed release is {how}, so going back to {to} skips at least minor {}: \
+                 only the previous minor is a supported rollback",
+                shown(previous.unwrap_or_default())
+            ),
+            );
+        }
+        return Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Unknown,
+            format!(
+                "the deployed release is {how}; medmig cannot tell it exactly, so it cannot tell \
+             whether {to} is the previous minor: pass --from with the release deployed now"
+            ),
+        );
+    }
+    if to >= from {
+        return Check::new(id, Impact::Blocker, Outcome::Fail,
+            format!("{to} is not older than the deployed {from}: this is no rollback (use upgrade-plan)"));
+    }
+    match previous {
+        None => Check::new(id, Impact::Blocker, Outcome::Unknown,
+            format!("the manifest does not say which minor came before {from}: pass a newer --manifest")),
+        Some(previous) if previous == to_minor => Check::new(id, Impact::Blocker, Outcome::Pass,
+            format!("{to} is in {}, the minor before the deployed {from}", shown(previous))),
+        Some(previous) if to_minor == (from.major, from.minor) => Check::new(id, Impact::Blocker, Outcome::Fail,
+            format!("{to} is in the deployed minor {}: the supported rollback goes to the latest patch of {}", shown(to_minor), shown(previous))),
+        Some(previous) => Check::new(id, Impact::Blocker, Outcome::Fail,
+            format!("{to} skips minor {} below the deployed {from}: only the previous minor is a supported rollback", shown(previous))),
+    }
+}
+
+fn not_latest_patch(manifest: &Manifest, to: &Version) -> Check {
+    let id = "not-latest-patch";
+    match manifest.newest_patch(to.major, to.minor) {
+        Some(newest) if to < newest => Check::new(id, Impact::Warning, Outcome::Fail, format!(
+            "{to} is older than {newest}, the newest patch of {}.{} medmig knows: roll back to the latest patch",
+            to.major, to.minor
+        )),
+        Some(newest) => Check::new(id, Impact::Warning, Outcome::Pass,
+            format!("{to} is at least {newest}, the newest patch of {}.{} medmig knows", to.major, to.minor)),
+        None => Check::new(id, Impact::Warning, Outcome::Skipped,
+            format!("the manifest names no release of {}.{}", to.major, to.minor)),
+    }
+}
+
+fn schema_checks(snapshot: &Snapshot, baseline: Option<&SchemaContract>) -> Vec<Check> {
+    let Some(baseline) = baseline else {
+        return vec![Check::new(
+            "schema-not-compared",
+            Impact::Warning,
+            Outcome::Fail,
+            "no --baseline: the verdict rests on the migration evidence alone (capture one with \
+             `medmig schema capture` before the next upgrade)",
+        )];
+    };
+    let Some(current) = &snapshot.schema else {
+        return vec![Check::new("schema-not-compared", Impact::Warning, Outcome::Unknown,
+            "this snapshot carries no schema (taken by an older medmig): take it again to compare with --baseline")];
+    };
+    let differences = diff(baseline, current);
+    DIFFERENCE_IDS
+        .iter()
+        .filter_map(|(id, impact)| {
+            let evidence: Vec<String> = differences
+                .iter()
+                .filter(|d| d.id == *id)
+                .map(|d| d.message.clone())
+                .collect();
+            match (impact, evidence.first()) {
+                (Impact::Info, None) => None,
+                (Impact::Info, Some(_)) => Some(
+                    Check::new(
+                        id,
+                        *impact,
+                        Outcome::Pass,
+                        format!(
+                            "{} additive {} the older code tolerates",
+                            evidence.len(),
+                            id
+                        ),
+                    )
+                    .with(evidence),
+                ),
+                (_, Some(first)) => {
+                    Some(Check::new(id, *impact, Outcome::Fail, first.clone()).with(evidence))
+                }
+                (_, None) => Some(Check::new(
+                    id,
+                    *impact,
+                    Outcome::Pass,
+                    format!("no {id} since the baseline"),
+                )),
+            }
+        })
+        .collect()
+}
+
+fn invalid_index(snapshot: &Snapshot) -> Check {
+    let evidence: Vec<String> = snapshot
+        .invalid_indexes
+        .iter()
+        .map(|i| format!("{} on {}: {}", i.index, i.table, i.definition))
+        .collect();
+    match evidence.len() {
+        0 => Check::new(
+            "invalid-index",
+            Impact::Warning,
+            Outcome::Pass,
+            "no invalid index",
+        ),
+        n => Check::new(
+            "invalid-index",
+            Impact::Warning,
+            Outcome::Fail,
+            format!(
+                "{n} invalid {}: an interrupted CREATE INDEX CONCURRENTLY left them",
+                if n == 1 { "index" } else { "indexes" }
+            ),
+        )
+        .with(evidence),
+    }
+}
+
+fn config_checks(config: Option<DeferSettings>) -> Vec<Check> {
+    let Some(config) = config else {
+        return ["post-deploy-auto-run", "defer-key-not-read"]
+            .into_iter()
+            .map(|id| {
+                Check::new(
+                    id,
+                    Impact::Warning,
+                    Outcome::Skipped,
+                    "no --medplum-config: how the server runs post-deploy migrations is not known",
+                )
+            })
+            .collect();
+    };
+    let mut evidence = Vec::new();
+    let shown = |v: Option<bool>| v.map_or("not set".to_string(), |b| b.to_string());
+    evidence.push(format!(
+        "disablePostDeployMigrations: {}",
+        shown(config.disable_post_deploy_migrations)
+    ));
+    evidence.push(format!(
+        "database.disableRunPostDeployMigrations: {}",
+        shown(config.disable_run_post_deploy_migrations)
+    ));
+    evidence.push(format!(
+        "database.runMigrations: {}",
+        shown(config.run_migrations)
+    ));
+    let auto_run = if config.defers() {
+        Check::new("post-deploy-auto-run", Impact::Warning, Outcome::Pass,
+            "the config defers post-deploy migrations: the rollback window stays open until someone starts them")
+    } else {
+        Check::new("post-deploy-auto-run", Impact::Warning, Outcome::Fail,
+            "nothing the server reads in this config defers post-deploy migrations: they start by \
+             themselves and can close the rollback window at any moment (set database.disableRunPostDeployMigrations: true)")
+    };
+    let not_read = if config.disable_post_deploy_migrations == Some(true)
+        && config.disable_run_post_deploy_migrations.is_none()
+    {
+        Check::new(
+            "defer-key-not-read",
+            Impact::Warning,
+            Outcome::Fail,
+            "only the documented disablePostDeployMigrations is set; the server code reads \
+             database.disableRunPostDeployMigrations: set that too",
+        )
+    } else {
+        Check::new(
+            "defer-key-not-read",
+            Impact::Warning,
+            Outcome::Pass,
+            "the config does not rely on the key the server ignores",
+        )
+    };
+    vec![auto_run.with(evidence.clone()), not_read.with(evidence)]
+}
+
+fn minute(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M UTC").to_string()
+}

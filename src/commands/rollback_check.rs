@@ -1,0 +1,60 @@
+//! `medmig rollback-check`: SAFE / UNSAFE / UNKNOWN for going back to `--to`.
+
+use std::io::Write;
+
+use anyhow::{bail, Result};
+use chrono::Duration;
+
+use crate::analyze::migrations::StatusOptions;
+use crate::analyze::rollback::{is_check_id, rollback_check, RollbackOptions};
+use crate::catalog::SchemaCapture;
+use crate::cli::{Format, RollbackCheckArgs};
+use crate::medplum::config::MedplumConfig;
+use crate::medplum::manifest::Manifest;
+use crate::render;
+
+/// Runs the checks; the exit code is the verdict's (0 SAFE, 1 UNSAFE, 3 UNKNOWN).
+pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
+    if let Some(unknown) = args.ignore.iter().find(|id| !is_check_id(id)) {
+        bail!("--ignore {unknown}: no check has that id (the README lists them)");
+    }
+    // Every file is read before the database is touched: a typo costs no round trip.
+    let manifest = Manifest::load(args.manifest.manifest.as_deref())?;
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(SchemaCapture::read_baseline)
+        .transpose()?;
+    let config = args
+        .input
+        .connect
+        .medplum_config
+        .as_deref()
+        .map(MedplumConfig::read)
+        .transpose()?;
+    let (snapshot, mut source) = super::load_input(&args.input)?;
+    source.manifest = manifest.origin.clone();
+
+    let options = RollbackOptions {
+        to: args.to.clone(),
+        from: args.from.clone(),
+        baseline: baseline.as_ref().map(|b| &b.schema),
+        config: config.as_ref().map(MedplumConfig::defer_settings),
+        ignore: &args.ignore,
+        status: StatusOptions {
+            now: snapshot.taken_at,
+            stale_after: Duration::hours(1),
+        },
+    };
+    let report = rollback_check(&snapshot, &manifest, &options);
+
+    let mut rendered = Vec::new();
+    match args.output.format {
+        Format::Table => render::table::rollback(&mut rendered, &source, &report)?,
+        Format::Json => render::json::rollback(&mut rendered, &source, &report)?,
+        Format::Csv => render::csv::rollback(&mut rendered, &report)?,
+    }
+    out.write_all(&rendered)?;
+    out.flush()?;
+    Ok(report.verdict.exit_code())
+}
