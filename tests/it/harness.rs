@@ -123,6 +123,12 @@ impl TestDb {
     /// Creates an empty database and loads the named fixtures (`fixtures/sql/NAME.sql`) in
     /// order; the fixture helpers (schema `fixture`) are dropped afterwards.
     pub fn with(fixtures: &[&str]) -> TestDb {
+        TestDb::build(fixtures, "")
+    }
+
+    /// Like [`TestDb::with`], then `extra` SQL while the fixture helpers still exist (e.g.
+    /// `SELECT fixture.job(…)`).
+    pub fn build(fixtures: &[&str], extra: &str) -> TestDb {
         let name = unique_name("medmig_test");
         admin(&format!("CREATE DATABASE \"{name}\""));
         let db = TestDb { name };
@@ -135,7 +141,8 @@ impl TestDb {
             );
             sql.push('\n');
         }
-        sql.push_str("DROP SCHEMA IF EXISTS fixture CASCADE;");
+        sql.push_str(extra);
+        sql.push_str(";\nDROP SCHEMA IF EXISTS fixture CASCADE;");
         db.execute(&sql);
         db
     }

@@ -4,6 +4,7 @@
 mod connection;
 mod golden;
 mod harness;
+mod rollback;
 mod schema;
 mod snapshot;
 mod status;
