@@ -68,9 +68,17 @@ pub struct SchemaCaptureArgs {
     #[command(flatten)]
     pub input: InputArgs,
 
-    /// Where to write the capture (JSON). Written to a temporary file first, then renamed.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub out: OutFileArgs,
+}
+
+/// Where a command writes its file.
+#[derive(Debug, Args)]
+pub struct OutFileArgs {
+    /// Where to write (JSON). Written to a temporary file first, then renamed, so that an
+    /// interrupted run leaves nothing that looks complete.
+    #[arg(long = "out", value_name = "FILE")]
+    pub path: PathBuf,
 
     /// Replace an existing file at --out.
     #[arg(long)]
@@ -163,13 +171,8 @@ pub struct SnapshotArgs {
     #[command(flatten)]
     pub connect: ConnectArgs,
 
-    /// Where to write the snapshot (JSON). Written to a temporary file first, then renamed.
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-
-    /// Replace an existing file at --out.
-    #[arg(long)]
-    pub force: bool,
+    #[command(flatten)]
+    pub out: OutFileArgs,
 }
 
 /// Where an analysis reads its evidence: a live database or a snapshot file.

@@ -829,3 +829,23 @@ fn config_checks(config: Option<DeferSettings>) -> Vec<Check> {
 fn minute(at: &DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_documents_every_check_and_difference() {
+        let readme = include_str!("../../README.md");
+        for (id, _) in CHECK_IDS.iter().chain(DIFFERENCE_IDS.iter()) {
+            assert!(readme.contains(&format!("`{id}`")), "README lacks `{id}`");
+        }
+    }
+
+    #[test]
+    fn ignore_accepts_exactly_the_known_ids() {
+        assert!(is_check_id("post-deploy-started"));
+        assert!(is_check_id("column-dropped"));
+        assert!(!is_check_id("post-deploy"));
+    }
+}

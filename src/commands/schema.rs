@@ -14,10 +14,10 @@ use crate::snapshot::FORMAT_VERSION;
 /// Writes the schema contract of the input (live or a snapshot) to `--out`.
 pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
     let capture = current_schema(&args.input)?;
-    capture.write(&args.out, args.force)?;
+    capture.write(&args.out.path, args.out.force)?;
     eprintln!(
         "medmig: wrote {} ({} tables, {} functions, {} extensions)",
-        args.out.display(),
+        args.out.path.display(),
         capture.schema.tables.len(),
         capture.schema.functions.len(),
         capture.schema.extensions.len()

@@ -7,10 +7,10 @@ use crate::cli::SnapshotArgs;
 /// Collects from the live database and writes the file atomically; prints one line to stderr.
 pub fn run(args: &SnapshotArgs) -> Result<u8> {
     let snapshot = super::collect_live(&args.connect)?;
-    snapshot.write(&args.out, args.force)?;
+    snapshot.write(&args.out.path, args.out.force)?;
     eprintln!(
         "medmig: wrote {} ({} post-deploy jobs, {} invalid indexes)",
-        args.out.display(),
+        args.out.path.display(),
         snapshot.jobs.len(),
         snapshot.invalid_indexes.len()
     );

@@ -17,17 +17,18 @@ use crate::snapshot::SnapshotSource;
 /// The JSON format version of every report.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// A report with `format_version` and its source first.
 #[derive(Serialize)]
-struct StatusDocument<'a> {
+struct Document<'a, T: Serialize> {
     format_version: u32,
     source: &'a ReportSource,
     #[serde(flatten)]
-    report: &'a StatusReport,
+    report: &'a T,
 }
 
-/// Writes the status report as one JSON document followed by a newline.
-pub fn status(out: &mut impl Write, source: &ReportSource, report: &StatusReport) -> Result<()> {
-    let document = StatusDocument {
+/// Writes `report` as one JSON document followed by a newline.
+fn document(out: &mut impl Write, source: &ReportSource, report: &impl Serialize) -> Result<()> {
+    let document = Document {
         format_version: FORMAT_VERSION,
         source,
         report,
@@ -35,6 +36,20 @@ pub fn status(out: &mut impl Write, source: &ReportSource, report: &StatusReport
     serde_json::to_writer_pretty(&mut *out, &document)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Writes the status report.
+pub fn status(out: &mut impl Write, source: &ReportSource, report: &StatusReport) -> Result<()> {
+    document(out, source, report)
+}
+
+/// Writes the rollback verdict and its checks.
+pub fn rollback(
+    out: &mut impl Write,
+    source: &ReportSource,
+    report: &RollbackReport,
+) -> Result<()> {
+    document(out, source, report)
 }
 
 #[derive(Serialize)]
@@ -96,30 +111,6 @@ pub fn schema_diff(
         },
         summary: ImpactCounts::of(differences.iter().map(|d| d.impact)),
         differences,
-    };
-    serde_json::to_writer_pretty(&mut *out, &document)?;
-    writeln!(out)?;
-    Ok(())
-}
-
-#[derive(Serialize)]
-struct RollbackDocument<'a> {
-    format_version: u32,
-    source: &'a ReportSource,
-    #[serde(flatten)]
-    report: &'a RollbackReport,
-}
-
-/// Writes the rollback verdict and its checks as one JSON document.
-pub fn rollback(
-    out: &mut impl Write,
-    source: &ReportSource,
-    report: &RollbackReport,
-) -> Result<()> {
-    let document = RollbackDocument {
-        format_version: FORMAT_VERSION,
-        source,
-        report,
     };
     serde_json::to_writer_pretty(&mut *out, &document)?;
     writeln!(out)?;

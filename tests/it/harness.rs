@@ -229,21 +229,29 @@ pub fn medmig_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     Run::from(command.output().expect("the medmig binary runs"))
 }
 
-/// Everything medmig writes about the database at `url`: a snapshot file, and `status --all`
-/// in every format, stdout and stderr alike, concatenated (for leak checks).
-pub fn every_output(url: &str) -> String {
-    let out = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_output")));
-    let snapshot = medmig(&[
+/// `medmig snapshot` of the database at `url` into a new temporary file; returns its path and
+/// what medmig said on stderr.
+pub fn take_snapshot(url: &str) -> (PathBuf, String) {
+    let out = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_snapshot")));
+    let run = medmig(&[
         "snapshot",
         "--database-url",
         url,
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(snapshot.code, 0, "{snapshot:?}");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    (out, run.stderr)
+}
+
+/// Everything medmig writes about the database at `url`: a snapshot file, and `status --all`
+/// in every format, stdout and stderr alike, concatenated (for leak checks).
+pub fn every_output(url: &str) -> String {
+    let (out, stderr) = take_snapshot(url);
     let mut everything = std::fs::read_to_string(&out).unwrap();
     std::fs::remove_file(&out).unwrap();
-    everything.push_str(&snapshot.stderr);
+    everything.push_str(&stderr);
     for format in ["table", "json", "csv"] {
         let run = medmig(&["status", "--all", "--format", format, "--database-url", url]);
         assert_eq!(run.code, 0, "{run:?}");

@@ -3,7 +3,9 @@
 
 use serde::Deserialize;
 
-use crate::harness::{admin, connect, medmig, unique_name, url_as, SourceJson, TestDb};
+use crate::harness::{
+    admin, connect, medmig, take_snapshot, unique_name, url_as, SourceJson, TestDb,
+};
 use crate::schema::capture;
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -74,15 +76,7 @@ fn live(db: &TestDb, args: &[&str]) -> RollbackJson {
 
 /// The same check from a snapshot of the database: verdict and every outcome must agree.
 fn assert_snapshot_agrees(db: &TestDb, args: &[&str], live_report: &RollbackJson) {
-    let path = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_rb")));
-    let run = medmig(&[
-        "snapshot",
-        "--database-url",
-        &db.url(),
-        "--out",
-        path.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let (path, _) = take_snapshot(&db.url());
     let mut all = vec!["--snapshot", path.to_str().unwrap()];
     all.extend_from_slice(args);
     let (_, offline) = rollback(&all);

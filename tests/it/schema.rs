@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use crate::harness::{medmig, unique_name, TestDb};
+use crate::harness::{medmig, take_snapshot, unique_name, TestDb};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -174,15 +174,7 @@ fn every_breaking_change_is_named_with_its_object_and_severity() {
 #[test]
 fn a_snapshot_serves_as_baseline_and_as_current_side() {
     let db = TestDb::with(&["schema", "deferred-new-minor"]);
-    let snapshot = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_snap")));
-    let run = medmig(&[
-        "snapshot",
-        "--database-url",
-        &db.url(),
-        "--out",
-        snapshot.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let (snapshot, _) = take_snapshot(&db.url());
     db.execute("ALTER TABLE \"Patient\" DROP COLUMN \"birthdate\"");
     let (code, report) = diff(&db, &snapshot);
     assert_eq!((code, report.differences.len()), (1, 1), "{report:?}");
