@@ -1,22 +1,35 @@
 -- Every ordinary and partitioned table outside the system schemas and not owned by an
 -- extension, with its columns (a table without columns gives one row with null column fields).
+-- Never waits on a lock: a default is deparsed without its table (defaults cannot refer to
+-- columns); a generated column's expression needs the table open, so it is deparsed only
+-- when no ACCESS EXCLUSIVE lock is granted or queued on it (else null).
 -- Output columns: schema_name text, table_name text, column_name text, position int4,
 --   data_type text (as format_type prints it), not_null bool, default_expr text,
 --   identity text ('a' always, 'd' by default, null), generated text ('s' stored, null)
 -- Oldest PostgreSQL: 12 (attgenerated)
+WITH locked AS MATERIALIZED (
+    SELECT DISTINCT l.relation
+    FROM pg_locks l
+    WHERE l.locktype = 'relation'
+      AND l.mode = 'AccessExclusiveLock'
+      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+)
 SELECT n.nspname::text AS schema_name,
        c.relname::text AS table_name,
        a.attname::text AS column_name,
        a.attnum::int4 AS position,
        format_type(a.atttypid, a.atttypmod) AS data_type,
        a.attnotnull AS not_null,
-       pg_get_expr(d.adbin, d.adrelid) AS default_expr,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0)
+            WHEN locked.relation IS NULL THEN pg_get_expr(d.adbin, d.adrelid)
+       END AS default_expr,
        nullif(a.attidentity::text, '') AS identity,
        nullif(a.attgenerated::text, '') AS generated
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+LEFT JOIN locked ON locked.relation = c.oid
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%'

@@ -71,11 +71,34 @@ impl ColumnContract {
 /// One index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexContract {
-    /// `pg_get_indexdef`: method, columns or expressions, operator classes, predicate.
-    pub definition: String,
+    /// `pg_get_indexdef`: method, columns or expressions, operator classes, predicate. `None`
+    /// when the table was locked by a migration at capture (medmig does not wait for it).
+    pub definition: Option<String>,
+    /// The same built from the catalog without any lock: exact for plain columns, with
+    /// placeholders for expressions and predicates.
+    pub shape: String,
     pub unique: bool,
     pub primary: bool,
     pub valid: bool,
+    /// `pg_index.indisready`: false when a concurrent build stopped in its first phase.
+    pub ready: bool,
+}
+
+impl IndexContract {
+    /// The most exact definition captured.
+    pub fn shown(&self) -> &str {
+        self.definition.as_deref().unwrap_or(&self.shape)
+    }
+
+    /// Whether `other` defines a different index. Definitions are compared where both sides
+    /// have one; otherwise the lock-free shapes (blind to expression and predicate text).
+    pub fn differs_from(&self, other: &IndexContract) -> bool {
+        let definitions_differ = match (&self.definition, &other.definition) {
+            (Some(a), Some(b)) => a != b,
+            _ => self.shape != other.shape,
+        };
+        definitions_differ || self.unique != other.unique
+    }
 }
 
 /// One constraint.

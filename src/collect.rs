@@ -25,7 +25,6 @@ const PROBE: &str = include_str!("../queries/probe.sql");
 const DATABASE_MIGRATION: &str = include_str!("../queries/database_migration.sql");
 const DATA_MIGRATION_JOBS: &str = include_str!("../queries/data_migration_jobs.sql");
 const DATA_MIGRATION_JOB_HISTORY: &str = include_str!("../queries/data_migration_job_history.sql");
-const INVALID_INDEXES: &str = include_str!("../queries/invalid_indexes.sql");
 const SCHEMA_COLUMNS: &str = include_str!("../queries/schema_columns.sql");
 const SCHEMA_INDEXES: &str = include_str!("../queries/schema_indexes.sql");
 const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql");
@@ -194,23 +193,8 @@ async fn read_snapshot(
         }
     }
 
-    let mut invalid_indexes = Vec::new();
-    for row in transaction
-        .query(INVALID_INDEXES, &[])
-        .await
-        .map_err(at("the index catalog"))?
-    {
-        let field = at("the index catalog");
-        invalid_indexes.push(InvalidIndex {
-            schema: row.try_get("schema_name").map_err(field)?,
-            table: row.try_get("table_name").map_err(field)?,
-            index: row.try_get("index_name").map_err(field)?,
-            definition: row.try_get("definition").map_err(field)?,
-            ready: row.try_get("ready").map_err(field)?,
-        });
-    }
-
     let schema = read_schema(&transaction).await?;
+    let invalid_indexes = invalid_indexes(&schema);
     let activity = read_activity(&transaction).await?;
 
     // Nothing was written; ending with ROLLBACK says so.
@@ -233,6 +217,24 @@ async fn read_snapshot(
         activity: Some(activity),
         unreadable_tables,
     })
+}
+
+/// The indexes left invalid (an interrupted `CREATE INDEX CONCURRENTLY`), from the contract.
+fn invalid_indexes(schema: &SchemaContract) -> Vec<InvalidIndex> {
+    let mut invalid = Vec::new();
+    for (key, table) in &schema.tables {
+        let (schema_name, table_name) = key.split_once('.').unwrap_or(("", key));
+        for (name, index) in table.indexes.iter().filter(|(_, i)| !i.valid) {
+            invalid.push(InvalidIndex {
+                schema: schema_name.to_string(),
+                table: table_name.to_string(),
+                index: name.clone(),
+                definition: index.shown().to_string(),
+                ready: index.ready,
+            });
+        }
+    }
+    invalid
 }
 
 /// Who holds the migration lock or runs migration DDL, in one query.
@@ -318,9 +320,11 @@ async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Fa
         );
         let index = IndexContract {
             definition: row.try_get("definition").map_err(get)?,
+            shape: row.try_get("shape").map_err(get)?,
             unique: row.try_get("is_unique").map_err(get)?,
             primary: row.try_get("is_primary").map_err(get)?,
             valid: row.try_get("is_valid").map_err(get)?,
+            ready: row.try_get("is_ready").map_err(get)?,
         };
         let name: String = row.try_get("index_name").map_err(get)?;
         schema

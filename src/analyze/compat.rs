@@ -221,7 +221,7 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
                 name,
                 format!("index {name} on {table} no longer exists"),
             ),
-            Some(now) if now.definition != index.definition || now.unique != index.unique => {
+            Some(now) if now.differs_from(index) => {
                 let id = if now.unique && !index.primary {
                     "unique-index-added"
                 } else {
@@ -232,7 +232,8 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
                     name,
                     format!(
                         "index {name} on {table} is now `{}` (was `{}`)",
-                        now.definition, index.definition
+                        now.shown(),
+                        index.shown()
                     ),
                 );
             }
@@ -258,7 +259,7 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
         found.push(
             id,
             name,
-            format!("index {name} on {table} is new: {}", index.definition),
+            format!("index {name} on {table} is new: {}", index.shown()),
         );
     }
 
@@ -349,10 +350,12 @@ mod tests {
 
     fn index(definition: &str, unique: bool) -> IndexContract {
         IndexContract {
-            definition: definition.into(),
+            definition: Some(definition.into()),
+            shape: definition.into(),
             unique,
             primary: false,
             valid: true,
+            ready: true,
         }
     }
 
@@ -529,7 +532,7 @@ mod tests {
             assert_ne!(changed, base);
             let mut now = baseline();
             patient(&mut now).indexes.get_mut("Patient_birthdate_idx").unwrap().definition =
-                changed.into();
+                Some(changed.into());
             assert_eq!(ids(&now), ["index-changed"], "{changed}");
         }
         let mut now = baseline();
@@ -538,7 +541,7 @@ mod tests {
             .get_mut("Patient_birthdate_idx")
             .unwrap();
         idx.unique = true;
-        idx.definition = base.replace("CREATE INDEX", "CREATE UNIQUE INDEX");
+        idx.definition = Some(base.replace("CREATE INDEX", "CREATE UNIQUE INDEX"));
         assert_eq!(ids(&now), ["unique-index-added"]);
         let mut now = baseline();
         patient(&mut now)
@@ -550,6 +553,26 @@ mod tests {
         let mut now = baseline();
         patient(&mut now).indexes.clear();
         assert_eq!(ids(&now), ["index-dropped"]);
+    }
+
+    #[test]
+    fn an_index_captured_while_its_table_was_locked_is_compared_by_shape() {
+        let mut now = baseline();
+        let idx = patient(&mut now)
+            .indexes
+            .get_mut("Patient_birthdate_idx")
+            .unwrap();
+        idx.definition = None;
+        assert!(
+            ids(&now).is_empty(),
+            "same shape, no definition: no difference"
+        );
+        let idx = patient(&mut now)
+            .indexes
+            .get_mut("Patient_birthdate_idx")
+            .unwrap();
+        idx.shape = idx.shape.replace("(birthdate)", "(birthdate DESC)");
+        assert_eq!(ids(&now), ["index-changed"]);
     }
 
     #[test]

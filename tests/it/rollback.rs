@@ -433,3 +433,36 @@ fn the_table_answers_on_its_first_line() {
         "{first}"
     );
 }
+
+#[test]
+fn a_session_running_migration_ddl_is_seen() {
+    let db = TestDb::with(&DEFERRED);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // A reader holds Observation, so the migration's ALTER TABLE waits, visibly active.
+        let reader = connect(&db.url()).await;
+        reader
+            .batch_execute("BEGIN; LOCK TABLE \"Observation\" IN ACCESS SHARE MODE")
+            .await
+            .unwrap();
+        let migrator = connect(&db.url()).await;
+        let alter = tokio::spawn(async move {
+            migrator
+                .batch_execute("ALTER TABLE \"Observation\" ADD COLUMN \"__performerSort\" TEXT")
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let report = live(&db, &BACK);
+        let check = report.check("migration-in-progress");
+        assert_eq!(check.outcome, "fail", "{check:?}");
+        assert!(
+            check.evidence[0].contains("runs `ALTER TABLE \"Observation\""),
+            "{check:?}"
+        );
+        reader.batch_execute("ROLLBACK").await.unwrap();
+        alter.await.unwrap().unwrap();
+    });
+}
