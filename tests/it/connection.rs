@@ -11,8 +11,8 @@ use medmig::connect::ConnectionSettings;
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
-    admin, connect, every_output, medmig, medmig_with_env, server_url, server_user, unique_name,
-    url_as, url_for, TestDb, PASSWORD_ROLE,
+    admin, connect, every_output, medmig, medmig_with_env, runtime, server_url, server_user,
+    unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
 };
 
 fn connect_args(url: &str) -> ConnectArgs {
@@ -29,10 +29,7 @@ fn connect_args(url: &str) -> ConnectArgs {
 fn the_session_cannot_write_and_carries_its_limits() {
     let db = TestDb::with(&["schema", "steady-state"]);
     let settings = ConnectionSettings::resolve(&connect_args(&db.url()), &|_| None).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let mut session = settings.connect().await.unwrap();
         let timeouts = session.timeout_settings();
@@ -63,10 +60,7 @@ fn the_session_cannot_write_and_carries_its_limits() {
 #[test]
 fn a_lock_on_async_job_makes_medmig_give_up_within_its_lock_timeout() {
     let db = TestDb::with(&["schema", "steady-state"]);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         // What a migration's ALTER TABLE would hold.
         let holder = connect(&db.url()).await;
@@ -235,10 +229,7 @@ fn missing_privilege_names_the_grant_and_the_readme_grants_suffice() {
 
 #[test]
 fn tls_require_encrypts_and_verify_full_checks_the_host_name() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let ssl: String = rt.block_on(async {
         let client = connect(&server_url()).await;
         client.query_one("SHOW ssl", &[]).await.unwrap().get(0)

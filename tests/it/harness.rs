@@ -68,7 +68,8 @@ pub fn url_for(url: &str, database: &str) -> String {
     format!("{head}{authority}/{database}{query}")
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A single-threaded runtime for the async parts of a test.
+pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::harness::{
-    admin, connect, medmig, take_snapshot, unique_name, url_as, SourceJson, TestDb,
+    admin, connect, medmig, runtime, take_snapshot, unique_name, url_as, SourceJson, TestDb,
 };
 use crate::schema::capture;
 
@@ -257,10 +257,7 @@ fn data_version_beyond_the_target_is_unsafe() {
 #[test]
 fn a_session_holding_the_migration_lock_is_unsafe_until_it_lets_go() {
     let db = TestDb::with(&DEFERRED);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let migrator = connect(&db.url()).await;
         migrator
@@ -437,10 +434,7 @@ fn the_table_answers_on_its_first_line() {
 #[test]
 fn a_session_running_migration_ddl_is_seen() {
     let db = TestDb::with(&DEFERRED);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         // A reader holds Observation, so the migration's ALTER TABLE waits, visibly active.
         let reader = connect(&db.url()).await;
