@@ -8,14 +8,15 @@ fn check(snapshot: &str, format: &str, extra: &[&str]) {
     let path = format!("fixtures/snapshots/{snapshot}.json");
     let mut args = vec!["status", "--snapshot", &path, "--format", format];
     args.extend_from_slice(extra);
-    let run = medmig(&args);
-    assert!(run.code == 0 || run.code == 1, "{run:?}");
-    let suffix = if extra.is_empty() {
-        String::new()
-    } else {
-        "-all".to_string()
-    };
-    let golden = format!("tests/golden/{snapshot}{suffix}.{format}");
+    let suffix = if extra.is_empty() { "" } else { "-all" };
+    check_command(&format!("{snapshot}{suffix}.{format}"), &args);
+}
+
+/// Runs `args`, exit code 0, 1 or 3, and compares stdout with `tests/golden/{name}`.
+fn check_command(name: &str, args: &[&str]) {
+    let run = medmig(args);
+    assert!([0, 1, 3].contains(&run.code), "{run:?}");
+    let golden = format!("tests/golden/{name}");
     if std::env::var_os("MEDMIG_UPDATE_GOLDEN").is_some() {
         std::fs::write(&golden, &run.stdout).unwrap();
         return;
@@ -26,6 +27,38 @@ fn check(snapshot: &str, format: &str, extra: &[&str]) {
         run.stdout == expected,
         "{golden} differs from the output:\n{}",
         run.stdout
+    );
+}
+
+#[test]
+fn rollback_output() {
+    for format in ["table", "json", "csv"] {
+        check_command(
+            &format!("rollback-deferred-new-minor.{format}"),
+            &[
+                "rollback-check",
+                "--snapshot",
+                "fixtures/snapshots/deferred-new-minor.json",
+                "--to",
+                "5.1.44",
+                "--from",
+                "5.2.2",
+                "--format",
+                format,
+            ],
+        );
+    }
+    check_command(
+        "rollback-reindex-running.table",
+        &[
+            "rollback-check",
+            "--snapshot",
+            "fixtures/snapshots/reindex-running.json",
+            "--to",
+            "5.2.2",
+            "--from",
+            "5.3.0",
+        ],
     );
 }
 
