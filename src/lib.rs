@@ -5,6 +5,7 @@
 //! an exit code.
 
 pub mod analyze;
+pub mod bundle;
 pub mod catalog;
 pub mod cli;
 pub mod collect;

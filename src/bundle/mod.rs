@@ -1,0 +1,10 @@
+//! Support bundles: one redacted `.tar.gz` with everything an escalation needs — versions,
+//! the snapshot, status, database diagnostics, the relevant server log lines, the config and a
+//! timeline — that every command can read back offline.
+//!
+//! This module owns the bundle's layout and integrity (write, read, verify) and the processing
+//! of what goes in: redaction (`redact`), query text (`sqltext`), logs (`logs`) and the
+//! incident timeline (`timeline`). Database reads stay in `collect.rs`.
+
+pub mod redact;
+pub mod sqltext;
