@@ -1,0 +1,563 @@
+//! Server logs into a bundle: stream every file (plain, `.gz`, or a directory of them), keep
+//! the lines that matter — the migration messages of Medplum's logger, and every warning and
+//! error — within the time window, redact them, and count what was read, kept and dropped.
+//!
+//! Memory stays bounded whatever the size: lines are read one at a time into a capped
+//! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
+//! parsed for their time. A truncated `.gz` or a binary file is noted and skipped, never fatal.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use flate2::read::MultiGzDecoder;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::redact::Redactor;
+
+/// Longer lines are cut here (the rest is read and dropped), so no line can exhaust memory.
+const MAX_LINE: usize = 64 * 1024;
+
+/// The timeline keeps at most this many log events; the rest are counted.
+const MAX_EVENTS: usize = 20_000;
+
+/// Messages of Medplum's logger about migrations (see `shared/medplum.md`). Matched
+/// case-insensitively anywhere in a line.
+pub const MIGRATION_MESSAGES: [&str; 12] = [
+    "Database pre-deploy migration",
+    "Database schema migration",
+    "Failed to acquire migration lock",
+    "Pending post-deploy migration",
+    "Data migration ready to run",
+    "Not auto-queueing pending post-deploy migration",
+    "PostDeployMigrationQueue",
+    "Post-deploy migration",
+    "Reindex in progress",
+    "Reindex completed",
+    "AsyncJob execution",
+    "Unable to run this version of Medplum server",
+];
+
+/// How warnings and errors look in JSON and plain-text logs.
+pub const LEVEL_MARKERS: [&str; 14] = [
+    "\"level\":\"error\"",
+    "\"level\":\"warn",
+    "\"level\":\"fatal\"",
+    "\"level\": \"error\"",
+    "\"level\": \"warn",
+    "\"level\":50",
+    "\"level\":40",
+    "\"level\":60",
+    " ERROR ",
+    " WARN ",
+    "[ERROR]",
+    "[WARN",
+    "level=error",
+    "level=warn",
+];
+
+/// The time window of kept lines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogWindow {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl LogWindow {
+    fn contains(&self, at: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|s| at >= s) && self.until.is_none_or(|u| at <= u)
+    }
+}
+
+/// What happened to one input file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LogFileReport {
+    /// The input path.
+    pub source: String,
+    /// Where its kept lines are in the bundle, if any were kept.
+    pub bundled_as: Option<String>,
+    /// Bytes read (decompressed).
+    pub bytes_read: u64,
+    pub lines_read: u64,
+    pub lines_kept: u64,
+    /// Lines that matched but lie outside the window.
+    pub lines_outside_window: u64,
+    /// Kept lines with no time medmig could read (kept: they cannot be placed outside).
+    pub lines_undated: u64,
+    /// Kept lines in which something was redacted.
+    pub lines_redacted: u64,
+    /// Lines longer than 64 KiB, cut.
+    pub lines_cut: u64,
+    /// Why the file was skipped or read only in part.
+    pub note: Option<String>,
+}
+
+/// A migration-related line, for the timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogEvent {
+    pub at: Option<DateTime<Utc>>,
+    pub level: Option<String>,
+    /// The message, redacted.
+    pub message: String,
+    pub source: String,
+}
+
+/// Everything log ingestion produced.
+#[derive(Debug, Default)]
+pub struct LogIngest {
+    pub files: Vec<LogFileReport>,
+    pub events: Vec<LogEvent>,
+    /// Events beyond the timeline's cap, counted only.
+    pub events_dropped: u64,
+}
+
+/// Decides which lines are kept.
+pub struct LineFilter {
+    keep: AhoCorasick,
+    migration_patterns: usize,
+}
+
+impl LineFilter {
+    /// The keep-patterns: the migration messages and the level markers.
+    pub fn new() -> Result<LineFilter> {
+        let patterns: Vec<&str> = MIGRATION_MESSAGES
+            .iter()
+            .chain(LEVEL_MARKERS.iter())
+            .copied()
+            .collect();
+        let keep = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&patterns)
+            .context("the log keep-patterns")?;
+        Ok(LineFilter {
+            keep,
+            migration_patterns: MIGRATION_MESSAGES.len(),
+        })
+    }
+
+    /// `None` when the line is not kept; `Some(true)` for a migration message.
+    fn classify(&self, line: &[u8]) -> Option<bool> {
+        let mut kept = None;
+        for found in self.keep.find_iter(line) {
+            if found.pattern().as_usize() < self.migration_patterns {
+                return Some(true);
+            }
+            kept = Some(false);
+        }
+        kept
+    }
+}
+
+/// Reads every file under `paths`, writes the kept lines of each to `out_dir`, and reports.
+/// `progress` is told the bytes read so far, now and then.
+pub fn ingest(
+    paths: &[PathBuf],
+    window: LogWindow,
+    redactor: &mut Redactor,
+    out_dir: &Path,
+    progress: &mut dyn FnMut(u64),
+) -> Result<LogIngest> {
+    let filter = LineFilter::new()?;
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files)
+            .with_context(|| format!("cannot read --logs {}", path.display()))?;
+    }
+    let mut ingest = LogIngest::default();
+    let mut total = 0u64;
+    for (index, path) in files.iter().enumerate() {
+        let name = bundled_name(index, path);
+        let report = ingest_file(
+            path,
+            &name,
+            window,
+            &filter,
+            redactor,
+            out_dir,
+            &mut ingest,
+            &mut |bytes| progress(total + bytes),
+        )?;
+        total += report.bytes_read;
+        ingest.files.push(report);
+    }
+    Ok(ingest)
+}
+
+/// The files under `path` (itself, or every file below a directory, in name order).
+fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            collect_files(&entry, files)?;
+        }
+    } else {
+        // A missing file fails here with the OS's own words.
+        File::open(path)?;
+        files.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+/// `logs/03-server.log` for the fourth input `…/server.log.gz`.
+fn bundled_name(index: usize, path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "log".into());
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{:02}-{safe}", index + 1)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ingest_file(
+    path: &Path,
+    name: &str,
+    window: LogWindow,
+    filter: &LineFilter,
+    redactor: &mut Redactor,
+    out_dir: &Path,
+    ingest: &mut LogIngest,
+    progress: &mut dyn FnMut(u64),
+) -> Result<LogFileReport> {
+    let source = path.display().to_string();
+    let mut report = LogFileReport {
+        source: source.clone(),
+        ..LogFileReport::default()
+    };
+    let file = File::open(path).with_context(|| format!("cannot open log {source}"))?;
+    let mut raw = BufReader::with_capacity(256 * 1024, file);
+    let gzip = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let input: Box<dyn Read> = if gzip {
+        Box::new(MultiGzDecoder::new(raw))
+    } else {
+        Box::new(raw)
+    };
+    let mut reader = BufReader::with_capacity(
+        256 * 1024,
+        CountingReader {
+            inner: input,
+            count: 0,
+        },
+    );
+    match reader.fill_buf() {
+        Ok(head) if head[..head.len().min(8192)].contains(&0) => {
+            report.note = Some("binary content: skipped".into());
+            return Ok(report);
+        }
+        Ok(_) => {}
+        Err(err) => {
+            report.note = Some(format!("unreadable ({err}): skipped"));
+            return Ok(report);
+        }
+    }
+
+    let bundled = out_dir.join(format!("{name}.log"));
+    let mut output: Option<io::BufWriter<File>> = None;
+    let mut line = Vec::with_capacity(4096);
+    let mut next_progress = 64 << 20;
+    loop {
+        let cut = match next_line(&mut reader, &mut line) {
+            Ok(Some(cut)) => cut,
+            Ok(None) => break,
+            Err(err) => {
+                let what = if gzip {
+                    "truncated or damaged gzip"
+                } else {
+                    "read error"
+                };
+                report.note = Some(format!(
+                    "{what} after {} lines ({err}): the rest was not read",
+                    report.lines_read
+                ));
+                break;
+            }
+        };
+        report.lines_read += 1;
+        report.lines_cut += u64::from(cut);
+        let bytes = reader.get_ref().count;
+        if bytes >= next_progress {
+            progress(bytes);
+            next_progress = bytes + (64 << 20);
+        }
+        let Some(migration) = filter.classify(&line) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&line);
+        let parsed = parse_line(&text);
+        match parsed.at {
+            Some(at) if !window.contains(at) => {
+                report.lines_outside_window += 1;
+                continue;
+            }
+            None => report.lines_undated += 1,
+            Some(_) => {}
+        }
+        let redacted = redactor.text(&text);
+        if redacted != text {
+            report.lines_redacted += 1;
+        }
+        report.lines_kept += 1;
+        let out = match &mut output {
+            Some(out) => out,
+            None => output
+                .insert(io::BufWriter::new(File::create(&bundled).with_context(
+                    || format!("cannot write {}", bundled.display()),
+                )?)),
+        };
+        out.write_all(redacted.as_bytes())?;
+        out.write_all(b"\n")?;
+        if migration || parsed.is_error {
+            if ingest.events.len() < MAX_EVENTS {
+                ingest.events.push(LogEvent {
+                    at: parsed.at,
+                    level: parsed.level,
+                    message: redactor
+                        .text(&parsed.message.unwrap_or_else(|| text.trim().to_string())),
+                    source: source.clone(),
+                });
+            } else {
+                ingest.events_dropped += 1;
+            }
+        }
+    }
+    if let Some(mut out) = output {
+        out.flush()?;
+        report.bundled_as = Some(format!("logs/{name}.log"));
+    }
+    report.bytes_read = reader.get_ref().count;
+    progress(report.bytes_read);
+    Ok(report)
+}
+
+/// Counts the bytes that pass through.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads one line (without its newline) into `line`, keeping at most [`MAX_LINE`] bytes.
+/// `Ok(None)` at the end; `Ok(Some(true))` when the line was cut.
+fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<bool>> {
+    line.clear();
+    let mut cut = false;
+    let mut any = false;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(any.then_some(cut));
+        }
+        any = true;
+        let (end, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        let room = MAX_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&buf[..end.min(room)]);
+        cut |= end > room;
+        reader.consume(if done { end + 1 } else { end });
+        if done {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(cut));
+        }
+    }
+}
+
+/// What a kept line says about itself.
+#[derive(Debug, Default, PartialEq)]
+struct ParsedLine {
+    at: Option<DateTime<Utc>>,
+    level: Option<String>,
+    message: Option<String>,
+    is_error: bool,
+}
+
+/// Reads the time, level and message of a JSON log line, or the leading timestamp of a plain
+/// one.
+fn parse_line(text: &str) -> ParsedLine {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') {
+        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(trimmed) {
+            let at = ["timestamp", "time", "@timestamp", "ts"]
+                .iter()
+                .find_map(|key| object.get(*key).and_then(time_of));
+            let level = object.get("level").map(|l| match l {
+                Value::String(s) => s.to_lowercase(),
+                Value::Number(n) => match n.as_u64() {
+                    Some(60..) => "fatal".into(),
+                    Some(50..=59) => "error".into(),
+                    Some(40..=49) => "warn".into(),
+                    _ => n.to_string(),
+                },
+                other => other.to_string(),
+            });
+            let message = ["msg", "message"]
+                .iter()
+                .find_map(|key| object.get(*key).and_then(Value::as_str))
+                .map(|m| {
+                    // Keep the fields that say which migration: version, duration, error.
+                    let mut text = m.to_string();
+                    for key in ["version", "dataVersion", "duration", "err", "error"] {
+                        if let Some(value) = object.get(key) {
+                            let shown = value
+                                .as_str()
+                                .map_or_else(|| value.to_string(), str::to_string);
+                            text.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
+                        }
+                    }
+                    text
+                });
+            let is_error = level
+                .as_deref()
+                .is_some_and(|l| l == "error" || l == "fatal");
+            return ParsedLine {
+                at,
+                level,
+                message,
+                is_error,
+            };
+        }
+    }
+    let first: String = trimmed.chars().take(40).collect();
+    let at = leading_time(&first);
+    let upper = text.to_ascii_uppercase();
+    let is_error = upper.contains("ERROR") || upper.contains("FATAL");
+    ParsedLine {
+        at,
+        level: is_error.then(|| "error".to_string()),
+        message: None,
+        is_error,
+    }
+}
+
+/// A JSON time: RFC 3339 text or epoch milliseconds.
+fn time_of(value: &Value) -> Option<DateTime<Utc>> {
+    match value {
+        Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        Value::Number(n) => n
+            .as_i64()
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
+        _ => None,
+    }
+}
+
+/// `2025-06-02T10:04:05Z …`, `2025-06-02 10:04:05.123 …` at the start of a plain line.
+fn leading_time(start: &str) -> Option<DateTime<Utc>> {
+    let token: String = start
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = token.split(' ').next().unwrap_or("");
+    if let Ok(at) = DateTime::parse_from_rfc3339(first.trim_matches(['[', ']'])) {
+        return Some(at.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(token.trim_matches(['[', ']']), format) {
+            return Some(Utc.from_utc_datetime(&naive));
+        }
+    }
+    None
+}
+
+/// An error if nothing under `paths` exists (checked before any database work).
+pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        if !path.exists() {
+            return Err(anyhow!(
+                "--logs {}: no such file or directory",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_classified_by_message_and_level() {
+        let filter = LineFilter::new().unwrap();
+        let classify = |s: &str| filter.classify(s.as_bytes());
+        assert_eq!(
+            classify(r#"{"level":"INFO","msg":"Database pre-deploy migration","version":"v120"}"#),
+            Some(true)
+        );
+        assert_eq!(
+            classify(r#"{"level":"ERROR","msg":"Request failed"}"#),
+            Some(false)
+        );
+        assert_eq!(classify(r#"{"level":"INFO","msg":"Request served"}"#), None);
+        assert_eq!(classify("2025-06-02 10:04:05 INFO  served in 3 ms"), None);
+        assert_eq!(classify("2025-06-02 10:04:05 WARN slow query"), Some(false));
+        assert_eq!(
+            classify("2025-06-02 10:04:05 [WARN] slow query"),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn json_and_plain_lines_give_their_time() {
+        let parsed = parse_line(
+            r#"{"level":"ERROR","timestamp":"2025-06-02T10:04:05.000Z","msg":"Post-deploy migration threw an error","err":"boom"}"#,
+        );
+        assert_eq!(parsed.at, Some("2025-06-02T10:04:05Z".parse().unwrap()));
+        assert!(parsed.is_error);
+        assert_eq!(
+            parsed.message.as_deref(),
+            Some("Post-deploy migration threw an error err=boom")
+        );
+        let plain = parse_line(
+            "2025-06-02 10:04:05.250 ERROR Unable to run this version of Medplum server",
+        );
+        assert_eq!(plain.at, Some("2025-06-02T10:04:05.250Z".parse().unwrap()));
+        assert!(plain.is_error);
+        let pino = parse_line(r#"{"level":50,"time":1748858645000,"msg":"x"}"#);
+        assert_eq!(pino.level.as_deref(), Some("error"));
+        assert!(pino.at.is_some());
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_reading_goes_on() {
+        let mut data = vec![b'x'; MAX_LINE * 3];
+        data.extend_from_slice(b"\nshort\n");
+        let mut reader = BufReader::with_capacity(1024, &data[..]);
+        let mut line = Vec::new();
+        assert_eq!(next_line(&mut reader, &mut line).unwrap(), Some(true));
+        assert_eq!(line.len(), MAX_LINE);
+        assert_eq!(next_line(&mut reader, &mut line).unwrap(), Some(false));
+        assert_eq!(line, b"short");
+        assert_eq!(next_line(&mut reader, &mut line).unwrap(), None);
+    }
+}
