@@ -15,6 +15,7 @@ use crate::catalog::{
     FunctionContract, IndexContract, SchemaContract,
 };
 use crate::connect::{ConnectionSettings, Target};
+use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
 use crate::snapshot::{
     DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, MigratingSession, MigrationActivity,
     Snapshot, SnapshotSource, FORMAT_VERSION,
@@ -31,6 +32,34 @@ const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql
 const SCHEMA_FUNCTIONS: &str = include_str!("../queries/schema_functions.sql");
 const SCHEMA_EXTENSIONS: &str = include_str!("../queries/schema_extensions.sql");
 const MIGRATION_ACTIVITY: &str = include_str!("../queries/migration_activity.sql");
+
+/// Diagnostics for bundles: kind, query. Each returns its rows as one JSON array.
+const DIAGNOSTICS: [(&str, &str); 6] = [
+    (
+        "settings",
+        include_str!("../queries/diagnostics_settings.sql"),
+    ),
+    (
+        "setting_overrides",
+        include_str!("../queries/diagnostics_setting_overrides.sql"),
+    ),
+    (
+        "database_size",
+        include_str!("../queries/diagnostics_database_size.sql"),
+    ),
+    (
+        "largest_tables",
+        include_str!("../queries/diagnostics_largest_tables.sql"),
+    ),
+    (
+        "activity",
+        include_str!("../queries/diagnostics_activity.sql"),
+    ),
+    (
+        "replication",
+        include_str!("../queries/diagnostics_replication.sql"),
+    ),
+];
 
 /// Statements that only a migration runs (see `queries/migration_activity.sql`).
 const MIGRATION_STATEMENTS: &str = r#"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX|ALTER\s+TABLE|DROP\s+TABLE|VACUUM\s+FULL|CLUSTER|UPDATE\s+"DatabaseMigration")"#;
@@ -54,6 +83,21 @@ impl From<(tokio_postgres::Error, &'static str)> for Failure {
 
 /// Connects, reads everything in one read-only transaction, and disconnects.
 pub async fn collect(settings: &ConnectionSettings) -> Result<Snapshot> {
+    Ok(collect_all(settings, false).await?.0)
+}
+
+/// [`collect`], plus the diagnostics a support bundle carries, in the same transaction.
+pub async fn collect_with_diagnostics(
+    settings: &ConnectionSettings,
+) -> Result<(Snapshot, Diagnostics)> {
+    let (snapshot, diagnostics) = collect_all(settings, true).await?;
+    Ok((snapshot, diagnostics.unwrap_or_default()))
+}
+
+async fn collect_all(
+    settings: &ConnectionSettings,
+    with_diagnostics: bool,
+) -> Result<(Snapshot, Option<Diagnostics>)> {
     let mut session = settings.connect().await?;
     let timeouts = session.timeout_settings();
     let source = |user: String, server_version: String, server_version_num: i32| {
@@ -69,9 +113,16 @@ pub async fn collect(settings: &ConnectionSettings) -> Result<Snapshot> {
             server_version_num,
         }
     };
-    let outcome = read_snapshot(&mut session.client, &timeouts, &session.target, source).await;
+    let outcome = read_snapshot(
+        &mut session.client,
+        &timeouts,
+        &session.target,
+        source,
+        with_diagnostics,
+    )
+    .await;
     match outcome {
-        Ok(snapshot) => Ok(snapshot),
+        Ok(collected) => Ok(collected),
         Err(Failure::Refused(err)) => Err(err),
         Err(Failure::Query(err, reading)) => Err(session.explain(err, reading).await),
     }
@@ -104,7 +155,8 @@ async fn read_snapshot(
     timeouts: &[String; 3],
     target: &Target,
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
-) -> Result<Snapshot, Failure> {
+    with_diagnostics: bool,
+) -> Result<(Snapshot, Option<Diagnostics>), Failure> {
     let transaction = begin_read_only(client, timeouts)
         .await
         .map_err(|err| (err, "the start of a read-only transaction"))?;
@@ -196,27 +248,77 @@ async fn read_snapshot(
     let schema = read_schema(&transaction).await?;
     let invalid_indexes = invalid_indexes(&schema);
     let activity = read_activity(&transaction).await?;
-
+    let mut transaction = transaction;
+    let diagnostics = if with_diagnostics {
+        Some(read_diagnostics(&mut transaction).await?)
+    } else {
+        None
+    };
     // Nothing was written; ending with ROLLBACK says so.
     transaction
         .rollback()
         .await
         .map_err(at("the end of the transaction"))?;
 
-    Ok(Snapshot {
-        format_version: FORMAT_VERSION,
-        medmig_version: env!("CARGO_PKG_VERSION").to_string(),
-        taken_at,
-        source: source(user, server_version, server_version_num),
-        database_migration,
-        async_job_table,
-        jobs,
-        job_history,
-        invalid_indexes,
-        schema: Some(schema),
-        activity: Some(activity),
-        unreadable_tables,
-    })
+    Ok((
+        Snapshot {
+            format_version: FORMAT_VERSION,
+            medmig_version: env!("CARGO_PKG_VERSION").to_string(),
+            taken_at,
+            source: source(user, server_version, server_version_num),
+            database_migration,
+            async_job_table,
+            jobs,
+            job_history,
+            invalid_indexes,
+            schema: Some(schema),
+            activity: Some(activity),
+            unreadable_tables,
+        },
+        diagnostics,
+    ))
+}
+
+/// Every diagnostic query, each under its own savepoint: one that fails (a privilege, an old
+/// server, a timeout) becomes a gap and the others still run.
+async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnostics, Failure> {
+    let mut diagnostics = Diagnostics::default();
+    let names: Vec<&str> = SETTINGS.to_vec();
+    for (kind, sql) in DIAGNOSTICS {
+        let savepoint = transaction
+            .savepoint("medmig_diagnostic")
+            .await
+            .map_err(|err| (err, "a savepoint"))?;
+        let result = if kind == "settings" {
+            savepoint.query_one(sql, &[&names]).await
+        } else {
+            savepoint.query_one(sql, &[]).await
+        };
+        match result.and_then(|row| row.try_get::<_, serde_json::Value>("rows")) {
+            Ok(rows) => {
+                savepoint
+                    .commit()
+                    .await
+                    .map_err(|err| (err, "a savepoint"))?;
+                diagnostics.sections.insert(kind.to_string(), rows);
+            }
+            Err(err) => {
+                let why = match err.as_db_error() {
+                    Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+                    None => err.to_string(),
+                };
+                savepoint
+                    .rollback()
+                    .await
+                    .map_err(|err| (err, "a savepoint"))?;
+                diagnostics.gaps.push(Gap {
+                    what: kind.replace('_', " "),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(diagnostics)
 }
 
 /// The indexes left invalid (an interrupted `CREATE INDEX CONCURRENTLY`), from the contract.

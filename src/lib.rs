@@ -11,6 +11,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod connect;
+pub mod diagnostics;
 pub mod medplum;
 pub mod render;
 pub mod snapshot;
