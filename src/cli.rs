@@ -42,6 +42,11 @@ pub enum Command {
     ///
     /// For example: medmig rollback-check --to 5.1.44 --from 5.2.2 --baseline 5.1.schema.json
     RollbackCheck(RollbackCheckArgs),
+    /// Make a redacted support bundle (versions, migration state, job timelines, database
+    /// diagnostics, server log lines, config) for an escalation, or check one.
+    ///
+    /// For example: medmig bundle --out case-1234.tar.gz --logs /var/log/medplum --since 48h
+    Bundle(BundleArgs),
     /// Capture a database's schema contract, or compare one with a baseline.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -128,6 +133,100 @@ pub struct StatusArgs {
     pub fail_on: Vec<MigrationState>,
 }
 
+/// `medmig bundle` makes a bundle; `medmig bundle verify FILE` checks one.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BundleArgs {
+    #[command(subcommand)]
+    pub command: Option<BundleCommand>,
+
+    #[command(flatten)]
+    pub create: BundleCreateArgs,
+}
+
+/// `medmig bundle …`.
+#[derive(Debug, Subcommand)]
+pub enum BundleCommand {
+    /// Recompute every checksum of a bundle: exit 1 on a mismatch or a missing file, 2 when
+    /// the file is not a bundle.
+    Verify {
+        /// The bundle (.tar.gz).
+        file: PathBuf,
+    },
+}
+
+/// Arguments of `medmig bundle`.
+#[derive(Debug, Args)]
+pub struct BundleCreateArgs {
+    /// Where to write the bundle (.tar.gz). Written to a temporary file first, then renamed.
+    #[arg(long, value_name = "FILE", required = true)]
+    pub out: Option<PathBuf>,
+
+    /// Replace an existing file at --out.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Server logs to include: files, directories, .gz; Medplum's JSON lines or plain text.
+    /// Repeat for several.
+    #[arg(long, value_name = "PATH")]
+    pub logs: Vec<PathBuf>,
+
+    /// Keep log lines from this moment on: RFC 3339 time or a duration back from now (48h).
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    pub since: Option<When>,
+
+    /// Keep log lines up to this moment: RFC 3339 time or a duration back from now.
+    #[arg(long, value_name = "WHEN", value_parser = parse_when)]
+    pub until: Option<When>,
+
+    /// Also redact IPv4 and IPv6 addresses.
+    #[arg(long)]
+    pub redact_ip: bool,
+
+    /// Also redact this word everywhere (case-insensitive), e.g. a customer's name. Repeat
+    /// for several.
+    #[arg(long, value_name = "WORD")]
+    pub keyword: Vec<String>,
+
+    /// Bundle logs and config only; connect to no database.
+    #[arg(long, conflicts_with_all = ["database_url", "sslmode", "ssl_root_cert"])]
+    pub no_db: bool,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+/// A moment given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// An RFC 3339 time.
+    At(chrono::DateTime<chrono::Utc>),
+    /// This long before now.
+    Ago(Duration),
+}
+
+impl When {
+    /// The moment, given the current time.
+    pub fn resolve(self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            When::At(at) => at,
+            When::Ago(ago) => {
+                now - chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX)
+            }
+        }
+    }
+}
+
+/// Parses `2025-06-02T10:00:00Z` or `48h`.
+pub fn parse_when(text: &str) -> Result<When, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(When::At(at.with_timezone(&chrono::Utc)));
+    }
+    parse_duration(text).map(When::Ago).map_err(|_| {
+        format!("'{text}' is neither an RFC 3339 time (2025-06-02T10:00:00Z) nor a duration (48h)")
+    })
+}
+
 /// Arguments of `medmig rollback-check`.
 #[derive(Debug, Args)]
 pub struct RollbackCheckArgs {
@@ -180,9 +279,15 @@ pub struct SnapshotArgs {
 pub struct InputArgs {
     /// Read a snapshot written by `medmig snapshot` instead of connecting to a database.
     #[arg(long, value_name = "FILE", conflicts_with_all = [
-        "database_url", "sslmode", "ssl_root_cert",
+        "database_url", "sslmode", "ssl_root_cert", "bundle",
     ])]
     pub snapshot: Option<PathBuf>,
+
+    /// Read the snapshot inside a bundle written by `medmig bundle`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = [
+        "database_url", "sslmode", "ssl_root_cert",
+    ])]
+    pub bundle: Option<PathBuf>,
 
     #[command(flatten)]
     pub connect: ConnectArgs,

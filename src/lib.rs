@@ -30,6 +30,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Status(args) => commands::status::run(args, &mut out),
         Command::Snapshot(args) => commands::snapshot::run(args),
         Command::RollbackCheck(args) => commands::rollback_check::run(args, &mut out),
+        Command::Bundle(args) => commands::bundle::run(args, &mut out),
         Command::Schema(cli::SchemaCommand::Capture(args)) => commands::schema::capture(args),
         Command::Schema(cli::SchemaCommand::Diff(args)) => commands::schema::diff(args, &mut out),
     }

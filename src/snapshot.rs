@@ -231,6 +231,17 @@ impl Snapshot {
 /// Writes `bytes` to `path` via a temporary sibling and a rename; refuses to replace an
 /// existing file unless `overwrite`.
 pub fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
+    write_atomically_with(path, overwrite, |file| file.write_all(bytes))
+}
+
+/// Lets `fill` write a temporary sibling of `path`, syncs it and renames it to `path`, so that
+/// an interrupted run leaves no file that looks complete; refuses to replace an existing file
+/// unless `overwrite`.
+pub fn write_atomically_with(
+    path: &Path,
+    overwrite: bool,
+    fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> Result<()> {
     let shown = path.display();
     if !overwrite && path.exists() {
         bail!("{shown} already exists: choose another --out or pass --force to replace it");
@@ -246,7 +257,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()
     let temporary = directory.join(format!(".{name}.medmig-{}.tmp", std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut file = fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
+        fill(&mut file)?;
         file.sync_all()?;
         fs::rename(&temporary, path)
     })();

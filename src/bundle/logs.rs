@@ -206,7 +206,8 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
     Ok(())
 }
 
-/// `logs/03-server.log` for the fourth input `…/server.log.gz`.
+/// `03-server.log` for the third input `…/server.log.gz`; `.log` is added to names without
+/// an extension.
 fn bundled_name(index: usize, path: &Path) -> String {
     let name = path
         .file_name()
@@ -223,7 +224,12 @@ fn bundled_name(index: usize, path: &Path) -> String {
             }
         })
         .collect();
-    format!("{:02}-{safe}", index + 1)
+    let extension = if Path::new(&safe).extension().is_some() {
+        ""
+    } else {
+        ".log"
+    };
+    format!("{:02}-{safe}{extension}", index + 1)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -269,7 +275,7 @@ fn ingest_file(
         }
     }
 
-    let bundled = out_dir.join(format!("{name}.log"));
+    let bundled = out_dir.join(name);
     let mut output: Option<io::BufWriter<File>> = None;
     let mut line = Vec::with_capacity(4096);
     let mut next_progress = 64 << 20;
@@ -340,7 +346,7 @@ fn ingest_file(
     }
     if let Some(mut out) = output {
         out.flush()?;
-        report.bundled_as = Some(format!("logs/{name}.log"));
+        report.bundled_as = Some(format!("logs/{name}"));
     }
     report.bytes_read = reader.get_ref().count;
     progress(report.bytes_read);

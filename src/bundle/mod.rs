@@ -6,6 +6,8 @@
 //! of what goes in: redaction (`redact`), query text (`sqltext`), logs (`logs`) and the
 //! incident timeline (`timeline`). Database reads stay in `collect.rs`.
 
+pub mod archive;
 pub mod logs;
 pub mod redact;
 pub mod sqltext;
+pub mod timeline;

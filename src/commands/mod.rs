@@ -5,11 +5,13 @@
 use anyhow::Result;
 
 use crate::cli::{ConnectArgs, InputArgs};
-use crate::collect::collect;
+use crate::collect::{collect, collect_with_diagnostics};
 use crate::connect::{process_env, ConnectionSettings};
+use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::Snapshot;
 
+pub mod bundle;
 pub mod rollback_check;
 pub mod schema;
 pub mod snapshot;
@@ -18,26 +20,43 @@ pub mod status;
 /// Reads the evidence from the snapshot file or the live database the arguments name, and
 /// describes where it came from (`manifest` is filled in by the caller).
 pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
-    let (snapshot, file) = match &input.snapshot {
-        Some(path) => (Snapshot::read(path)?, Some(path.display().to_string())),
-        None => (collect_live(&input.connect)?, None),
+    let (snapshot, file, kind) = match (&input.snapshot, &input.bundle) {
+        (Some(path), _) => (
+            Snapshot::read(path)?,
+            Some(path.display().to_string()),
+            "snapshot",
+        ),
+        (None, Some(path)) => (
+            crate::bundle::archive::read_snapshot(path)?,
+            Some(path.display().to_string()),
+            "bundle",
+        ),
+        (None, None) => (collect_live(&input.connect)?, None, "live"),
     };
-    let source = ReportSource {
-        kind: if file.is_some() { "snapshot" } else { "live" },
-        file,
-        host: snapshot.source.host.clone(),
-        port: snapshot.source.port,
-        database: snapshot.source.database.clone(),
-        user: snapshot.source.user.clone(),
-        server_version: snapshot.source.server_version.clone(),
-        taken_at: snapshot.taken_at,
-        manifest: String::new(),
-    };
+    let source = ReportSource::of(&snapshot, kind, file, "");
     Ok((snapshot, source))
 }
 
 /// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
+    let settings = settings(args)?;
+    runtime()?.block_on(collect(&settings))
+}
+
+/// [`collect_live`] with the diagnostics of a support bundle.
+pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Diagnostics)> {
+    let settings = settings(args)?;
+    runtime()?.block_on(collect_with_diagnostics(&settings))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves the connection settings and notes ignored sources on stderr.
+fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
     let settings = ConnectionSettings::resolve(args, &process_env)?;
     if !settings.ignored_sources.is_empty() {
         let ignored: Vec<String> = settings
@@ -51,8 +70,5 @@ pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
             ignored.join(", ")
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(collect(&settings))
+    Ok(settings)
 }

@@ -7,6 +7,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::snapshot::Snapshot;
+
 pub mod csv;
 pub mod json;
 pub mod table;
@@ -14,9 +16,9 @@ pub mod table;
 /// Where a report's evidence came from, printed in every format (never a password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReportSource {
-    /// `live` or `snapshot`.
+    /// `live`, `snapshot` or `bundle`.
     pub kind: &'static str,
-    /// The snapshot file, for `snapshot`.
+    /// The snapshot or bundle file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
     pub host: String,
@@ -28,6 +30,28 @@ pub struct ReportSource {
     pub taken_at: DateTime<Utc>,
     /// Which data-version manifest was used: `embedded` or a path.
     pub manifest: String,
+}
+
+impl ReportSource {
+    /// The source of a report on `snapshot`, read as `kind` (from `file`, if any).
+    pub fn of(
+        snapshot: &Snapshot,
+        kind: &'static str,
+        file: Option<String>,
+        manifest: &str,
+    ) -> ReportSource {
+        ReportSource {
+            kind,
+            file,
+            host: snapshot.source.host.clone(),
+            port: snapshot.source.port,
+            database: snapshot.source.database.clone(),
+            user: snapshot.source.user.clone(),
+            server_version: snapshot.source.server_version.clone(),
+            taken_at: snapshot.taken_at,
+            manifest: manifest.to_string(),
+        }
+    }
 }
 
 /// RFC 3339 in UTC with second precision, as every format prints times.

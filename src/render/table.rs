@@ -28,10 +28,7 @@ pub fn status(
     report: &StatusReport,
     all: bool,
 ) -> Result<()> {
-    let origin = match &source.file {
-        Some(file) => format!("snapshot {file}"),
-        None => "live".to_string(),
-    };
+    let origin = origin(source);
     let post = &report.post_deploy;
     let header = [
         (
@@ -137,6 +134,14 @@ pub fn status(
         }
     }
     Ok(())
+}
+
+/// `live`, `snapshot FILE` or `bundle FILE`.
+fn origin(source: &ReportSource) -> String {
+    match &source.file {
+        Some(file) => format!("{} {file}", source.kind),
+        None => source.kind.to_string(),
+    }
 }
 
 fn optional(value: Option<String>) -> String {
@@ -246,10 +251,7 @@ pub fn rollback(
 ) -> Result<()> {
     writeln!(out, "{}", report.headline)?;
     writeln!(out)?;
-    let origin = match &source.file {
-        Some(file) => format!("snapshot {file}"),
-        None => "live".to_string(),
-    };
+    let origin = origin(source);
     let from = match (&report.from, &report.from_inferred_by) {
         (Some(_), Some(how)) | (None, Some(how)) => how.clone(),
         (Some(from), None) => format!("{from} (--from)"),

@@ -1,0 +1,461 @@
+//! `medmig bundle`: collect, redact and pack everything an escalation needs; and
+//! `medmig bundle verify`.
+//!
+//! Inputs are checked before the database is touched; everything is staged beside the output
+//! and packed at the end, so a failed or interrupted run leaves no bundle behind.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::{Duration, Utc};
+use serde_json::{json, Value};
+
+use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
+use crate::bundle::archive::{self, BundleManifest, Staging, BUNDLE_KIND};
+use crate::bundle::logs::{self, LogIngest, LogWindow};
+use crate::bundle::redact::{RedactOptions, Redactor};
+use crate::bundle::sqltext::strip_literals;
+use crate::bundle::timeline::timeline;
+use crate::cli::{BundleArgs, BundleCommand, BundleCreateArgs};
+use crate::diagnostics::{Diagnostics, Gap};
+use crate::medplum::config::MedplumConfig;
+use crate::medplum::manifest::Manifest;
+use crate::render::{self, ReportSource};
+use crate::snapshot::{Snapshot, FORMAT_VERSION};
+
+/// A transaction open longer than this is listed in `diagnostics/long_transactions.json`.
+const LONG_TRANSACTION_SECONDS: f64 = 300.0;
+
+/// Runs `bundle` or `bundle verify`.
+pub fn run(args: &BundleArgs, out: &mut impl Write) -> Result<u8> {
+    match &args.command {
+        Some(BundleCommand::Verify { file }) => verify(file, out),
+        None => create(&args.create),
+    }
+}
+
+/// Prints progress on stderr when it is a terminal.
+struct Progress(bool);
+
+impl Progress {
+    fn step(&self, what: &str) {
+        if self.0 {
+            eprintln!("medmig: {what}…");
+        }
+    }
+
+    fn bytes(&self, read: u64) {
+        if self.0 {
+            eprint!("\rmedmig: reading logs: {} MB", read >> 20);
+        }
+    }
+}
+
+fn create(args: &BundleCreateArgs) -> Result<u8> {
+    let out = args.out.as_deref().context("--out is required")?;
+    let now = Utc::now();
+    let window = LogWindow {
+        since: args.since.map(|w| w.resolve(now)),
+        until: args.until.map(|w| w.resolve(now)),
+    };
+    // Everything that can be wrong with the request fails before the database is touched.
+    logs::check_paths(&args.logs)?;
+    let config = args
+        .connect
+        .medplum_config
+        .as_deref()
+        .map(read_config)
+        .transpose()?;
+    if out.exists() && !args.force {
+        anyhow::bail!(
+            "{} already exists: choose another --out or pass --force to replace it",
+            out.display()
+        );
+    }
+    let progress = Progress(std::io::stderr().is_terminal());
+    let mut redactor = Redactor::new(&RedactOptions {
+        redact_ip: args.redact_ip,
+        keywords: args.keyword.clone(),
+    })?;
+
+    let collected = if args.no_db {
+        None
+    } else {
+        progress.step("reading the database");
+        Some(super::collect_live_with_diagnostics(&args.connect)?)
+    };
+
+    let mut staging = Staging::new(out)?;
+    let mut gaps = Vec::new();
+    let mut status = None;
+    let mut source = None;
+    if let Some((snapshot, diagnostics)) = collected {
+        let (redacted, report) = write_database(
+            &mut staging,
+            &mut redactor,
+            snapshot,
+            diagnostics,
+            &mut gaps,
+        )?;
+        source = Some(redacted.source.clone());
+        status = Some((redacted, report));
+    } else {
+        gaps.push(Gap {
+            what: "database".into(),
+            why: "--no-db: no snapshot, status or diagnostics".into(),
+        });
+    }
+
+    progress.step("reading logs");
+    let ingest = logs::ingest(
+        &args.logs,
+        window,
+        &mut redactor,
+        &staging.directory("logs")?,
+        &mut |read| progress.bytes(read),
+    )?;
+    if progress.0 && !args.logs.is_empty() {
+        eprintln!();
+    }
+    write_logs(&mut staging, &ingest, &mut gaps)?;
+
+    if let Some((path, config)) = config {
+        write_config(&mut staging, &mut redactor, &path, config)?;
+    }
+
+    let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
+    staging.write_json("timeline.json", &events)?;
+
+    let command_line: Vec<String> = std::env::args().map(|a| redactor.text(&a)).collect();
+
+    let summary = summary(status.as_ref(), &ingest, &gaps, &events, now);
+    let summary = redactor.text(&summary);
+    staging.write("summary.txt", summary.as_bytes())?;
+
+    let manifest = BundleManifest {
+        format_version: FORMAT_VERSION,
+        kind: BUNDLE_KIND.to_string(),
+        created_at: now,
+        medmig_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line,
+        source,
+        since: window.since,
+        until: window.until,
+        files: Vec::new(),
+        redactions: redactor
+            .counts()
+            .iter()
+            .map(|(rule, count)| (rule.to_string(), *count))
+            .collect(),
+        not_collected: gaps,
+    };
+    progress.step("packing");
+    let manifest = staging.finish(manifest, out, args.force)?;
+    let kept: u64 = ingest.files.iter().map(|f| f.lines_kept).sum();
+    let read: u64 = ingest.files.iter().map(|f| f.lines_read).sum();
+    let redacted: u64 = manifest.redactions.values().sum();
+    eprintln!(
+        "medmig: wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
+        out.display(),
+        manifest.files.len() + 1,
+        manifest.not_collected.len()
+    );
+    Ok(0)
+}
+
+/// The config file as JSON and as Medplum's config (checked before any other work).
+fn read_config(path: &Path) -> Result<(std::path::PathBuf, (Value, MedplumConfig))> {
+    let parsed = MedplumConfig::read(path)?;
+    let text = std::fs::read_to_string(path)?;
+    let value: Value = serde_json::from_str(&text)?;
+    Ok((path.to_path_buf(), (value, parsed)))
+}
+
+/// `snapshot.json`, `status.json` and `diagnostics/`, all redacted; returns the redacted
+/// snapshot and its status.
+fn write_database(
+    staging: &mut Staging,
+    redactor: &mut Redactor,
+    snapshot: Snapshot,
+    diagnostics: Diagnostics,
+    gaps: &mut Vec<Gap>,
+) -> Result<(Snapshot, StatusReport)> {
+    let mut value = serde_json::to_value(&snapshot)?;
+    redactor.json(&mut value);
+    let snapshot: Snapshot =
+        serde_json::from_value(value.clone()).context("the redacted snapshot")?;
+    staging.write_json("snapshot.json", &value)?;
+
+    let manifest = Manifest::embedded();
+    let report = analyze(
+        &snapshot,
+        &manifest,
+        StatusOptions {
+            now: snapshot.taken_at,
+            stale_after: Duration::hours(1),
+        },
+    );
+    let source = ReportSource::of(&snapshot, "live", None, &manifest.origin);
+    let mut status = Vec::new();
+    render::json::status(&mut status, &source, &report)?;
+    staging.write("status.json", &status)?;
+
+    for table in &snapshot.unreadable_tables {
+        gaps.push(Gap {
+            what: format!("{table} rows"),
+            why: format!("user \"{}\" may not read it", snapshot.source.user),
+        });
+    }
+    gaps.extend(diagnostics.gaps.iter().cloned());
+    write_diagnostics(staging, redactor, &snapshot, diagnostics, gaps)?;
+    Ok((snapshot, report))
+}
+
+fn write_diagnostics(
+    staging: &mut Staging,
+    redactor: &mut Redactor,
+    snapshot: &Snapshot,
+    mut diagnostics: Diagnostics,
+    gaps: &mut Vec<Gap>,
+) -> Result<()> {
+    // Statements lose their literals before anything else sees them.
+    let mut hidden = 0;
+    if let Some(Value::Array(sessions)) = diagnostics.sections.get_mut("activity") {
+        for session in sessions.iter_mut() {
+            let query = session
+                .get("query")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let (query, is_hidden) = match query.as_deref() {
+                Some("<insufficient privilege>") => (Value::Null, true),
+                Some(text) => (Value::String(strip_literals(text)), false),
+                None => (Value::Null, false),
+            };
+            hidden += u32::from(is_hidden);
+            if let Some(object) = session.as_object_mut() {
+                object.insert("query".into(), query);
+                object.insert("query_hidden".into(), Value::Bool(is_hidden));
+            }
+        }
+    }
+    if hidden > 0 {
+        gaps.push(Gap {
+            what: format!("the statements of {hidden} sessions"),
+            why: "the role lacks pg_read_all_stats: their query text is hidden".into(),
+        });
+    }
+    let sessions = diagnostics
+        .sections
+        .get("activity")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let blocking: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| {
+            s.get("blocked_by")
+                .and_then(Value::as_array)
+                .is_some_and(|b| !b.is_empty())
+        })
+        .collect();
+    let long: Vec<&Value> = sessions
+        .iter()
+        .filter(|s| {
+            s.get("transaction_age_s")
+                .and_then(Value::as_f64)
+                .is_some_and(|age| age > LONG_TRANSACTION_SECONDS)
+        })
+        .collect();
+    diagnostics
+        .sections
+        .insert("blocking".into(), json!(blocking));
+    diagnostics
+        .sections
+        .insert("long_transactions".into(), json!(long));
+    diagnostics.sections.insert(
+        "server".into(),
+        json!({
+            "server_version": snapshot.source.server_version,
+            "server_version_num": snapshot.source.server_version_num,
+            "database": snapshot.source.database,
+            "user": snapshot.source.user,
+        }),
+    );
+    diagnostics.sections.insert(
+        "migration_lock".into(),
+        json!(snapshot.activity.as_ref().map(|a| &a.sessions)),
+    );
+    if let Some(schema) = &snapshot.schema {
+        diagnostics
+            .sections
+            .insert("extensions".into(), json!(schema.extensions));
+        let mut not_validated = Vec::new();
+        for (table, contract) in &schema.tables {
+            for (name, constraint) in contract.constraints.iter().filter(|(_, c)| !c.validated) {
+                not_validated.push(json!({"table": table, "constraint": name, "definition": constraint.definition}));
+            }
+        }
+        diagnostics.sections.insert(
+            "invalid_objects".into(),
+            json!({"invalid_indexes": snapshot.invalid_indexes, "constraints_not_validated": not_validated}),
+        );
+    }
+    for (kind, mut rows) in diagnostics.sections {
+        redactor.json(&mut rows);
+        staging.write_json(&format!("diagnostics/{kind}.json"), &rows)?;
+    }
+    Ok(())
+}
+
+/// `logs/ingest.json` (what was read, kept, dropped) and the gaps of unreadable files.
+fn write_logs(staging: &mut Staging, ingest: &LogIngest, gaps: &mut Vec<Gap>) -> Result<()> {
+    for file in &ingest.files {
+        if let Some(bundled) = &file.bundled_as {
+            staging.adopt(bundled);
+        }
+        if let Some(note) = &file.note {
+            gaps.push(Gap {
+                what: format!("log {}", file.source),
+                why: note.clone(),
+            });
+        }
+    }
+    let total = |f: fn(&logs::LogFileReport) -> u64| ingest.files.iter().map(f).sum::<u64>();
+    staging.write_json(
+        "logs/ingest.json",
+        &json!({
+            "files": ingest.files,
+            "totals": {
+                "bytes_read": total(|f| f.bytes_read),
+                "lines_read": total(|f| f.lines_read),
+                "lines_kept": total(|f| f.lines_kept),
+                "lines_outside_window": total(|f| f.lines_outside_window),
+                "lines_undated": total(|f| f.lines_undated),
+                "lines_redacted": total(|f| f.lines_redacted),
+                "lines_cut": total(|f| f.lines_cut),
+            },
+            "timeline_events_dropped": ingest.events_dropped,
+        }),
+    )
+}
+
+/// `config/medplum.config.json` with every secret replaced, and how it defers post-deploy
+/// migrations.
+fn write_config(
+    staging: &mut Staging,
+    redactor: &mut Redactor,
+    path: &Path,
+    (mut value, config): (Value, MedplumConfig),
+) -> Result<()> {
+    redactor.json(&mut value);
+    staging.write_json("config/medplum.config.json", &value)?;
+    let defer = config.defer_settings();
+    staging.write_json(
+        "config/post-deploy.json",
+        &json!({
+            "file": redactor.text(&path.display().to_string()),
+            "switches": defer,
+            "server_defers_post_deploy_migrations": defer.defers(),
+            "meaning": if defer.defers() {
+                "the server does not start post-deploy migrations by itself: the rollback window stays open until someone does"
+            } else if defer.disable_post_deploy_migrations == Some(true) {
+                "only the documented disablePostDeployMigrations is set, which the server code does not read: post-deploy migrations start by themselves"
+            } else {
+                "post-deploy migrations start by themselves after each deployment"
+            },
+        }),
+    )
+}
+
+/// `summary.txt`: what a person reads first.
+fn summary(
+    status: Option<&(Snapshot, StatusReport)>,
+    ingest: &LogIngest,
+    gaps: &[Gap],
+    events: &[crate::bundle::timeline::TimelineEvent],
+    now: chrono::DateTime<Utc>,
+) -> String {
+    let mut text = format!(
+        "medmig support bundle, made {} by medmig {}\n\n",
+        render::timestamp(&now),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some((snapshot, report)) = status {
+        let source = ReportSource::of(snapshot, "live", None, "embedded");
+        let mut table = Vec::new();
+        if render::table::status(&mut table, &source, report, false).is_ok() {
+            text.push_str(&String::from_utf8_lossy(&table));
+        }
+    } else {
+        text.push_str("No database was read (--no-db).\n");
+    }
+    let total = |f: fn(&logs::LogFileReport) -> u64| ingest.files.iter().map(f).sum::<u64>();
+    text.push_str(&format!(
+        "\nLogs: {} files, {} lines read, {} kept, {} outside the time window\n",
+        ingest.files.len(),
+        total(|f| f.lines_read),
+        total(|f| f.lines_kept),
+        total(|f| f.lines_outside_window)
+    ));
+    if let (Some(first), Some(last)) = (
+        events.iter().find_map(|e| e.at),
+        events.iter().rev().find_map(|e| e.at),
+    ) {
+        text.push_str(&format!(
+            "Timeline: {} events from {} to {} (timeline.json)\n",
+            events.len(),
+            render::timestamp(&first),
+            render::timestamp(&last)
+        ));
+    }
+    if !gaps.is_empty() {
+        text.push_str("\nNot collected\n");
+        for gap in gaps {
+            text.push_str(&format!("  {}: {}\n", gap.what, gap.why));
+        }
+    }
+    text
+}
+
+/// `bundle verify`: every checksum, one line per problem, a verdict line.
+fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
+    let verification = archive::verify(file)?;
+    let mut text = String::new();
+    for (path, outcome) in &verification.files {
+        match outcome {
+            Ok(size) => text.push_str(&format!("ok        {path} ({size} bytes)\n")),
+            Err(problem) => text.push_str(&format!("DAMAGED   {path}: {problem}\n")),
+        }
+    }
+    for path in &verification.unexpected {
+        text.push_str(&format!("UNLISTED  {path}: not in the manifest\n"));
+    }
+    let shown = file.display();
+    if verification.is_intact() {
+        text.push_str(&format!(
+            "bundle {shown} is intact: {} files match the manifest of {}\n",
+            verification.files.len(),
+            render::timestamp(&verification.manifest.created_at)
+        ));
+    } else {
+        let bad = verification
+            .files
+            .iter()
+            .filter(|(_, r)| r.is_err())
+            .count()
+            + verification.unexpected.len();
+        text.push_str(&format!(
+            "bundle {shown} is damaged: {bad} of {} files do not match{}\n",
+            verification.files.len(),
+            verification
+                .stopped
+                .as_ref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default()
+        ));
+    }
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(if verification.is_intact() { 0 } else { 1 })
+}
