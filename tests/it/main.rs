@@ -1,6 +1,7 @@
 //! Integration tests: a real PostgreSQL (see `harness.rs` for how it is found) and the real
 //! `medmig` binary. One test binary, shared helpers.
 
+mod bundle;
 mod connection;
 mod golden;
 mod harness;

@@ -1,0 +1,525 @@
+//! `medmig bundle` and `medmig bundle verify`: contents, offline answers equal to live ones,
+//! redaction of every seeded secret, integrity checks, and log ingestion.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use serde_json::Value;
+
+use crate::harness::{
+    admin, connect, medmig, parse_status, runtime, server_user, status_json, unique_name, url_as,
+    TestDb,
+};
+
+fn temp(name: &str, extension: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}.{extension}", unique_name(name)))
+}
+
+/// Every file of a bundle, by path.
+fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut archive = tar::Archive::new(GzDecoder::new(std::fs::File::open(path).unwrap()));
+    let mut files = BTreeMap::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    files
+}
+
+/// Writes `files` as a bundle-shaped archive (manifest first), for tampering tests.
+fn repack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
+    let mut tar = tar::Builder::new(GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    ));
+    let mut order: Vec<&String> = files.keys().collect();
+    order.sort_by_key(|name| *name != "manifest.json");
+    for name in order {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(files[name].len() as u64);
+        header.set_mode(0o644);
+        tar.append_data(&mut header, name, &files[name][..])
+            .unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
+fn bundle(args: &[&str]) -> (PathBuf, crate::harness::Run) {
+    let out = temp("medmig_bundle", "tar.gz");
+    let mut all = vec!["bundle", "--out", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let run = medmig(&all);
+    (out, run)
+}
+
+/// The migrations of a report as JSON, without the elapsed time of runs still in progress:
+/// that is measured to the moment of reading, which differs between two reads.
+fn without_clock(report: &crate::harness::StatusJson) -> Vec<Value> {
+    report
+        .migrations
+        .iter()
+        .map(|m| {
+            let mut value = serde_json::json!({
+                "version": m.version, "state": m.state, "attempts": m.attempts,
+                "detail": m.detail, "job_id": m.current.job_id, "error": m.current.error,
+                "progress": m.current.progress, "started_at": m.current.started_at,
+                "finished_at": m.current.finished_at, "runs": m.runs.len(),
+            });
+            if m.current.finished_at.is_some() {
+                value["duration_seconds"] = serde_json::json!(m.current.duration_seconds);
+            }
+            value
+        })
+        .collect()
+}
+
+#[test]
+fn offline_answers_from_a_bundle_equal_the_live_ones() {
+    for scenario in ["failed-with-retry", "reindex-running", "stale-job"] {
+        let db = TestDb::with(&["schema", scenario]);
+        let (out, run) = bundle(&["--database-url", &db.url()]);
+        assert_eq!(run.code, 0, "{run:?}");
+        let out_arg = out.to_str().unwrap();
+        let live = status_json(&db.url(), &[]);
+        let offline = medmig(&["status", "--format", "json", "--bundle", out_arg]);
+        assert_eq!(offline.code, 0, "{offline:?}");
+        let offline = parse_status(&offline.stdout);
+        assert_eq!(offline.source.kind, "bundle");
+        assert!(
+            without_clock(&offline) == without_clock(&live),
+            "{scenario}: bundle and live differ"
+        );
+        assert_eq!(offline.finding_ids(), live.finding_ids(), "{scenario}");
+
+        // status.json is the status at collection time, the same answer.
+        let files = unpack(&out);
+        let inside = parse_status(std::str::from_utf8(&files["status.json"]).unwrap());
+        assert!(
+            without_clock(&inside) == without_clock(&live),
+            "{scenario}: status.json differs"
+        );
+
+        let args = ["--format", "json", "--to", "5.1.44", "--from", "5.2.2"];
+        let mut live_args = vec!["rollback-check", "--database-url", db.url().leak()];
+        live_args.extend(args);
+        let mut bundle_args = vec!["rollback-check", "--bundle", out_arg];
+        bundle_args.extend(args);
+        let (a, b) = (medmig(&live_args), medmig(&bundle_args));
+        assert_eq!(a.code, b.code, "{scenario}");
+        let verdict = |text: &str| serde_json::from_str::<Value>(text).unwrap()["checks"].clone();
+        assert_eq!(verdict(&a.stdout), verdict(&b.stdout), "{scenario}");
+        std::fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn the_bundle_has_every_part_and_verify_says_it_is_intact() {
+    let db = TestDb::with(&["schema", "invalid-index"]);
+    let (out, run) = bundle(&["--database-url", &db.url()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.is_empty());
+    let files = unpack(&out);
+    for part in [
+        "manifest.json",
+        "snapshot.json",
+        "status.json",
+        "timeline.json",
+        "summary.txt",
+        "diagnostics/settings.json",
+        "diagnostics/setting_overrides.json",
+        "diagnostics/database_size.json",
+        "diagnostics/largest_tables.json",
+        "diagnostics/activity.json",
+        "diagnostics/blocking.json",
+        "diagnostics/migration_lock.json",
+        "diagnostics/long_transactions.json",
+        "diagnostics/replication.json",
+        "diagnostics/invalid_objects.json",
+        "diagnostics/extensions.json",
+        "diagnostics/server.json",
+        "logs/ingest.json",
+    ] {
+        assert!(
+            files.contains_key(part),
+            "{part} missing: {:?}",
+            files.keys()
+        );
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert_eq!(manifest["format_version"], 1);
+    assert_eq!(manifest["source"]["database"], db.name);
+    assert_eq!(manifest["files"].as_array().unwrap().len(), files.len() - 1);
+    let settings: Value = serde_json::from_slice(&files["diagnostics/settings.json"]).unwrap();
+    let timeout = settings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "statement_timeout")
+        .unwrap();
+    assert!(timeout.get("source").is_some(), "{timeout}");
+    let invalid: Value =
+        serde_json::from_slice(&files["diagnostics/invalid_objects.json"]).unwrap();
+    assert_eq!(
+        invalid["invalid_indexes"][0]["index"],
+        "Observation_subject_code_idx"
+    );
+    let timeline: Value = serde_json::from_slice(&files["timeline.json"]).unwrap();
+    assert!(timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "job-error" && e["version"] == 50));
+    let summary = String::from_utf8_lossy(&files["summary.txt"]);
+    assert!(summary.contains("migration-failed"), "{summary}");
+
+    let verified = medmig(&["bundle", "verify", out.to_str().unwrap()]);
+    assert_eq!(verified.code, 0, "{verified:?}");
+    assert!(verified
+        .stdout
+        .lines()
+        .last()
+        .unwrap()
+        .contains("is intact"));
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn verify_finds_tampering_and_truncation_and_refuses_what_is_not_a_bundle() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let (out, run) = bundle(&["--database-url", &db.url()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut files = unpack(&out);
+
+    let tampered = temp("medmig_tampered", "tar.gz");
+    files.insert("status.json".into(), b"{\"all\": \"fine\"}".to_vec());
+    repack(&tampered, &files);
+    let run = medmig(&["bundle", "verify", tampered.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("DAMAGED   status.json"),
+        "{}",
+        run.stdout
+    );
+    // A damaged snapshot is refused when read, not trusted.
+    files.insert("snapshot.json".into(), b"{\"format_version\": 1}".to_vec());
+    repack(&tampered, &files);
+    let run = medmig(&["status", "--bundle", tampered.to_str().unwrap()]);
+    assert!(
+        run.single_error().contains("does not match its checksum"),
+        "{run:?}"
+    );
+
+    let truncated = temp("medmig_truncated", "tar.gz");
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let run = medmig(&["bundle", "verify", truncated.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("is damaged"), "{}", run.stdout);
+
+    let not_bundle = temp("medmig_notbundle", "tar.gz");
+    std::fs::write(&not_bundle, b"just some text").unwrap();
+    let run = medmig(&["bundle", "verify", not_bundle.to_str().unwrap()]);
+    assert!(
+        run.single_error().contains("is not a medmig bundle"),
+        "{run:?}"
+    );
+    let run = medmig(&["bundle", "verify", "/nonexistent/bundle.tar.gz"]);
+    assert!(run.single_error().contains("cannot read bundle"), "{run:?}");
+
+    // A newer format is refused clearly.
+    let mut manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest["format_version"] = 9.into();
+    files.insert(
+        "manifest.json".into(),
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    repack(&tampered, &files);
+    let run = medmig(&["bundle", "verify", tampered.to_str().unwrap()]);
+    assert!(run.single_error().contains("upgrade medmig"), "{run:?}");
+
+    for path in [&out, &tampered, &truncated, &not_bundle] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
+
+/// A log directory with every kind of file the ingestion must cope with.
+fn log_directory() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique_name("medmig_logs"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("server.log"),
+        concat!(
+            r#"{"level":"INFO","timestamp":"2026-03-01T10:00:00.000Z","msg":"Database pre-deploy migration","version":"v121","duration":"1800 ms"}"#, "\n",
+            r#"{"level":"INFO","timestamp":"2026-03-01T10:00:01.000Z","msg":"GET /fhir/R4/Patient 200"}"#, "\n",
+            r#"{"level":"ERROR","timestamp":"2026-03-01T10:05:00.000Z","msg":"Post-deploy migration threw an error","err":"canceling statement due to statement timeout"}"#, "\n",
+            r#"{"level":"WARN","timestamp":"2020-01-01T00:00:00.000Z","msg":"a warning long before the window"}"#, "\n",
+            "2026-03-01 10:06:00 ERROR Unable to run this version of Medplum server. Pending post-deploy migration v45 requires server at version 5.1.37 <= version < 5.2.0, but current server version is 5.2.2\n",
+            "no time here [WARN] disk almost full\n",
+        ),
+    )
+    .unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"level":"INFO","timestamp":"2026-03-01T11:00:00.000Z","msg":"PostDeployMigrationQueue worker: active","dataVersion":45}"#)
+        .unwrap();
+    gz.write_all(b"\n").unwrap();
+    let gz = gz.finish().unwrap();
+    std::fs::write(dir.join("server-1.log.gz"), &gz).unwrap();
+    std::fs::write(dir.join("server-2.log.gz"), &gz[..gz.len() / 2]).unwrap();
+    std::fs::write(dir.join("core.dump"), b"\x7fELF\0\0\0binary").unwrap();
+    dir
+}
+
+#[test]
+fn logs_of_every_kind_are_read_filtered_by_time_and_accounted_for() {
+    let dir = log_directory();
+    let (out, run) = bundle(&[
+        "--no-db",
+        "--logs",
+        dir.to_str().unwrap(),
+        "--since",
+        "2026-02-01T00:00:00Z",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = unpack(&out);
+    assert!(!files.contains_key("snapshot.json"));
+    let ingest: Value = serde_json::from_slice(&files["logs/ingest.json"]).unwrap();
+    let by_name = |suffix: &str| {
+        ingest["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["source"].as_str().unwrap().ends_with(suffix))
+            .cloned()
+            .unwrap()
+    };
+    let plain = by_name("server.log");
+    assert_eq!(plain["lines_read"], 6);
+    assert_eq!(plain["lines_kept"], 4, "{plain}");
+    assert_eq!(plain["lines_outside_window"], 1);
+    assert_eq!(plain["lines_undated"], 1);
+    assert_eq!(by_name("server-1.log.gz")["lines_kept"], 1);
+    assert!(by_name("server-2.log.gz")["note"]
+        .as_str()
+        .unwrap()
+        .contains("truncated"));
+    assert!(by_name("core.dump")["note"]
+        .as_str()
+        .unwrap()
+        .contains("binary"));
+    let kept = String::from_utf8_lossy(&files[plain["bundled_as"].as_str().unwrap()]).into_owned();
+    assert!(
+        kept.contains("Unable to run this version") && !kept.contains("GET /fhir"),
+        "{kept}"
+    );
+    assert!(!kept.contains("long before the window"));
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let gaps = manifest["not_collected"].to_string();
+    assert!(
+        gaps.contains("--no-db") && gaps.contains("truncated") && gaps.contains("binary"),
+        "{gaps}"
+    );
+    let timeline: Value = serde_json::from_slice(&files["timeline.json"]).unwrap();
+    let kinds: Vec<&str> = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "pre-deploy-migration",
+        "post-deploy-migration",
+        "startup-gate",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
+    }
+    // A bundle without a database cannot answer status.
+    let run = medmig(&["status", "--bundle", out.to_str().unwrap()]);
+    assert!(run.single_error().contains("--no-db"), "{run:?}");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+const SECRETS: [&str; 17] = [
+    "Quackenbush",
+    "Zebulon",
+    "zebulon.q@example.org",
+    "123-45-6789",
+    "867-5309",
+    "eyJhbGciOiJIUzI1NiJ9",
+    "sk_live_abcdef123456",
+    "AKIAIOSFODNN7EXAMPLE",
+    "db-Pa55word",
+    "client-s3cret",
+    "redis-pw-99",
+    "10.77.1.23",
+    "1961-04-12",
+    "literal-secret-42",
+    "987-65-4321",
+    "signing-key-material",
+    "bWVkcGx1bTpsaXRlcmFsLXNlY3JldC00Mg",
+];
+
+#[test]
+fn no_seeded_secret_survives_anywhere_in_a_bundle() {
+    // In job output (an error message), in a Patient row (never read), in a running query's
+    // literals, in the logs and in the config.
+    let db = TestDb::build(
+        &["schema", "steady-state"],
+        "SELECT fixture.job('e0000000-0000-4000-8000-00000000beef', 54, ARRAY['accepted','error'],
+            ARRAY[now() - interval '2 hours', now() - interval '1 hour'],
+            '{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"error\",\"valueString\":\"duplicate key for zebulon.q@example.org ssn 123-45-6789 phone (555) 867-5309 token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ6ZWJ1bG9uIn0.c2lnbmF0dXJlc2lnbmF0dXJl\"}]}')",
+    );
+    let logs = std::env::temp_dir().join(unique_name("medmig_leaky_logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("server.log"),
+        concat!(
+            r#"{"level":"ERROR","timestamp":"2026-03-01T10:05:00.000Z","msg":"Post-deploy migration threw an error","err":"connect postgres://medplum:db-Pa55word@10.77.1.23:5432/medplum failed","patient":"Zebulon Quackenbush"}"#, "\n",
+            r#"{"level":"WARN","timestamp":"2026-03-01T10:06:00.000Z","msg":"auth","headers":{"authorization":"Bearer sk_live_abcdef123456"},"key":"AKIAIOSFODNN7EXAMPLE"}"#, "\n",
+            "2026-03-01 10:07:00 ERROR token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.abcdefghijkl for zebulon.q@example.org ssn 987-65-4321\n",
+            "2026-03-01 10:08:00 WARN proxy sent Authorization: Basic bWVkcGx1bTpsaXRlcmFsLXNlY3JldC00Mg==\n",
+        ),
+    )
+    .unwrap();
+    let config = temp("medplum_leaky_config", "json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"baseUrl":"https://api.example.com/","database":{{"host":"127.0.0.1","port":5432,
+                "dbname":"{}","username":"{}","password":"db-Pa55word"}},
+                "googleClientSecret":"client-s3cret","signingKey":"signing-key-material",
+                "redis":{{"host":"10.77.1.23","password":"redis-pw-99"}},"adminEmail":"zebulon.q@example.org"}}"#,
+            db.name,
+            server_user()
+        ),
+    )
+    .unwrap();
+    let rt = runtime();
+    let out = rt.block_on(async {
+        // A statement whose literals hold patient data runs while the bundle is made.
+        let busy = connect(&db.url()).await;
+        let running = tokio::spawn(async move {
+            busy.batch_execute(
+                "SELECT pg_sleep(3), 'Zebulon Quackenbush' AS who, 'literal-secret-42', '123-45-6789'",
+            )
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (out, run) = bundle(&[
+            "--medplum-config", config.to_str().unwrap(),
+            "--logs", logs.to_str().unwrap(),
+            "--redact-ip", "--keyword", "Quackenbush", "--keyword", "Zebulon",
+        ]);
+        assert_eq!(run.code, 0, "{run:?}");
+        running.await.unwrap().unwrap();
+        out
+    });
+    let files = unpack(&out);
+    let activity = String::from_utf8_lossy(&files["diagnostics/activity.json"]).into_owned();
+    assert!(
+        activity.contains("pg_sleep(?)"),
+        "the running statement is there, without literals: {activity}"
+    );
+    for (name, bytes) in &files {
+        let text = String::from_utf8_lossy(bytes);
+        for secret in SECRETS {
+            assert!(!text.contains(secret), "{secret} leaked into {name}");
+        }
+    }
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    for rule in [
+        "email",
+        "us-ssn",
+        "phone",
+        "jwt",
+        "auth-header",
+        "aws-access-key",
+        "url-password",
+        "secret-value",
+        "ipv4",
+        "keyword",
+    ] {
+        assert!(
+            manifest["redactions"][rule].as_u64().unwrap_or(0) > 0,
+            "rule {rule} never fired: {}",
+            manifest["redactions"]
+        );
+    }
+    let deferral: Value = serde_json::from_slice(&files["config/post-deploy.json"]).unwrap();
+    assert_eq!(deferral["server_defers_post_deploy_migrations"], false);
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_file(&config).unwrap();
+    std::fs::remove_dir_all(&logs).unwrap();
+}
+
+#[test]
+fn a_role_without_pg_read_all_stats_still_gets_a_bundle_with_the_gap_noted() {
+    let db = TestDb::with(&["schema", "stale-job"]);
+    let role = unique_name("medmig_support");
+    admin(&format!("CREATE ROLE \"{role}\" LOGIN"));
+    db.execute(&format!(
+        "GRANT CONNECT ON DATABASE \"{0}\" TO \"{role}\";
+         GRANT SELECT ON \"DatabaseMigration\", \"AsyncJob\", \"AsyncJob_History\" TO \"{role}\";",
+        db.name
+    ));
+    let rt = runtime();
+    let (out, run) = rt.block_on(async {
+        let other = connect(&db.url()).await;
+        let running = tokio::spawn(async move { other.batch_execute("SELECT pg_sleep(2)").await });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let result = bundle(&["--database-url", &url_as(&role, None, &db.name)]);
+        running.await.unwrap().unwrap();
+        result
+    });
+    db.execute(&format!("DROP OWNED BY \"{role}\""));
+    admin(&format!("DROP ROLE \"{role}\""));
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = unpack(&out);
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert!(
+        manifest["not_collected"]
+            .to_string()
+            .contains("pg_read_all_stats"),
+        "{}",
+        manifest["not_collected"]
+    );
+    assert!(files.contains_key("status.json"));
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn a_failed_bundle_leaves_nothing_behind() {
+    let dir = std::env::temp_dir().join(unique_name("medmig_nothing"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("case.tar.gz");
+    let run = medmig(&[
+        "bundle",
+        "--out",
+        out.to_str().unwrap(),
+        "--database-url",
+        "postgres://medmig@127.0.0.1:1/medplum",
+    ]);
+    assert!(run.single_error().contains("connection refused"), "{run:?}");
+    let run = medmig(&[
+        "bundle",
+        "--out",
+        out.to_str().unwrap(),
+        "--no-db",
+        "--logs",
+        "/nonexistent/logs",
+    ]);
+    assert!(run.single_error().contains("/nonexistent/logs"), "{run:?}");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "something was left in {}",
+        dir.display()
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
