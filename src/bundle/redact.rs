@@ -266,6 +266,17 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_rule() {
+        let readme = include_str!("../../README.md");
+        for id in RULE_IDS {
+            assert!(
+                readme.contains(&format!("`{id}`")),
+                "README lacks rule `{id}`"
+            );
+        }
+    }
+
+    #[test]
     fn the_same_value_gets_the_same_placeholder() {
         let mut r = redactor();
         let a = r.text("a@example.org then b@example.org then a@example.org");
