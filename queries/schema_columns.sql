@@ -3,7 +3,8 @@
 -- Never waits on a lock: a default is deparsed without its table (defaults cannot refer to
 -- columns); a generated column's expression needs the table open, so it is deparsed only
 -- when no ACCESS EXCLUSIVE lock is granted or queued on it (else null).
--- Output columns: schema_name text, table_name text, column_name text, position int4,
+-- Output columns: schema_name text, table_name text, column_name text, quoted_name text
+--   (as quote_ident prints it, for index definitions), collation int8, position int4,
 --   data_type text (as format_type prints it), not_null bool, default_expr text,
 --   identity text ('a' always, 'd' by default, null), generated text ('s' stored, null)
 -- Oldest PostgreSQL: 12 (attgenerated)
@@ -17,6 +18,8 @@ WITH locked AS MATERIALIZED (
 SELECT n.nspname::text AS schema_name,
        c.relname::text AS table_name,
        a.attname::text AS column_name,
+       quote_ident(a.attname) AS quoted_name,
+       a.attcollation::int8 AS collation,
        a.attnum::int4 AS position,
        format_type(a.atttypid, a.atttypmod) AS data_type,
        a.attnotnull AS not_null,

@@ -154,6 +154,142 @@ pub struct ExtensionContract {
     pub schema: String,
 }
 
+/// The catalog parts of an index, from which its definition is assembled.
+#[derive(Debug, Clone, Default)]
+pub struct IndexParts {
+    /// `quote_ident` of schema, table and index.
+    pub quoted_schema: String,
+    pub quoted_table: String,
+    pub quoted_index: String,
+    /// Access method: `btree`, `gin`, …
+    pub method: String,
+    pub unique: bool,
+    /// Key columns (the rest of `keys` are INCLUDE columns).
+    pub key_count: usize,
+    /// `pg_index.indkey`: column numbers, 0 for an expression.
+    pub keys: Vec<i16>,
+    /// `pg_index.indclass` of the key columns.
+    pub opclasses: Vec<i64>,
+    /// `pg_index.indoption` of the key columns: bit 1 DESC, bit 2 NULLS FIRST.
+    pub options: Vec<i16>,
+    /// `pg_index.indcollation` of the key columns (0: none).
+    pub collations: Vec<i64>,
+    /// The deparsed expression columns, in order; `None` when not deparsed (table locked).
+    pub expressions: Option<Vec<String>>,
+    /// Whether the index has a predicate, and its deparsed text when available.
+    pub partial: bool,
+    pub predicate: Option<String>,
+    /// `pg_get_indexdef`, for the rare index the parts cannot describe exactly.
+    pub full_definition: Option<String>,
+}
+
+/// A table column as index definitions print it: `quote_ident` name and collation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnName {
+    pub quoted: String,
+    pub collation: i64,
+}
+
+/// Names that index definitions print beside a column.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogNames {
+    /// Operator classes that are not their type's default, by oid.
+    pub opclasses: std::collections::HashMap<i64, String>,
+    /// Collations, qualified where pg_get_indexdef qualifies them, by oid.
+    pub collations: std::collections::HashMap<i64, String>,
+}
+
+impl IndexParts {
+    /// The definition exactly as `pg_get_indexdef` prints it (`None` when an expression or
+    /// the predicate could not be deparsed), and the lock-free shape with placeholders.
+    pub fn assemble(
+        &self,
+        columns: &BTreeMap<i16, ColumnName>,
+        names: &CatalogNames,
+    ) -> (Option<String>, String) {
+        let mut expressions = self.expressions.as_ref().map(|e| e.iter());
+        let mut exact = self.full_definition.is_none();
+        let (mut keys, mut shape_keys, mut include) = (Vec::new(), Vec::new(), Vec::new());
+        for (position, attnum) in self.keys.iter().enumerate() {
+            let column = columns.get(attnum);
+            let name = column.map_or_else(|| format!("column{attnum}"), |c| c.quoted.clone());
+            if position >= self.key_count {
+                include.push(name);
+                continue;
+            }
+            let mut suffix = String::new();
+            let collation = self.collations.get(position).copied().unwrap_or(0);
+            if *attnum != 0 && collation != 0 && Some(collation) != column.map(|c| c.collation) {
+                if let Some(shown) = names.collations.get(&collation) {
+                    suffix.push_str(&format!(" COLLATE {shown}"));
+                }
+            }
+            if let Some(opclass) = self
+                .opclasses
+                .get(position)
+                .and_then(|o| names.opclasses.get(o))
+            {
+                suffix.push_str(&format!(" {opclass}"));
+            }
+            let option = self.options.get(position).copied().unwrap_or(0);
+            let (descending, nulls_first) = (option & 1 == 1, option & 2 == 2);
+            if descending {
+                suffix.push_str(" DESC");
+            }
+            match (descending, nulls_first) {
+                (false, true) => suffix.push_str(" NULLS FIRST"),
+                (true, false) => suffix.push_str(" NULLS LAST"),
+                _ => {}
+            }
+            if *attnum == 0 {
+                match expressions.as_mut().and_then(Iterator::next) {
+                    Some(expression) => keys.push(format!("{expression}{suffix}")),
+                    None => exact = false,
+                }
+                shape_keys.push(format!("(expression){suffix}"));
+            } else {
+                keys.push(format!("{name}{suffix}"));
+                shape_keys.push(format!("{name}{suffix}"));
+            }
+        }
+        let head = format!(
+            "CREATE {}INDEX {} ON {}.{} USING {} (",
+            if self.unique { "UNIQUE " } else { "" },
+            self.quoted_index,
+            self.quoted_schema,
+            self.quoted_table,
+            self.method
+        );
+        let include = if include.is_empty() {
+            String::new()
+        } else {
+            format!(" INCLUDE ({})", include.join(", "))
+        };
+        let shape = format!(
+            "{head}{}){include}{}",
+            shape_keys.join(", "),
+            if self.partial {
+                " WHERE (predicate)"
+            } else {
+                ""
+            }
+        );
+        if let Some(full) = &self.full_definition {
+            return (Some(full.clone()), shape);
+        }
+        let predicate = match (&self.predicate, self.partial) {
+            (Some(text), true) => format!(" WHERE {text}"),
+            (None, true) => {
+                exact = false;
+                String::new()
+            }
+            _ => String::new(),
+        };
+        let definition = exact.then(|| format!("{head}{}){include}{predicate}", keys.join(", ")));
+        (definition, shape)
+    }
+}
+
 /// `schema.name`, the key of tables and functions.
 pub fn qualified(schema: &str, name: &str) -> String {
     format!("{schema}.{name}")
@@ -215,5 +351,91 @@ impl SchemaCapture {
             source: snapshot.source,
             schema,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns() -> BTreeMap<i16, ColumnName> {
+        let column = |quoted: &str, collation| ColumnName {
+            quoted: quoted.into(),
+            collation,
+        };
+        BTreeMap::from([
+            (1, column("id", 0)),
+            (2, column("\"lastUpdated\"", 0)),
+            (3, column("a", 100)),
+            (4, column("\"__codeText\"", 100)),
+        ])
+    }
+
+    fn names() -> CatalogNames {
+        CatalogNames {
+            opclasses: [
+                (10, "gin_trgm_ops".to_string()),
+                (11, "text_pattern_ops".to_string()),
+            ]
+            .into(),
+            collations: [(950, "\"C\"".to_string()), (100, "\"default\"".to_string())].into(),
+        }
+    }
+
+    fn parts(keys: Vec<i16>, key_count: usize) -> IndexParts {
+        IndexParts {
+            quoted_schema: "public".into(),
+            quoted_table: "\"Patient\"".into(),
+            quoted_index: "\"Patient_idx\"".into(),
+            method: "btree".into(),
+            options: vec![0; keys.len()],
+            opclasses: vec![1; keys.len()],
+            collations: vec![0; keys.len()],
+            key_count,
+            keys,
+            ..IndexParts::default()
+        }
+    }
+
+    #[test]
+    fn definitions_read_as_pg_get_indexdef_prints_them() {
+        let (c, n) = (columns(), names());
+        let mut p = parts(vec![2, 1, 3], 2);
+        p.unique = true;
+        p.options = vec![3, 1, 0];
+        assert_eq!(
+            p.assemble(&c, &n).0.unwrap(),
+            "CREATE UNIQUE INDEX \"Patient_idx\" ON public.\"Patient\" USING btree (\"lastUpdated\" DESC, id DESC NULLS LAST) INCLUDE (a)"
+        );
+        let mut p = parts(vec![0, 3], 2);
+        p.method = "gin".into();
+        p.opclasses = vec![10, 11];
+        p.collations = vec![100, 950];
+        p.expressions = Some(vec!["token_array_to_text(\"__codeText\")".into()]);
+        p.partial = true;
+        p.predicate = Some("(deleted = false)".into());
+        let (definition, shape) = p.assemble(&c, &n);
+        assert_eq!(
+            definition.unwrap(),
+            "CREATE INDEX \"Patient_idx\" ON public.\"Patient\" USING gin (token_array_to_text(\"__codeText\") gin_trgm_ops, a COLLATE \"C\" text_pattern_ops) WHERE (deleted = false)"
+        );
+        assert_eq!(
+            shape,
+            "CREATE INDEX \"Patient_idx\" ON public.\"Patient\" USING gin ((expression) gin_trgm_ops, a COLLATE \"C\" text_pattern_ops) WHERE (predicate)"
+        );
+    }
+
+    #[test]
+    fn an_index_of_a_locked_table_has_only_its_shape() {
+        let mut p = parts(vec![0], 1);
+        p.partial = true;
+        let (definition, shape) = p.assemble(&columns(), &names());
+        assert_eq!(definition, None);
+        assert_eq!(
+            shape,
+            "CREATE INDEX \"Patient_idx\" ON public.\"Patient\" USING btree ((expression)) WHERE (predicate)"
+        );
+        let plain = parts(vec![1], 1);
+        assert!(plain.assemble(&columns(), &names()).0.is_some());
     }
 }

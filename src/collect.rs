@@ -7,12 +7,14 @@
 //! migration. It reads no table content but `"DatabaseMigration"` and data-migration
 //! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
 
+use std::collections::{BTreeMap, HashMap};
+
 use anyhow::{anyhow, Result};
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
 use crate::catalog::{
-    qualified, ColumnContract, ConstraintContract, ConstraintKind, ExtensionContract,
-    FunctionContract, IndexContract, SchemaContract,
+    qualified, CatalogNames, ColumnContract, ColumnName, ConstraintContract, ConstraintKind,
+    ExtensionContract, FunctionContract, IndexContract, IndexParts, SchemaContract,
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
@@ -28,6 +30,7 @@ const DATA_MIGRATION_JOBS: &str = include_str!("../queries/data_migration_jobs.s
 const DATA_MIGRATION_JOB_HISTORY: &str = include_str!("../queries/data_migration_job_history.sql");
 const SCHEMA_COLUMNS: &str = include_str!("../queries/schema_columns.sql");
 const SCHEMA_INDEXES: &str = include_str!("../queries/schema_indexes.sql");
+const SCHEMA_NAMES: &str = include_str!("../queries/schema_names.sql");
 const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql");
 const SCHEMA_FUNCTIONS: &str = include_str!("../queries/schema_functions.sql");
 const SCHEMA_EXTENSIONS: &str = include_str!("../queries/schema_extensions.sql");
@@ -371,9 +374,11 @@ async fn read_activity(transaction: &Transaction<'_>) -> Result<MigrationActivit
     Ok(activity)
 }
 
-/// The schema contract, in five catalog queries whatever the number of objects.
+/// The schema contract, in six catalog queries whatever the number of objects.
 async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Failure> {
     let mut schema = SchemaContract::default();
+    // Column names and collations by table and number, for assembling index definitions.
+    let mut column_names: HashMap<String, BTreeMap<i16, ColumnName>> = HashMap::new();
     let reading = "the table catalog";
     for row in transaction
         .query(SCHEMA_COLUMNS, &[])
@@ -383,16 +388,22 @@ async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Fa
         let get = |err| (err, reading);
         let schema_name: String = row.try_get("schema_name").map_err(get)?;
         let table_name: String = row.try_get("table_name").map_err(get)?;
-        let table = schema
-            .tables
-            .entry(qualified(&schema_name, &table_name))
-            .or_default();
+        let key = qualified(&schema_name, &table_name);
+        let table = schema.tables.entry(key.clone()).or_default();
         let Some(name) = row
             .try_get::<_, Option<String>>("column_name")
             .map_err(get)?
         else {
             continue;
         };
+        let position: i32 = row.try_get("position").map_err(get)?;
+        column_names.entry(key).or_default().insert(
+            i16::try_from(position).unwrap_or(i16::MAX),
+            ColumnName {
+                quoted: row.try_get("quoted_name").map_err(get)?,
+                collation: row.try_get("collation").map_err(get)?,
+            },
+        );
         table.columns.push(ColumnContract {
             name,
             data_type: row.try_get("data_type").map_err(get)?,
@@ -409,7 +420,28 @@ async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Fa
         });
     }
 
+    let reading = "operator class and collation names";
+    let mut names = CatalogNames::default();
+    for row in transaction
+        .query(SCHEMA_NAMES, &[])
+        .await
+        .map_err(|err| (err, reading))?
+    {
+        let get = |err| (err, reading);
+        let kind: String = row.try_get("kind").map_err(get)?;
+        let target = if kind == "opclass" {
+            &mut names.opclasses
+        } else {
+            &mut names.collations
+        };
+        target.insert(
+            row.try_get("oid").map_err(get)?,
+            row.try_get("name").map_err(get)?,
+        );
+    }
+
     let reading = "the index catalog";
+    let no_columns = BTreeMap::new();
     for row in transaction
         .query(SCHEMA_INDEXES, &[])
         .await
@@ -420,10 +452,29 @@ async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Fa
             &row.try_get::<_, String>("schema_name").map_err(get)?,
             &row.try_get::<_, String>("table_name").map_err(get)?,
         );
-        let index = IndexContract {
-            definition: row.try_get("definition").map_err(get)?,
-            shape: row.try_get("shape").map_err(get)?,
+        let parts = IndexParts {
+            quoted_schema: row.try_get("quoted_schema").map_err(get)?,
+            quoted_table: row.try_get("quoted_table").map_err(get)?,
+            quoted_index: row.try_get("quoted_index").map_err(get)?,
+            method: row.try_get("method").map_err(get)?,
             unique: row.try_get("is_unique").map_err(get)?,
+            key_count: usize::try_from(row.try_get::<_, i32>("key_count").map_err(get)?)
+                .unwrap_or(0),
+            keys: row.try_get("keys").map_err(get)?,
+            opclasses: row.try_get("opclasses").map_err(get)?,
+            options: row.try_get("options").map_err(get)?,
+            collations: row.try_get("collations").map_err(get)?,
+            expressions: row.try_get("expressions").map_err(get)?,
+            partial: row.try_get("is_partial").map_err(get)?,
+            predicate: row.try_get("predicate").map_err(get)?,
+            full_definition: row.try_get("full_definition").map_err(get)?,
+        };
+        let (definition, shape) =
+            parts.assemble(column_names.get(&key).unwrap_or(&no_columns), &names);
+        let index = IndexContract {
+            definition,
+            shape,
+            unique: parts.unique,
             primary: row.try_get("is_primary").map_err(get)?,
             valid: row.try_get("is_valid").map_err(get)?,
             ready: row.try_get("is_ready").map_err(get)?,

@@ -210,3 +210,69 @@ fn a_bad_baseline_is_refused_in_one_line() {
         "{run:?}"
     );
 }
+
+#[test]
+fn index_definitions_read_exactly_as_postgresql_prints_them() {
+    let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
+    let path = capture(&db);
+    let captured: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let rt = crate::harness::runtime();
+    let expected: Vec<(String, String, String)> = rt.block_on(async {
+        let client = crate::harness::connect(&db.url()).await;
+        client
+            .query(
+                "SELECT n.nspname || '.' || t.relname, i.relname::text, pg_get_indexdef(x.indexrelid)
+                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                 JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+                 WHERE n.nspname = 'public'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect()
+    });
+    assert!(expected.len() > 40, "{}", expected.len());
+    for (table, index, definition) in expected {
+        let ours = &captured["schema"]["tables"][&table]["indexes"][&index];
+        assert_eq!(
+            ours["definition"].as_str(),
+            Some(definition.as_str()),
+            "{table} {index}"
+        );
+    }
+}
+
+#[test]
+fn every_kind_of_index_change_is_detected() {
+    let changes = [
+        ("columns", "CREATE INDEX zoo_desc ON \"Zoo\" (a DESC, c)", "index-changed"),
+        ("operator class", "CREATE INDEX zoo_pattern_ops ON \"Zoo\" (a varchar_pattern_ops)", "index-changed"),
+        ("method", "CREATE INDEX zoo_hash ON \"Zoo\" USING btree (c)", "index-changed"),
+        ("predicate", "CREATE UNIQUE INDEX zoo_unique_partial ON \"Zoo\" (c) WHERE c > 1 AND a IS NOT NULL", "unique-index-added"),
+        ("expression", "CREATE INDEX zoo_function ON \"Zoo\" (upper(a))", "index-changed"),
+        ("trigram expression", "CREATE INDEX zoo_trigram_expression ON \"Zoo\" USING gin (token_array_to_text(ARRAY[b]) gin_trgm_ops)", "index-changed"),
+        ("uniqueness", "CREATE UNIQUE INDEX zoo_brin ON \"Zoo\" (d)", "unique-index-added"),
+    ];
+    for (what, sql, id) in changes {
+        let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
+        let baseline = capture(&db);
+        let name = sql
+            .split_whitespace()
+            .find(|w| w.starts_with("zoo_"))
+            .unwrap();
+        db.execute(&format!("DROP INDEX {name}; {sql}"));
+        let (code, report) = diff(&db, &baseline);
+        std::fs::remove_file(&baseline).unwrap();
+        let found: Vec<(&str, &str)> = report
+            .differences
+            .iter()
+            .map(|d| (d.id.as_str(), d.object.as_str()))
+            .collect();
+        assert_eq!(found, [(id, name)], "{what}");
+        assert_eq!(code, i32::from(id == "unique-index-added"), "{what}");
+    }
+}
