@@ -6,6 +6,7 @@ mod connection;
 mod golden;
 mod harness;
 mod rollback;
+mod scale;
 mod schema;
 mod snapshot;
 mod status;
