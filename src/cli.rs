@@ -47,6 +47,16 @@ pub enum Command {
     ///
     /// For example: medmig bundle --out case-1234.tar.gz --logs /var/log/medplum --since 48h
     Bundle(BundleArgs),
+    /// Plan an upgrade to a release: every minor in between, the post-deploy migrations that
+    /// must complete before each hop, the startup gate, and the rollback windows.
+    ///
+    /// For example: medmig upgrade-plan --to 5.2.4 --from 4.5.2
+    UpgradePlan(UpgradePlanArgs),
+    /// Ordered recovery steps, with evidence, risk, commands and checks, for everything
+    /// abnormal that status finds.
+    ///
+    /// For example: medmig recover --format markdown > ticket.md
+    Recover(RecoverArgs),
     /// Capture a database's schema contract, or compare one with a baseline.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -225,6 +235,65 @@ pub fn parse_when(text: &str) -> Result<When, String> {
     parse_duration(text).map(When::Ago).map_err(|_| {
         format!("'{text}' is neither an RFC 3339 time (2025-06-02T10:00:00Z) nor a duration (48h)")
     })
+}
+
+/// Arguments of `medmig upgrade-plan`.
+#[derive(Debug, Args)]
+pub struct UpgradePlanArgs {
+    /// The release to upgrade to, e.g. 5.2.4.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub to: semver::Version,
+
+    /// The release deployed now; without it medmig infers a lower bound from the jobs.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub from: Option<semver::Version>,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: PlanOutputArgs,
+
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+}
+
+/// Arguments of `medmig recover`.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// The release being deployed when the server refuses to start (the startup gate): the
+    /// steps then say which release to deploy first.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub deploying: Option<semver::Version>,
+
+    /// How long a queued or running job may go without an update before it counts as stale.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub stale_after: Duration,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    #[command(flatten)]
+    pub output: PlanOutputArgs,
+
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+}
+
+/// Output of the plans (`upgrade-plan`, `recover`).
+#[derive(Debug, Args)]
+pub struct PlanOutputArgs {
+    /// Output format; markdown is ready to paste into a support ticket.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table, value_name = "FORMAT")]
+    pub format: PlanFormat,
+}
+
+/// Formats of the plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Json,
+    Markdown,
 }
 
 /// Arguments of `medmig rollback-check`.

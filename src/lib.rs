@@ -31,6 +31,8 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Snapshot(args) => commands::snapshot::run(args),
         Command::RollbackCheck(args) => commands::rollback_check::run(args, &mut out),
         Command::Bundle(args) => commands::bundle::run(args, &mut out),
+        Command::UpgradePlan(args) => commands::upgrade_plan::run(args, &mut out),
+        Command::Recover(args) => commands::recover::run(args, &mut out),
         Command::Schema(cli::SchemaCommand::Capture(args)) => commands::schema::capture(args),
         Command::Schema(cli::SchemaCommand::Diff(args)) => commands::schema::diff(args, &mut out),
     }

@@ -10,7 +10,9 @@ use serde::Serialize;
 pub mod compat;
 pub mod jobs;
 pub mod migrations;
+pub mod recover;
 pub mod rollback;
+pub mod upgrade;
 
 /// How much a finding matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

@@ -579,7 +579,7 @@ fn migration_in_progress(snapshot: &Snapshot) -> Check {
 
 /// The deployed release as far as the evidence shows: at least the newest server that created
 /// a migration job, and at least the release that introduced the last applied migration.
-fn infer_from(status: &StatusReport, manifest: &Manifest) -> (Option<Version>, Option<String>) {
+pub fn infer_from(status: &StatusReport, manifest: &Manifest) -> (Option<Version>, Option<String>) {
     let newest_job = status
         .migrations
         .iter()

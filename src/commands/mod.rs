@@ -12,10 +12,12 @@ use crate::render::ReportSource;
 use crate::snapshot::Snapshot;
 
 pub mod bundle;
+pub mod recover;
 pub mod rollback_check;
 pub mod schema;
 pub mod snapshot;
 pub mod status;
+pub mod upgrade_plan;
 
 /// Reads the evidence from the snapshot file or the live database the arguments name, and
 /// describes where it came from (`manifest` is filled in by the caller).

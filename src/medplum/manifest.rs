@@ -147,6 +147,20 @@ impl Manifest {
             .max()
     }
 
+    /// The minors the manifest names after `from`'s, up to `to`'s, in order: the releases an
+    /// upgrade must pass through, since minors are never skipped.
+    pub fn minors_between(&self, from: &Version, to: &Version) -> Vec<(u64, u64)> {
+        let (low, high) = ((from.major, from.minor), (to.major, to.minor));
+        let mut minors: Vec<(u64, u64)> = self
+            .releases()
+            .map(|v| (v.major, v.minor))
+            .filter(|m| *m > low && *m <= high)
+            .collect();
+        minors.sort_unstable();
+        minors.dedup();
+        minors
+    }
+
     /// The newest patch of minor `major.minor` the manifest names.
     pub fn newest_patch(&self, major: u64, minor: u64) -> Option<&Version> {
         self.releases()
@@ -196,6 +210,21 @@ mod tests {
         assert_eq!(m.previous_minor(&Version::new(1, 0, 0)), None);
         assert_eq!(m.newest_patch(4, 3), Some(&Version::new(4, 3, 14)));
         assert_eq!(m.newest_patch(4, 2), Some(&Version::new(4, 2, 0)));
+    }
+
+    #[test]
+    fn an_upgrade_passes_every_minor_the_manifest_names() {
+        let m = Manifest::embedded();
+        let v = |s: &str| Version::parse(s).unwrap();
+        assert_eq!(
+            m.minors_between(&v("4.1.3"), &v("4.4.0")),
+            [(4, 2), (4, 3), (4, 4)]
+        );
+        assert_eq!(
+            m.minors_between(&v("4.5.2"), &v("5.2.4")),
+            [(5, 0), (5, 1), (5, 2)]
+        );
+        assert!(m.minors_between(&v("5.2.2"), &v("5.2.4")).is_empty());
     }
 
     #[test]

@@ -9,7 +9,9 @@ use serde::Serialize;
 use super::ReportSource;
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::StatusReport;
+use crate::analyze::recover::Step;
 use crate::analyze::rollback::RollbackReport;
+use crate::analyze::upgrade::UpgradePlan;
 use crate::analyze::Impact;
 use crate::catalog::SchemaCapture;
 use crate::snapshot::SnapshotSource;
@@ -41,6 +43,20 @@ fn document(out: &mut impl Write, source: &ReportSource, report: &impl Serialize
 /// Writes the status report.
 pub fn status(out: &mut impl Write, source: &ReportSource, report: &StatusReport) -> Result<()> {
     document(out, source, report)
+}
+
+/// Writes the upgrade plan.
+pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradePlan) -> Result<()> {
+    document(out, source, plan)
+}
+
+/// Writes the recovery steps as `{"steps": […]}`.
+pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> Result<()> {
+    #[derive(Serialize)]
+    struct Steps<'a> {
+        steps: &'a [Step],
+    }
+    document(out, source, &Steps { steps })
 }
 
 /// Writes the rollback verdict and its checks.

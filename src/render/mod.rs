@@ -11,6 +11,7 @@ use crate::snapshot::Snapshot;
 
 pub mod csv;
 pub mod json;
+pub mod markdown;
 pub mod table;
 
 /// Where a report's evidence came from, printed in every format (never a password).

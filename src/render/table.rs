@@ -10,7 +10,9 @@ use comfy_table::{ContentArrangement, Table};
 use super::{timestamp, ReportSource};
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::{MigrationState, MigrationStatus, StatusReport};
+use crate::analyze::recover::Step;
 use crate::analyze::rollback::{Outcome, RollbackReport};
+use crate::analyze::upgrade::{version_ranges as versions, UpgradePlan};
 use crate::analyze::Impact;
 use crate::text::{elapsed, shorten};
 
@@ -291,6 +293,80 @@ pub fn rollback(
         for evidence in &check.evidence {
             writeln!(out, "{:46}- {evidence}", "")?;
         }
+    }
+    Ok(())
+}
+
+/// Writes the upgrade plan: where from, the direct-deploy verdict, then each hop.
+pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradePlan) -> Result<()> {
+    let from = match &plan.from_inferred_by {
+        Some(how) => format!("{} ({how})", plan.from),
+        None => plan.from.clone(),
+    };
+    writeln!(
+        out,
+        "Upgrade {} → {} on {} ({})",
+        plan.from,
+        plan.to,
+        source.database,
+        origin(source)
+    )?;
+    writeln!(out, "{:<14} {from}", "Deployed")?;
+    writeln!(out, "{:<14} v{}", "dataVersion", plan.data_version)?;
+    match &plan.direct_deploy_refused {
+        Some(message) => writeln!(
+            out,
+            "{:<14} refused: {message}",
+            format!("Deploying {}", plan.to)
+        )?,
+        None => writeln!(out, "{:<14} would start", format!("Deploying {}", plan.to))?,
+    }
+    for hop in &plan.hops {
+        writeln!(out, "\n{}. Deploy {} ({})", hop.step, hop.release, hop.pick)?;
+        writeln!(
+            out,
+            "   complete first:  {}",
+            versions(&hop.complete_before)
+        )?;
+        if let Some(gate) = &hop.gate_if_deployed_now {
+            writeln!(out, "   deployed now:    refused: {gate}")?;
+        }
+        writeln!(out, "   then runs:       {}", versions(&hop.introduces))?;
+        writeln!(out, "   rollback window: {}", hop.rollback_window)?;
+    }
+    for note in &plan.notes {
+        writeln!(out, "\nnote: {note}")?;
+    }
+    Ok(())
+}
+
+/// Writes the recovery steps, numbered, each with evidence, risk, commands and check.
+pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> Result<()> {
+    writeln!(
+        out,
+        "Recovery steps for {} on {}:{} ({})",
+        source.database,
+        source.host,
+        source.port,
+        origin(source)
+    )?;
+    for step in steps {
+        writeln!(
+            out,
+            "\n{}. {} [{}, risk {}]",
+            step.step,
+            step.title,
+            step.id,
+            step.risk.as_str()
+        )?;
+        for evidence in &step.evidence {
+            writeln!(out, "   evidence: {evidence}")?;
+        }
+        writeln!(out, "   why:      {}", step.explanation)?;
+        for command in &step.commands {
+            writeln!(out, "   $ {command}")?;
+        }
+        writeln!(out, "   check:    {}", step.check)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod bundle;
 mod connection;
 mod golden;
 mod harness;
+mod plans;
 mod rollback;
 mod scale;
 mod schema;

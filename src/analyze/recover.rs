@@ -1,0 +1,487 @@
+//! What to do next: for everything abnormal that the status analysis finds, ordered steps
+//! with the evidence behind each, its risk, the exact commands, and how to check it worked
+//! (`medmig recover`). Nothing here writes to the database; the steps are for a person.
+//!
+//! The order is the safe one: escalate when the evidence contradicts itself; then stop things
+//! getting worse (defer automatic runs, cancel duplicate jobs); then deal with stale jobs;
+//! drop invalid indexes before re-running the migration that rebuilds them; re-run failures;
+//! and finally deploy what the startup gate asks for. Step ids are listed in the README.
+
+use semver::Version;
+use serde::Serialize;
+
+use super::migrations::{MigrationState, MigrationStatus, StatusReport};
+use super::upgrade::{gate_message, must_complete, version_ranges};
+use crate::medplum::config::DeferSettings;
+use crate::medplum::manifest::Manifest;
+use crate::snapshot::Snapshot;
+
+/// Every step id, in the order steps are given.
+pub const STEP_IDS: [&str; 8] = [
+    "collect-and-escalate",
+    "defer-post-deploy",
+    "cancel-duplicate-job",
+    "investigate-stale-job",
+    "drop-invalid-index",
+    "rerun-failed-migration",
+    "deploy-required-release",
+    "nothing-to-recover",
+];
+
+/// How much a step can hurt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Low,
+    Medium,
+    High,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Low => "low",
+            Risk::Medium => "medium",
+            Risk::High => "high",
+        }
+    }
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    /// Position in the plan, from 1.
+    pub step: usize,
+    pub id: &'static str,
+    pub title: String,
+    /// What in the evidence called for it.
+    pub evidence: Vec<String>,
+    pub risk: Risk,
+    /// Why the risk is what it is, and what else to know.
+    pub explanation: String,
+    /// Commands to run, ready to paste (`$MEDPLUM_BASE_URL` and `$MEDPLUM_TOKEN` to set).
+    pub commands: Vec<String>,
+    /// How to see that it worked.
+    pub check: String,
+}
+
+/// What `recover` knows beyond the snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// The release being deployed, when the server refuses to start.
+    pub deploying: Option<Version>,
+    /// The config's deferral switches, with `--medplum-config`.
+    pub config: Option<DeferSettings>,
+}
+
+/// The ordered steps for what `status` found.
+pub fn recover(
+    snapshot: &Snapshot,
+    status: &StatusReport,
+    manifest: &Manifest,
+    options: &RecoverOptions,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let by_state =
+        |state: MigrationState| status.migrations.iter().filter(move |m| m.state == state);
+
+    let inconsistent: Vec<&MigrationStatus> = by_state(MigrationState::Inconsistent).collect();
+    let unreadable: Vec<String> = status
+        .findings
+        .iter()
+        .filter(|f| f.id == "job-unreadable" || f.id == "several-jobs-in-progress")
+        .map(|f| f.message.clone())
+        .collect();
+    let duplicates: Vec<&MigrationStatus> = inconsistent
+        .iter()
+        .copied()
+        .filter(|m| accepted_jobs(m).len() > 1)
+        .collect();
+    let contradictions: Vec<String> = inconsistent
+        .iter()
+        .filter(|m| accepted_jobs(m).len() <= 1)
+        .map(|m| format!("v{}: {}", m.version, m.detail.as_deref().unwrap_or("")))
+        .chain(
+            unreadable
+                .iter()
+                .filter(|m| !m.contains("accepted or active at once"))
+                .cloned(),
+        )
+        .collect();
+    if !contradictions.is_empty() {
+        steps.push(Step {
+            step: 0,
+            id: "collect-and-escalate",
+            title: "Collect a support bundle and escalate; do not guess".into(),
+            evidence: contradictions,
+            risk: Risk::Low,
+            explanation: "The database contradicts itself; acting on a guess (setdataversion, \
+                          deleting jobs) can turn a recoverable state into one that is not. A \
+                          bundle has everything support needs."
+                .into(),
+            commands: vec![
+                "medmig bundle --out medplum-support.tar.gz --database-url \"$DATABASE_URL\" --logs /var/log/medplum --since 72h".into(),
+            ],
+            check: "`medmig bundle verify medplum-support.tar.gz` says it is intact; attach it to the ticket".into(),
+        });
+    }
+
+    let next_unstarted = status
+        .migrations
+        .iter()
+        .find(|m| matches!(m.state, MigrationState::Pending | MigrationState::Queued));
+    if let Some(pending) = next_unstarted {
+        let defers = options.config.map(|c| c.defers());
+        if defers != Some(true) {
+            let mut evidence = vec![format!(
+                "v{} is {} and has not started: the rollback window is still open",
+                pending.version,
+                pending.state.as_str()
+            )];
+            match options.config {
+                Some(config) if config.disable_post_deploy_migrations == Some(true) => evidence.push(
+                    "the config sets only disablePostDeployMigrations, which the server code does not read".into(),
+                ),
+                Some(_) => evidence.push("the config does not defer post-deploy migrations".into()),
+                None => evidence.push("no --medplum-config given: whether automatic runs are deferred is unknown".into()),
+            }
+            steps.push(Step {
+                step: 0,
+                id: "defer-post-deploy",
+                title: "Defer automatic post-deploy runs while a rollback may still be needed".into(),
+                evidence,
+                risk: Risk::Low,
+                explanation: "Once a post-deploy migration starts, even partially, the rollback \
+                              window closes. Set both names: the documented one and the one the \
+                              server code reads. Deferred migrations are then started by hand."
+                    .into(),
+                commands: vec![
+                    "# medplum.config.json: \"disablePostDeployMigrations\": true and \"database\": {\"disableRunPostDeployMigrations\": true}".into(),
+                    "# environment: MEDPLUM_DISABLE_POST_DEPLOY_MIGRATIONS=true MEDPLUM_DATABASE_DISABLE_RUN_POST_DEPLOY_MIGRATIONS=true".into(),
+                ],
+                check: "after a restart, the server logs \"Not auto-queueing pending post-deploy migration because auto-run is disabled\"; `medmig rollback-check --medplum-config …` passes post-deploy-auto-run".into(),
+            });
+        }
+    }
+
+    for m in &duplicates {
+        let jobs = accepted_jobs(m);
+        let (keep, cancel) = jobs
+            .split_last()
+            .map_or((None, &[][..]), |(k, c)| (Some(*k), c));
+        steps.push(Step {
+            step: 0,
+            id: "cancel-duplicate-job",
+            title: format!(
+                "Cancel the extra accepted job{} of v{}",
+                if cancel.len() == 1 { "" } else { "s" },
+                m.version
+            ),
+            evidence: vec![m.detail.clone().unwrap_or_default()],
+            risk: Risk::Low,
+            explanation: format!(
+                "The server refuses to start post-deploy migrations while two jobs are accepted. \
+                 Keep the newest ({}), cancel the older; an accepted job has done no work, so \
+                 cancelling it loses nothing.",
+                keep.unwrap_or("?")
+            ),
+            commands: cancel.iter().map(|job| cancel_command(job)).collect(),
+            check: format!(
+                "`medmig status` shows one job for v{} (no longer inconsistent)",
+                m.version
+            ),
+        });
+    }
+
+    for m in by_state(MigrationState::Stale) {
+        let job = m.current.job_id.as_deref().unwrap_or("?");
+        let status_text = m.current.job_status.as_deref().unwrap_or("?");
+        let mut evidence = vec![m.detail.clone().unwrap_or_default()];
+        if let Some(activity) = &snapshot.activity {
+            if activity.sessions.is_empty() {
+                evidence.push("no session held the migration lock or ran migration DDL when the snapshot was taken: nothing seems to be working on it".into());
+            } else {
+                evidence.extend(activity.sessions.iter().map(|s| {
+                    format!(
+                        "session {} ({}) was {}",
+                        s.pid,
+                        s.application_name.as_deref().unwrap_or(""),
+                        s.query.as_deref().map_or(
+                            "holding the migration lock".to_string(),
+                            |q| format!("running `{}`", crate::text::shorten(q, 80))
+                        )
+                    )
+                }));
+            }
+        }
+        let mut commands = vec![
+            "# the worker's logs: look for \"PostDeployMigrationQueue worker\" and \"Post-deploy migration\" lines about this job".into(),
+        ];
+        if status_text == "accepted" {
+            commands.push(cancel_command(job));
+        }
+        commands.push(rerun_command(m.version));
+        steps.push(Step {
+            step: 0,
+            id: "investigate-stale-job",
+            title: format!("Find out whether v{} is slow or dead, then restart it", m.version),
+            evidence,
+            risk: Risk::Medium,
+            explanation: format!(
+                "A slow migration still updates its job or shows in pg_stat_activity; a dead one \
+                 does neither (the worker restarted, or lost its Redis job). {}",
+                if status_text == "accepted" {
+                    "The job is accepted, so it can be cancelled before re-running."
+                } else {
+                    "The job is active and cannot be cancelled: re-running queues the same migration again once the worker is healthy."
+                }
+            ),
+            commands,
+            check: format!("`medmig status` shows v{} running with recent updates, then completed", m.version),
+        });
+    }
+
+    let failed: Vec<&MigrationStatus> = by_state(MigrationState::Failed).collect();
+    let rerun_after_index = failed
+        .first()
+        .map(|m| m.version)
+        .or(next_unstarted.map(|m| m.version));
+    for index in &snapshot.invalid_indexes {
+        steps.push(Step {
+            step: 0,
+            id: "drop-invalid-index",
+            title: format!("Drop the invalid index {}", index.index),
+            evidence: vec![format!(
+                "{} on {}: {}",
+                index.index, index.table, index.definition
+            )],
+            risk: Risk::Low,
+            explanation: format!(
+                "An interrupted CREATE INDEX CONCURRENTLY leaves it invalid: unused by queries, \
+                 still updated by every write. The migration creates it with IF NOT EXISTS, so it \
+                 would skip the broken one: drop it first, then re-run {}.",
+                rerun_after_index.map_or("the migration that creates it".to_string(), |v| format!(
+                    "v{v}"
+                ))
+            ),
+            commands: vec![format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}.{};",
+                quote_identifier(&index.schema),
+                quote_identifier(&index.index)
+            )],
+            check: "`medmig status` lists no invalid index".into(),
+        });
+    }
+
+    for m in &failed {
+        let error = m
+            .current
+            .error
+            .as_deref()
+            .unwrap_or("no error message recorded");
+        let (class, causes) = error_class(error);
+        steps.push(Step {
+            step: 0,
+            id: "rerun-failed-migration",
+            title: format!("Re-run v{} after fixing what made it fail", m.version),
+            evidence: vec![format!(
+                "job {} failed: {error}",
+                m.current.job_id.as_deref().unwrap_or("?")
+            ), format!("{} attempt{} so far", m.attempts, if m.attempts == 1 { "" } else { "s" })],
+            risk: Risk::Medium,
+            explanation: format!("This looks like a {class}. Usual causes: {causes}"),
+            commands: vec![rerun_command(m.version)],
+            check: format!(
+                "`medmig status` shows a new job for v{} running, then completed; dataVersion becomes {}",
+                m.version, m.version
+            ),
+        });
+    }
+
+    if let Some(deploying) = &options.deploying {
+        let done: std::collections::BTreeSet<u32> = status
+            .migrations
+            .iter()
+            .filter(|m| m.state == MigrationState::Completed)
+            .map(|m| m.version)
+            .collect();
+        let needed = must_complete(manifest, &done, deploying);
+        let gate = needed.iter().find_map(|n| {
+            let entry = manifest.get(*n)?;
+            let before = entry.required_before.as_ref().filter(|b| *b <= deploying)?;
+            Some((*n, entry.server_version.clone(), before.clone()))
+        });
+        if let Some((version, introduced, before)) = gate {
+            let release = manifest
+                .previous_minor(&before)
+                .and_then(|(major, minor)| manifest.newest_patch(major, minor).cloned())
+                .map_or(
+                    format!("a release at or above {introduced} and below {before}"),
+                    |v| format!("{v} (or the latest {}.{}.x patch)", v.major, v.minor),
+                );
+            let range = version_ranges(&needed);
+            steps.push(Step {
+                step: 0,
+                id: "deploy-required-release",
+                title: format!("Deploy {release} first and let {range} complete"),
+                evidence: vec![gate_message(version, &introduced, &before, deploying)],
+                risk: Risk::Low,
+                explanation: format!(
+                    "{deploying} refuses to start while a post-deploy migration it requires is \
+                     pending: minors were skipped, or the previous minor's migrations never ran. \
+                     Deploy the release that knows them, run them (they run strictly in order), \
+                     then deploy {deploying}. `medmig upgrade-plan --to {deploying}` lists every hop."
+                ),
+                commands: needed.first().map(|v| rerun_command(*v)).into_iter().collect(),
+                check: format!(
+                    "`medmig status` shows {range} completed; {deploying} then starts"
+                ),
+            });
+        }
+    }
+
+    if steps.is_empty() {
+        steps.push(Step {
+            step: 0,
+            id: "nothing-to-recover",
+            title: "Nothing to recover".into(),
+            evidence: vec![format!(
+                "every post-deploy migration is completed, queued, running, pending or waiting; dataVersion {}",
+                status.post_deploy.data_version.map_or("unknown".into(), |v| v.to_string())
+            )],
+            risk: Risk::Low,
+            explanation: "No failed, stale or inconsistent migration, no duplicate job, no invalid index.".into(),
+            commands: Vec::new(),
+            check: "`medmig status --fail-on failed,stale,inconsistent` exits 0".into(),
+        });
+    }
+    steps.sort_by_key(|s| STEP_IDS.iter().position(|id| *id == s.id));
+    for (i, step) in steps.iter_mut().enumerate() {
+        step.step = i + 1;
+    }
+    steps
+}
+
+/// The accepted jobs of a migration, oldest first.
+fn accepted_jobs(m: &MigrationStatus) -> Vec<&str> {
+    m.runs
+        .iter()
+        .filter(|r| r.facts.job_status.as_deref() == Some("accepted"))
+        .filter_map(|r| r.facts.job_id.as_deref())
+        .collect()
+}
+
+/// `POST /admin/super/migrate` for one migration, ready to paste.
+fn rerun_command(version: u32) -> String {
+    format!(
+        "curl -X POST \"$MEDPLUM_BASE_URL/admin/super/migrate\" -H \"Authorization: Bearer $MEDPLUM_TOKEN\" \
+         -H \"Content-Type: application/json\" -H \"Prefer: respond-async\" -d '{{\"dataVersion\": {version}}}'"
+    )
+}
+
+/// `$cancel` of an accepted job, ready to paste.
+fn cancel_command(job: &str) -> String {
+    format!(
+        "curl -X POST \"$MEDPLUM_BASE_URL/fhir/R4/AsyncJob/{job}/\\$cancel\" -H \"Authorization: Bearer $MEDPLUM_TOKEN\""
+    )
+}
+
+/// `"Name"` unless it is a plain lower-case identifier.
+fn quote_identifier(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// The class of a failure and its usual causes, from the error text.
+pub fn error_class(error: &str) -> (&'static str, &'static str) {
+    let lower = error.to_lowercase();
+    if lower.contains("statement timeout") {
+        ("statement timeout", "a statement ran longer than statement_timeout (the server's, the role's or the database's): a large table, missing indexes, or a busy database. Raise the timeout for the migration's role or run it in a quiet hour")
+    } else if lower.contains("lock timeout") || lower.contains("could not obtain lock") {
+        ("lock timeout", "another session held a lock on the table (long transactions, another migration, a manual job). Find it with pg_stat_activity and pg_blocking_pids, end it or wait, then re-run")
+    } else if lower.contains("duplicate key") || lower.contains("unique constraint") {
+        ("unique violation", "rows that break a new unique index or constraint. Find the duplicates with the constraint's columns, resolve them with care (they may be patient data), then re-run")
+    } else if lower.contains("permission denied") || lower.contains("must be owner") {
+        ("permission problem", "the server's database role lacks a privilege the migration needs (often ownership of the table, or CREATE on the schema). Grant it, then re-run")
+    } else if lower.contains("no space left")
+        || lower.contains("could not extend file")
+        || lower.contains("disk full")
+    {
+        ("full disk", "the database ran out of disk, often while building an index. Free or add space, drop any invalid index left behind, then re-run")
+    } else if lower.contains("deadlock") {
+        ("deadlock", "the migration and application traffic locked the same rows in opposite order. Usually safe to re-run, ideally at a quiet hour")
+    } else if lower.contains("terminating connection")
+        || lower.contains("connection terminated")
+        || lower.contains("administrator command")
+    {
+        ("lost connection", "the database connection was cut (a restart, a failover, pg_terminate_backend). Re-run once the database is stable")
+    } else {
+        ("failure medmig does not recognise", "read the full error and the server logs around the job's time (a bundle collects both)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_classified() {
+        assert_eq!(
+            error_class("canceling statement due to statement timeout").0,
+            "statement timeout"
+        );
+        assert_eq!(
+            error_class("canceling statement due to lock timeout").0,
+            "lock timeout"
+        );
+        assert_eq!(
+            error_class("duplicate key value violates unique constraint \"x\"").0,
+            "unique violation"
+        );
+        assert_eq!(
+            error_class("permission denied for table Patient").0,
+            "permission problem"
+        );
+        assert_eq!(
+            error_class("could not extend file \"base/1/2\": No space left on device").0,
+            "full disk"
+        );
+        assert_eq!(error_class("deadlock detected").0, "deadlock");
+        assert_eq!(
+            error_class("terminating connection due to administrator command").0,
+            "lost connection"
+        );
+        assert_eq!(error_class("boom").0, "failure medmig does not recognise");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_like_postgresql_does() {
+        assert_eq!(quote_identifier("public"), "public");
+        assert_eq!(
+            quote_identifier("Observation_subject_idx"),
+            "\"Observation_subject_idx\""
+        );
+        assert_eq!(quote_identifier("a\"b"), "\"a\"\"b\"");
+    }
+
+    #[test]
+    fn the_readme_lists_every_step() {
+        let readme = include_str!("../../README.md");
+        for id in STEP_IDS {
+            assert!(
+                readme.contains(&format!("`{id}`")),
+                "README lacks step `{id}`"
+            );
+        }
+    }
+}
