@@ -2,7 +2,13 @@
 //! a file), runs the analysis and renders; none talks to PostgreSQL except through
 //! `collect.rs`.
 
+use std::path::Path;
+
 use anyhow::Result;
+
+use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
+use crate::medplum::config::MedplumConfig;
+use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
 use crate::collect::{collect, collect_with_diagnostics};
@@ -37,6 +43,49 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
     };
     let source = ReportSource::of(&snapshot, kind, file, "");
     Ok((snapshot, source))
+}
+
+/// The evidence with its status analysis, as `status`, `upgrade-plan` and `recover` read it.
+pub struct Analyzed {
+    pub snapshot: Snapshot,
+    pub source: ReportSource,
+    pub manifest: Manifest,
+    pub status: StatusReport,
+}
+
+/// Loads the manifest (first: a bad `--manifest` costs no database round trip), the input,
+/// refuses unreadable Medplum tables with the GRANT to run, and analyzes.
+pub fn load_and_analyze(
+    input: &InputArgs,
+    manifest: Option<&Path>,
+    stale_after: std::time::Duration,
+) -> Result<Analyzed> {
+    let manifest = Manifest::load(manifest)?;
+    let (snapshot, mut source) = load_input(input)?;
+    snapshot.require_readable()?;
+    source.manifest = manifest.origin.clone();
+    let status = analyze(
+        &snapshot,
+        &manifest,
+        StatusOptions {
+            now: snapshot.taken_at,
+            stale_after: chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
+        },
+    );
+    Ok(Analyzed {
+        snapshot,
+        source,
+        manifest,
+        status,
+    })
+}
+
+/// The Medplum config named by `--medplum-config`, if any.
+pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
+    args.medplum_config
+        .as_deref()
+        .map(MedplumConfig::read)
+        .transpose()
 }
 
 /// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.

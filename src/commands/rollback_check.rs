@@ -25,13 +25,7 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
         .as_deref()
         .map(SchemaCapture::read_baseline)
         .transpose()?;
-    let config = args
-        .input
-        .connect
-        .medplum_config
-        .as_deref()
-        .map(MedplumConfig::read)
-        .transpose()?;
+    let config = super::medplum_config(&args.input.connect)?;
     let (snapshot, mut source) = super::load_input(&args.input)?;
     source.manifest = manifest.origin.clone();
 

@@ -3,32 +3,23 @@
 use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
-use chrono::Duration;
 
-use crate::analyze::migrations::{analyze, StatusOptions};
 use crate::analyze::rollback::infer_from;
 use crate::analyze::upgrade::{plan, PlanRefusal};
 use crate::cli::{PlanFormat, UpgradePlanArgs};
-use crate::medplum::manifest::Manifest;
 use crate::render;
 
 /// Plans and prints; exit 0 (a plan that cannot be made is an error, exit 2).
 pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
-    let manifest = Manifest::load(args.manifest.manifest.as_deref())?;
-    let (snapshot, mut source) = super::load_input(&args.input)?;
-    snapshot.require_readable()?;
-    source.manifest = manifest.origin.clone();
-    let status = analyze(
-        &snapshot,
-        &manifest,
-        StatusOptions {
-            now: snapshot.taken_at,
-            stale_after: Duration::hours(1),
-        },
-    );
+    let analyzed = super::load_and_analyze(
+        &args.input,
+        args.manifest.manifest.as_deref(),
+        std::time::Duration::from_secs(3600),
+    )?;
+    let (status, manifest, source) = (&analyzed.status, &analyzed.manifest, &analyzed.source);
     let (from, inferred_by) = match &args.from {
         Some(from) => (from.clone(), None),
-        None => match infer_from(&status, &manifest) {
+        None => match infer_from(status, manifest) {
             (Some(from), how) => (from, how),
             (None, _) => bail!(
                 "the deployed release cannot be inferred (no job names its server and no \
@@ -37,19 +28,17 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
         },
     };
     let plan =
-        plan(&status, &manifest, &from, inferred_by, &args.to).map_err(
-            |refusal| match refusal {
-                PlanRefusal::Rollback { from, to } => anyhow!(
+        plan(status, manifest, &from, inferred_by, &args.to).map_err(|refusal| match refusal {
+            PlanRefusal::Rollback { from, to } => anyhow!(
             "{to} is older than the deployed {from}: that is a rollback, not an upgrade; check it \
              with `medmig rollback-check --to {to} --from {from}`"
         ),
-            },
-        )?;
+        })?;
     let mut rendered = Vec::new();
     match args.output.format {
-        PlanFormat::Table => render::table::upgrade_plan(&mut rendered, &source, &plan)?,
-        PlanFormat::Json => render::json::upgrade_plan(&mut rendered, &source, &plan)?,
-        PlanFormat::Markdown => render::markdown::upgrade_plan(&mut rendered, &source, &plan)?,
+        PlanFormat::Table => render::table::upgrade_plan(&mut rendered, source, &plan)?,
+        PlanFormat::Json => render::json::upgrade_plan(&mut rendered, source, &plan)?,
+        PlanFormat::Markdown => render::markdown::upgrade_plan(&mut rendered, source, &plan)?,
     }
     out.write_all(&rendered)?;
     out.flush()?;
