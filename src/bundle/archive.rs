@@ -72,6 +72,7 @@ impl Staging {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
+        remove_leftovers(parent, &name);
         let dir = parent.join(format!(".{name}.medmig-{}.staging", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).with_context(|| {
@@ -155,6 +156,34 @@ impl Staging {
             tar.into_inner()?.finish()?.flush()
         })?;
         Ok(manifest)
+    }
+}
+
+/// Removes what an interrupted run for the same output left beside it (a Ctrl-C ends the
+/// process before it can clean up): staging directories and temporary files named after
+/// `name` whose process no longer runs.
+fn remove_leftovers(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.medmig-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some(pid) = rest
+            .strip_suffix(".staging")
+            .or_else(|| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        if pid != std::process::id() && !alive {
+            let path = entry.path();
+            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
+        }
     }
 }
 

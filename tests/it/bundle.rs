@@ -523,3 +523,22 @@ fn a_failed_bundle_leaves_nothing_behind() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn leftovers_of_an_interrupted_bundle_are_removed_by_the_next_run() {
+    let dir = std::env::temp_dir().join(unique_name("medmig_leftovers"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // What a run killed by Ctrl-C leaves: its process (an impossible pid here) is gone.
+    let staging = dir.join(".case.tar.gz.medmig-4000000.staging");
+    std::fs::create_dir_all(staging.join("logs")).unwrap();
+    let temporary = dir.join(".case.tar.gz.medmig-4000001.tmp");
+    std::fs::write(&temporary, b"half a bundle").unwrap();
+    let other = dir.join(".other.tar.gz.medmig-4000002.tmp");
+    std::fs::write(&other, b"not ours").unwrap();
+    let out = dir.join("case.tar.gz");
+    let run = medmig(&["bundle", "--no-db", "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(out.exists() && !staging.exists() && !temporary.exists());
+    assert!(other.exists(), "another output's leftovers are not touched");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
