@@ -86,12 +86,6 @@ pub fn recover(
         |state: MigrationState| status.migrations.iter().filter(move |m| m.state == state);
 
     let inconsistent: Vec<&MigrationStatus> = by_state(MigrationState::Inconsistent).collect();
-    let unreadable: Vec<String> = status
-        .findings
-        .iter()
-        .filter(|f| f.id == "job-unreadable" || f.id == "several-jobs-in-progress")
-        .map(|f| f.message.clone())
-        .collect();
     let duplicates: Vec<&MigrationStatus> = inconsistent
         .iter()
         .copied()
@@ -102,10 +96,16 @@ pub fn recover(
         .filter(|m| accepted_jobs(m).len() <= 1)
         .map(|m| format!("v{}: {}", m.version, m.detail.as_deref().unwrap_or("")))
         .chain(
-            unreadable
+            status
+                .findings
                 .iter()
-                .filter(|m| !m.contains("accepted or active at once"))
-                .cloned(),
+                // Jobs in progress for several migrations at once are a contradiction unless
+                // they are the duplicates of one migration, which the cancel step handles.
+                .filter(|f| {
+                    f.id == "job-unreadable"
+                        || (f.id == "several-jobs-in-progress" && duplicates.is_empty())
+                })
+                .map(|f| f.message.clone()),
         )
         .collect();
     if !contradictions.is_empty() {

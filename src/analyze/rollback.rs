@@ -11,7 +11,7 @@ use semver::Version;
 use serde::Serialize;
 
 use super::compat::{diff, DIFFERENCE_IDS};
-use super::migrations::{analyze, JobRun, StatusOptions, StatusReport};
+use super::migrations::{analyze, infer_from, JobRun, StatusOptions, StatusReport};
 use super::Impact;
 use crate::catalog::SchemaContract;
 use crate::medplum::config::DeferSettings;
@@ -575,48 +575,6 @@ fn migration_in_progress(snapshot: &Snapshot) -> Check {
         "no session holds the migration lock or runs migration DDL",
     )
     .with(hidden.into_iter().collect())
-}
-
-/// The deployed release as far as the evidence shows: at least the newest server that created
-/// a migration job, and at least the release that introduced the last applied migration.
-pub fn infer_from(status: &StatusReport, manifest: &Manifest) -> (Option<Version>, Option<String>) {
-    let newest_job = status
-        .migrations
-        .iter()
-        .flat_map(|m| m.runs.iter())
-        .filter_map(|run| {
-            let version =
-                Version::parse(run.min_server_version.as_deref()?.trim_start_matches('v')).ok()?;
-            Some((version, run.facts.job_id.clone().unwrap_or_default()))
-        })
-        .max_by(|a, b| a.0.cmp(&b.0));
-    let applied = status
-        .post_deploy
-        .data_version
-        .and_then(|v| u32::try_from(v).ok())
-        .and_then(|v| manifest.get(v).map(|e| (v, e.server_version.clone())));
-    let mut reasons = Vec::new();
-    let mut from: Option<Version> = None;
-    if let Some((version, job)) = &newest_job {
-        reasons.push(format!("job {job} was created by server {version}"));
-        from = Some(version.clone());
-    }
-    if let Some((number, version)) = &applied {
-        reasons.push(format!("v{number}, applied, was introduced in {version}"));
-        if from.as_ref().is_none_or(|f| version > f) {
-            from = Some(version.clone());
-        }
-    }
-    match from {
-        Some(version) => {
-            let how = format!("at least {version}: {}", reasons.join("; "));
-            (Some(version), Some(how))
-        }
-        None => (
-            None,
-            Some("not inferable: no job names its server and no migration is applied".into()),
-        ),
-    }
 }
 
 fn not_previous_minor(

@@ -115,6 +115,13 @@ pub struct LogIngest {
     pub events_dropped: u64,
 }
 
+impl LogIngest {
+    /// The sum of one count over every file.
+    pub fn total(&self, count: fn(&LogFileReport) -> u64) -> u64 {
+        self.files.iter().map(count).sum()
+    }
+}
+
 /// Decides which lines are kept.
 pub struct LineFilter {
     keep: AhoCorasick,

@@ -65,7 +65,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         .connect
         .medplum_config
         .as_deref()
-        .map(read_config)
+        .map(MedplumConfig::read_with_json)
         .transpose()?;
     if out.exists() && !args.force {
         anyhow::bail!(
@@ -120,8 +120,8 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     }
     write_logs(&mut staging, &ingest, &mut gaps)?;
 
-    if let Some((path, config)) = config {
-        write_config(&mut staging, &mut redactor, &path, config)?;
+    if let (Some(path), Some(config)) = (args.connect.medplum_config.as_deref(), config) {
+        write_config(&mut staging, &mut redactor, path, config)?;
     }
 
     let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
@@ -152,8 +152,10 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     };
     progress.step("packing");
     let manifest = staging.finish(manifest, out, args.force)?;
-    let kept: u64 = ingest.files.iter().map(|f| f.lines_kept).sum();
-    let read: u64 = ingest.files.iter().map(|f| f.lines_read).sum();
+    let (kept, read) = (
+        ingest.total(|f| f.lines_kept),
+        ingest.total(|f| f.lines_read),
+    );
     let redacted: u64 = manifest.redactions.values().sum();
     eprintln!(
         "medmig: wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
@@ -162,14 +164,6 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         manifest.not_collected.len()
     );
     Ok(0)
-}
-
-/// The config file as JSON and as Medplum's config (checked before any other work).
-fn read_config(path: &Path) -> Result<(std::path::PathBuf, (Value, MedplumConfig))> {
-    let parsed = MedplumConfig::read(path)?;
-    let text = std::fs::read_to_string(path)?;
-    let value: Value = serde_json::from_str(&text)?;
-    Ok((path.to_path_buf(), (value, parsed)))
 }
 
 /// `snapshot.json`, `status.json` and `diagnostics/`, all redacted; returns the redacted
@@ -321,19 +315,18 @@ fn write_logs(staging: &mut Staging, ingest: &LogIngest, gaps: &mut Vec<Gap>) ->
             });
         }
     }
-    let total = |f: fn(&logs::LogFileReport) -> u64| ingest.files.iter().map(f).sum::<u64>();
     staging.write_json(
         "logs/ingest.json",
         &json!({
             "files": ingest.files,
             "totals": {
-                "bytes_read": total(|f| f.bytes_read),
-                "lines_read": total(|f| f.lines_read),
-                "lines_kept": total(|f| f.lines_kept),
-                "lines_outside_window": total(|f| f.lines_outside_window),
-                "lines_undated": total(|f| f.lines_undated),
-                "lines_redacted": total(|f| f.lines_redacted),
-                "lines_cut": total(|f| f.lines_cut),
+                "bytes_read": ingest.total(|f| f.bytes_read),
+                "lines_read": ingest.total(|f| f.lines_read),
+                "lines_kept": ingest.total(|f| f.lines_kept),
+                "lines_outside_window": ingest.total(|f| f.lines_outside_window),
+                "lines_undated": ingest.total(|f| f.lines_undated),
+                "lines_redacted": ingest.total(|f| f.lines_redacted),
+                "lines_cut": ingest.total(|f| f.lines_cut),
             },
             "timeline_events_dropped": ingest.events_dropped,
         }),
@@ -346,7 +339,7 @@ fn write_config(
     staging: &mut Staging,
     redactor: &mut Redactor,
     path: &Path,
-    (mut value, config): (Value, MedplumConfig),
+    (config, mut value): (MedplumConfig, Value),
 ) -> Result<()> {
     redactor.json(&mut value);
     staging.write_json("config/medplum.config.json", &value)?;
@@ -390,13 +383,12 @@ fn summary(
     } else {
         text.push_str("No database was read (--no-db).\n");
     }
-    let total = |f: fn(&logs::LogFileReport) -> u64| ingest.files.iter().map(f).sum::<u64>();
     text.push_str(&format!(
         "\nLogs: {} files, {} lines read, {} kept, {} outside the time window\n",
         ingest.files.len(),
-        total(|f| f.lines_read),
-        total(|f| f.lines_kept),
-        total(|f| f.lines_outside_window)
+        ingest.total(|f| f.lines_read),
+        ingest.total(|f| f.lines_kept),
+        ingest.total(|f| f.lines_outside_window)
     ));
     if let (Some(first), Some(last)) = (
         events.iter().find_map(|e| e.at),

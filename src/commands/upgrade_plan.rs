@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::analyze::rollback::infer_from;
+use crate::analyze::migrations::infer_from;
 use crate::analyze::upgrade::{plan, PlanRefusal};
 use crate::cli::{PlanFormat, UpgradePlanArgs};
 use crate::render;

@@ -70,15 +70,23 @@ impl DeferSettings {
 impl MedplumConfig {
     /// Reads and parses the file; messages name the file and never its content.
     pub fn read(path: &Path) -> Result<MedplumConfig> {
+        Ok(MedplumConfig::read_with_json(path)?.0)
+    }
+
+    /// [`MedplumConfig::read`], also returning the whole file as JSON (for a bundle).
+    pub fn read_with_json(path: &Path) -> Result<(MedplumConfig, Value)> {
         let shown = path.display();
         let text = std::fs::read_to_string(path).with_context(|| {
             format!("cannot read the Medplum config {shown} (--medplum-config)")
         })?;
-        serde_json::from_str(&text).map_err(|err| {
+        let invalid = |err: serde_json::Error| {
             anyhow!(
                 "the Medplum config {shown} is not valid JSON ({err}): pass medplum.config.json"
             )
-        })
+        };
+        let value: Value = serde_json::from_str(&text).map_err(invalid)?;
+        let config = serde_json::from_value(value.clone()).map_err(invalid)?;
+        Ok((config, value))
     }
 
     /// The deferral switches it sets.
