@@ -40,4 +40,3 @@ WHERE c.relkind IN ('r', 'p')
   AND NOT EXISTS (
       SELECT 1 FROM pg_depend e
       WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')
-ORDER BY 1, 2, 4

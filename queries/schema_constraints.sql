@@ -20,4 +20,3 @@ WHERE k.contype IN ('p', 'u', 'f', 'c', 'x')
   AND NOT EXISTS (
       SELECT 1 FROM pg_depend e
       WHERE e.classid = 'pg_class'::regclass AND e.objid = t.oid AND e.deptype = 'e')
-ORDER BY 1, 2, 3

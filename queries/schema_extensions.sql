@@ -4,4 +4,3 @@
 SELECT e.extname::text AS name, e.extversion AS version, n.nspname::text AS schema_name
 FROM pg_extension e
 JOIN pg_namespace n ON n.oid = e.extnamespace
-ORDER BY 1

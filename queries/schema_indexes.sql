@@ -64,4 +64,3 @@ WHERE t.relkind IN ('r', 'p')
   AND t.oid NOT IN (
       SELECT e.objid FROM pg_depend e
       WHERE e.classid = 'pg_class'::regclass AND e.deptype = 'e')
-ORDER BY 1, 2, 3

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{write_atomically, SnapshotSource, FORMAT_VERSION};
+use crate::snapshot::{write_json_atomically, SnapshotSource, FORMAT_VERSION};
 
 /// A database's schema, as far as application code can depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,8 +308,7 @@ pub struct SchemaCapture {
 impl SchemaCapture {
     /// Writes the capture through a temporary file and a rename.
     pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).context("cannot encode the schema")?;
-        write_atomically(path, text.as_bytes(), overwrite)
+        write_json_atomically(path, self, overwrite)
     }
 
     /// Reads a schema baseline: a `medmig schema capture` file, or a snapshot (which carries

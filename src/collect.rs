@@ -10,11 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Result};
-use tokio_postgres::{Client, IsolationLevel, Transaction};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use crate::catalog::{
     qualified, CatalogNames, ColumnContract, ColumnName, ConstraintContract, ConstraintKind,
-    ExtensionContract, FunctionContract, IndexContract, IndexParts, SchemaContract,
+    ExtensionContract, FunctionContract, IndexContract, IndexParts, SchemaContract, TableContract,
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
@@ -202,55 +203,15 @@ async fn read_snapshot(
     let read_jobs = readable(async_job_table, "job_readable", "\"AsyncJob\"")?;
     let read_history = readable(history_table, "history_readable", "\"AsyncJob_History\"")?;
 
-    let mut database_migration = Vec::new();
-    let rows = if read_migration {
-        transaction
-            .query(DATABASE_MIGRATION, &[])
-            .await
-            .map_err(at("\"DatabaseMigration\""))?
-    } else {
-        Vec::new()
-    };
-    for row in rows {
-        let json: serde_json::Value = row.try_get("row").map_err(at("\"DatabaseMigration\""))?;
-        database_migration.push(DatabaseMigrationRow::from_json(&json).map_err(Failure::Refused)?);
-    }
-
-    let (mut jobs, mut job_history) = (Vec::new(), Vec::new());
-    if read_jobs {
-        for row in transaction
-            .query(DATA_MIGRATION_JOBS, &[&DATA_MIGRATION_TYPE])
-            .await
-            .map_err(at("\"AsyncJob\""))?
-        {
-            jobs.push(JobRecord {
-                id: row.try_get("id").map_err(at("\"AsyncJob\""))?,
-                last_updated: row.try_get("last_updated").map_err(at("\"AsyncJob\""))?,
-                status_column: row.try_get("status").map_err(at("\"AsyncJob\""))?,
-                content: row.try_get("content").map_err(at("\"AsyncJob\""))?,
-            });
-        }
-    }
-    if read_jobs && read_history {
-        for row in transaction
-            .query(DATA_MIGRATION_JOB_HISTORY, &[&DATA_MIGRATION_TYPE])
-            .await
-            .map_err(at("\"AsyncJob_History\""))?
-        {
-            let field = at("\"AsyncJob_History\"");
-            job_history.push(JobVersion {
-                job_id: row.try_get("job_id").map_err(field)?,
-                version_id: row.try_get("version_id").map_err(field)?,
-                last_updated: row.try_get("last_updated").map_err(field)?,
-                status: row.try_get("status").map_err(field)?,
-                has_output: row.try_get("has_output").map_err(field)?,
-            });
-        }
-    }
-
-    let schema = read_schema(&transaction).await?;
-    let invalid_indexes = invalid_indexes(&schema);
-    let activity = read_activity(&transaction).await?;
+    // Everything else goes out in one flight (see `Reads`).
+    let reads = Reads::send(&transaction, read_migration, read_jobs, read_history).await?;
+    let database_migration = reads
+        .database_migration
+        .iter()
+        .map(DatabaseMigrationRow::from_json)
+        .collect::<Result<Vec<_>>>()
+        .map_err(Failure::Refused)?;
+    let invalid_indexes = invalid_indexes(&reads.schema);
     let mut transaction = transaction;
     let diagnostics = if with_diagnostics {
         Some(read_diagnostics(&mut transaction).await?)
@@ -271,11 +232,11 @@ async fn read_snapshot(
             source: source(user, server_version, server_version_num),
             database_migration,
             async_job_table,
-            jobs,
-            job_history,
+            jobs: reads.jobs,
+            job_history: reads.job_history,
             invalid_indexes,
-            schema: Some(schema),
-            activity: Some(activity),
+            schema: Some(reads.schema),
+            activity: Some(reads.activity),
             unreadable_tables,
         },
         diagnostics,
@@ -342,222 +303,392 @@ fn invalid_indexes(schema: &SchemaContract) -> Vec<InvalidIndex> {
     invalid
 }
 
-/// Who holds the migration lock or runs migration DDL, in one query.
-async fn read_activity(transaction: &Transaction<'_>) -> Result<MigrationActivity, Failure> {
-    let reading = "pg_stat_activity";
-    let get = |err| (err, reading);
+/// Everything read after the probe.
+///
+/// The statements go out in one flight: each is an unnamed statement with its parameter types
+/// given (parse, bind and execute in one message batch: no round trip to prepare, nothing to
+/// close, nothing left behind for a transaction-mode pooler), and all are written before the
+/// first answer is read. The server runs them back to back while medmig decodes each answer
+/// as it comes in. A statement that fails aborts the transaction and the ones after it fail
+/// with it; the first failure, in sending order, is the one reported.
+struct Reads {
+    database_migration: Vec<serde_json::Value>,
+    jobs: Vec<JobRecord>,
+    job_history: Vec<JobVersion>,
+    schema: SchemaContract,
+    activity: MigrationActivity,
+}
+
+/// A statement's parameters with their types, as `query_typed` takes them.
+type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
+
+impl Reads {
+    /// Sends every statement, skipping the tables the probe found missing or unreadable.
+    async fn send(
+        transaction: &Transaction<'_>,
+        read_migration: bool,
+        read_jobs: bool,
+        read_history: bool,
+    ) -> Result<Reads, Failure> {
+        let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
+        let statements: Params = &[(&MIGRATION_STATEMENTS, Type::TEXT)];
+        let fetch = |sql: &'static str, params: Params<'static>, wanted: bool| async move {
+            match wanted {
+                true => transaction.query_typed(sql, params).await.map(Some),
+                false => Ok(None),
+            }
+        };
+        let (
+            migration,
+            jobs,
+            history,
+            columns,
+            names,
+            indexes,
+            constraints,
+            functions,
+            extensions,
+            activity,
+        ) = tokio::join!(
+            decoded(
+                "\"DatabaseMigration\"",
+                fetch(DATABASE_MIGRATION, &[], read_migration),
+                decode_migration
+            ),
+            decoded(
+                "\"AsyncJob\"",
+                fetch(DATA_MIGRATION_JOBS, job_type, read_jobs),
+                decode_jobs
+            ),
+            decoded(
+                "\"AsyncJob_History\"",
+                fetch(
+                    DATA_MIGRATION_JOB_HISTORY,
+                    job_type,
+                    read_jobs && read_history
+                ),
+                decode_job_history
+            ),
+            decoded(
+                "the table catalog",
+                fetch(SCHEMA_COLUMNS, &[], true),
+                decode_columns
+            ),
+            decoded(
+                "operator class and collation names",
+                fetch(SCHEMA_NAMES, &[], true),
+                decode_names
+            ),
+            decoded(
+                "the index catalog",
+                fetch(SCHEMA_INDEXES, &[], true),
+                decode_indexes
+            ),
+            decoded(
+                "the constraint catalog",
+                fetch(SCHEMA_CONSTRAINTS, &[], true),
+                decode_constraints
+            ),
+            decoded(
+                "the function catalog",
+                fetch(SCHEMA_FUNCTIONS, &[], true),
+                decode_functions
+            ),
+            decoded(
+                "the extension catalog",
+                fetch(SCHEMA_EXTENSIONS, &[], true),
+                decode_extensions
+            ),
+            decoded(
+                "pg_stat_activity",
+                fetch(MIGRATION_ACTIVITY, statements, true),
+                decode_activity
+            ),
+        );
+        let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
+        let (columns, names, indexes) = (columns?, names?, indexes?);
+        let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
+        Ok(Reads {
+            database_migration,
+            jobs,
+            job_history,
+            schema: assemble_schema(columns, &names, indexes, constraints, functions, extensions),
+            activity: activity?,
+        })
+    }
+}
+
+/// The rows of a statement, decoded as soon as they are in (while the server runs the next
+/// statements); the default when the statement was skipped. `reading` names what the
+/// statement reads, for messages.
+async fn decoded<T: Default>(
+    reading: &'static str,
+    rows: impl std::future::Future<Output = Result<Option<Vec<Row>>, tokio_postgres::Error>>,
+    decode: fn(&[Row]) -> Result<T, tokio_postgres::Error>,
+) -> Result<T, Failure> {
+    match rows.await {
+        Ok(Some(rows)) => decode(&rows).map_err(|err| Failure::Query(err, reading)),
+        Ok(None) => Ok(T::default()),
+        Err(err) => Err(Failure::Query(err, reading)),
+    }
+}
+
+fn decode_migration(rows: &[Row]) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
+    rows.iter().map(|row| row.try_get("row")).collect()
+}
+
+fn decode_jobs(rows: &[Row]) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(JobRecord {
+                id: row.try_get("id")?,
+                last_updated: row.try_get("last_updated")?,
+                status_column: row.try_get("status")?,
+                content: row.try_get("content")?,
+            })
+        })
+        .collect()
+}
+
+fn decode_job_history(rows: &[Row]) -> Result<Vec<JobVersion>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(JobVersion {
+                job_id: row.try_get("job_id")?,
+                version_id: row.try_get("version_id")?,
+                last_updated: row.try_get("last_updated")?,
+                status: row.try_get("status")?,
+                has_output: row.try_get("has_output")?,
+            })
+        })
+        .collect()
+}
+
+/// Who holds the migration lock or runs migration DDL, from `queries/migration_activity.sql`.
+fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, tokio_postgres::Error> {
     let mut activity = MigrationActivity::default();
-    for row in transaction
-        .query(MIGRATION_ACTIVITY, &[&MIGRATION_STATEMENTS])
-        .await
-        .map_err(get)?
-    {
-        let holds_migration_lock: bool = row.try_get("holds_migration_lock").map_err(get)?;
-        let hidden: bool = row.try_get("query_hidden").map_err(get)?;
+    for row in rows {
+        let holds_migration_lock: bool = row.try_get("holds_migration_lock")?;
+        let hidden: bool = row.try_get("query_hidden")?;
         if hidden && !holds_migration_lock {
             activity.hidden_sessions += 1;
             continue;
         }
         activity.sessions.push(MigratingSession {
-            pid: row.try_get("pid").map_err(get)?,
-            application_name: row.try_get("application_name").map_err(get)?,
-            state: row.try_get("state").map_err(get)?,
-            query_start: row.try_get("query_start").map_err(get)?,
-            query: if hidden {
-                None
-            } else {
-                row.try_get("query").map_err(get)?
-            },
+            pid: row.try_get("pid")?,
+            application_name: row.try_get("application_name")?,
+            state: row.try_get("state")?,
+            query_start: row.try_get("query_start")?,
+            query: if hidden { None } else { row.try_get("query")? },
             holds_migration_lock,
         });
     }
     Ok(activity)
 }
 
-/// The schema contract, in six catalog queries whatever the number of objects.
-async fn read_schema(transaction: &Transaction<'_>) -> Result<SchemaContract, Failure> {
-    let mut schema = SchemaContract::default();
-    // Column names and collations by table and number, for assembling index definitions.
-    let mut column_names: HashMap<String, BTreeMap<i16, ColumnName>> = HashMap::new();
-    let reading = "the table catalog";
-    for row in transaction
-        .query(SCHEMA_COLUMNS, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        let schema_name: String = row.try_get("schema_name").map_err(get)?;
-        let table_name: String = row.try_get("table_name").map_err(get)?;
-        let key = qualified(&schema_name, &table_name);
-        let table = schema.tables.entry(key.clone()).or_default();
-        let Some(name) = row
-            .try_get::<_, Option<String>>("column_name")
-            .map_err(get)?
-        else {
+/// The tables with their columns in table order, and the column names index definitions need.
+#[derive(Default)]
+struct TableColumns {
+    tables: BTreeMap<String, TableContract>,
+    /// Quoted names and collations by table and column number.
+    names: HashMap<String, BTreeMap<i16, ColumnName>>,
+}
+
+/// `queries/schema_columns.sql`. Its rows come in no order (sorting on the server costs more
+/// than these maps): columns are put in table order once all are read.
+fn decode_columns(rows: &[Row]) -> Result<TableColumns, tokio_postgres::Error> {
+    let mut read = TableColumns::default();
+    let mut positioned: Vec<(String, i16, ColumnContract)> = Vec::with_capacity(rows.len());
+    for row in rows {
+        let key = qualified(row.try_get("schema_name")?, row.try_get("table_name")?);
+        read.tables.entry(key.clone()).or_default();
+        let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
             continue;
         };
-        let position: i32 = row.try_get("position").map_err(get)?;
-        column_names.entry(key).or_default().insert(
-            i16::try_from(position).unwrap_or(i16::MAX),
+        let position = i16::try_from(row.try_get::<_, i32>("position")?).unwrap_or(i16::MAX);
+        read.names.entry(key.clone()).or_default().insert(
+            position,
             ColumnName {
-                quoted: row.try_get("quoted_name").map_err(get)?,
-                collation: row.try_get("collation").map_err(get)?,
+                quoted: row.try_get("quoted_name")?,
+                collation: row.try_get("collation")?,
             },
         );
-        table.columns.push(ColumnContract {
+        let column = ColumnContract {
             name,
-            data_type: row.try_get("data_type").map_err(get)?,
-            not_null: row.try_get("not_null").map_err(get)?,
-            default: row.try_get("default_expr").map_err(get)?,
+            data_type: row.try_get("data_type")?,
+            not_null: row.try_get("not_null")?,
+            default: row.try_get("default_expr")?,
             identity: row
-                .try_get::<_, Option<String>>("identity")
-                .map_err(get)?
+                .try_get::<_, Option<&str>>("identity")?
                 .map(|code| if code == "a" { "always" } else { "by-default" }.to_string()),
             generated: row
-                .try_get::<_, Option<String>>("generated")
-                .map_err(get)?
+                .try_get::<_, Option<&str>>("generated")?
                 .map(|_| "stored".to_string()),
-        });
+        };
+        positioned.push((key, position, column));
     }
+    positioned.sort_unstable_by_key(|(_, position, _)| *position);
+    for (key, _, column) in positioned {
+        if let Some(table) = read.tables.get_mut(&key) {
+            table.columns.push(column);
+        }
+    }
+    Ok(read)
+}
 
-    let reading = "operator class and collation names";
+/// `queries/schema_names.sql`.
+fn decode_names(rows: &[Row]) -> Result<CatalogNames, tokio_postgres::Error> {
     let mut names = CatalogNames::default();
-    for row in transaction
-        .query(SCHEMA_NAMES, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        let kind: String = row.try_get("kind").map_err(get)?;
-        let target = if kind == "opclass" {
-            &mut names.opclasses
-        } else {
-            &mut names.collations
+    for row in rows {
+        let target = match row.try_get("kind")? {
+            "opclass" => &mut names.opclasses,
+            _ => &mut names.collations,
         };
-        target.insert(
-            row.try_get("oid").map_err(get)?,
-            row.try_get("name").map_err(get)?,
-        );
+        target.insert(row.try_get("oid")?, row.try_get("name")?);
     }
+    Ok(names)
+}
 
-    let reading = "the index catalog";
-    let no_columns = BTreeMap::new();
-    for row in transaction
-        .query(SCHEMA_INDEXES, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        let key = qualified(
-            &row.try_get::<_, String>("schema_name").map_err(get)?,
-            &row.try_get::<_, String>("table_name").map_err(get)?,
-        );
-        let parts = IndexParts {
-            quoted_schema: row.try_get("quoted_schema").map_err(get)?,
-            quoted_table: row.try_get("quoted_table").map_err(get)?,
-            quoted_index: row.try_get("quoted_index").map_err(get)?,
-            method: row.try_get("method").map_err(get)?,
-            unique: row.try_get("is_unique").map_err(get)?,
-            key_count: usize::try_from(row.try_get::<_, i32>("key_count").map_err(get)?)
-                .unwrap_or(0),
-            keys: row.try_get("keys").map_err(get)?,
-            opclasses: row.try_get("opclasses").map_err(get)?,
-            options: row.try_get("options").map_err(get)?,
-            collations: row.try_get("collations").map_err(get)?,
-            expressions: row.try_get("expressions").map_err(get)?,
-            partial: row.try_get("is_partial").map_err(get)?,
-            predicate: row.try_get("predicate").map_err(get)?,
-            full_definition: row.try_get("full_definition").map_err(get)?,
-        };
-        let (definition, shape) =
-            parts.assemble(column_names.get(&key).unwrap_or(&no_columns), &names);
-        let index = IndexContract {
-            definition,
-            shape,
-            unique: parts.unique,
-            primary: row.try_get("is_primary").map_err(get)?,
-            valid: row.try_get("is_valid").map_err(get)?,
-            ready: row.try_get("is_ready").map_err(get)?,
-        };
-        let name: String = row.try_get("index_name").map_err(get)?;
-        schema
-            .tables
-            .entry(key)
-            .or_default()
-            .indexes
-            .insert(name, index);
-    }
+/// One row of `queries/schema_indexes.sql`, before its definition is assembled.
+struct IndexRow {
+    table: String,
+    name: String,
+    parts: IndexParts,
+    primary: bool,
+    valid: bool,
+    ready: bool,
+}
 
-    let reading = "the constraint catalog";
-    for row in transaction
-        .query(SCHEMA_CONSTRAINTS, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        let code: String = row.try_get("kind").map_err(get)?;
-        let Some(kind) = ConstraintKind::from_catalog(&code) else {
+fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok(IndexRow {
+                table: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
+                name: row.try_get("index_name")?,
+                parts: IndexParts {
+                    quoted_schema: row.try_get("quoted_schema")?,
+                    quoted_table: row.try_get("quoted_table")?,
+                    quoted_index: row.try_get("quoted_index")?,
+                    method: row.try_get("method")?,
+                    unique: row.try_get("is_unique")?,
+                    key_count: usize::try_from(row.try_get::<_, i32>("key_count")?).unwrap_or(0),
+                    keys: row.try_get("keys")?,
+                    opclasses: row.try_get("opclasses")?,
+                    options: row.try_get("options")?,
+                    collations: row.try_get("collations")?,
+                    expressions: row.try_get("expressions")?,
+                    partial: row.try_get("is_partial")?,
+                    predicate: row.try_get("predicate")?,
+                    full_definition: row.try_get("full_definition")?,
+                },
+                primary: row.try_get("is_primary")?,
+                valid: row.try_get("is_valid")?,
+                ready: row.try_get("is_ready")?,
+            })
+        })
+        .collect()
+}
+
+/// `queries/schema_constraints.sql`: table, name, constraint.
+fn decode_constraints(
+    rows: &[Row],
+) -> Result<Vec<(String, String, ConstraintContract)>, tokio_postgres::Error> {
+    let mut constraints = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(kind) = ConstraintKind::from_catalog(row.try_get("kind")?) else {
             continue;
         };
-        let key = qualified(
-            &row.try_get::<_, String>("schema_name").map_err(get)?,
-            &row.try_get::<_, String>("table_name").map_err(get)?,
+        constraints.push((
+            qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
+            row.try_get("constraint_name")?,
+            ConstraintContract {
+                kind,
+                definition: row.try_get("definition")?,
+                validated: row.try_get("validated")?,
+            },
+        ));
+    }
+    Ok(constraints)
+}
+
+/// `queries/schema_functions.sql`, by `schema.signature`.
+fn decode_functions(
+    rows: &[Row],
+) -> Result<BTreeMap<String, FunctionContract>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            let kind = match row.try_get("kind")? {
+                "p" => "procedure",
+                "a" => "aggregate",
+                "w" => "window",
+                _ => "function",
+            };
+            Ok((
+                qualified(row.try_get("schema_name")?, row.try_get("signature")?),
+                FunctionContract {
+                    result: row.try_get("result")?,
+                    kind: kind.to_string(),
+                    definition_hash: row.try_get("definition_hash")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// `queries/schema_extensions.sql`, by name.
+fn decode_extensions(
+    rows: &[Row],
+) -> Result<BTreeMap<String, ExtensionContract>, tokio_postgres::Error> {
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("name")?,
+                ExtensionContract {
+                    version: row.try_get("version")?,
+                    schema: row.try_get("schema_name")?,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// The schema contract from the six catalog statements: index definitions are assembled from
+/// their parts and the column names.
+fn assemble_schema(
+    columns: TableColumns,
+    names: &CatalogNames,
+    indexes: Vec<IndexRow>,
+    constraints: Vec<(String, String, ConstraintContract)>,
+    functions: BTreeMap<String, FunctionContract>,
+    extensions: BTreeMap<String, ExtensionContract>,
+) -> SchemaContract {
+    let mut tables = columns.tables;
+    let no_columns = BTreeMap::new();
+    for index in indexes {
+        let table_columns = columns.names.get(&index.table).unwrap_or(&no_columns);
+        let (definition, shape) = index.parts.assemble(table_columns, names);
+        tables.entry(index.table).or_default().indexes.insert(
+            index.name,
+            IndexContract {
+                definition,
+                shape,
+                unique: index.parts.unique,
+                primary: index.primary,
+                valid: index.valid,
+                ready: index.ready,
+            },
         );
-        let constraint = ConstraintContract {
-            kind,
-            definition: row.try_get("definition").map_err(get)?,
-            validated: row.try_get("validated").map_err(get)?,
-        };
-        let name: String = row.try_get("constraint_name").map_err(get)?;
-        schema
-            .tables
-            .entry(key)
+    }
+    for (table, name, constraint) in constraints {
+        tables
+            .entry(table)
             .or_default()
             .constraints
             .insert(name, constraint);
     }
-
-    let reading = "the function catalog";
-    for row in transaction
-        .query(SCHEMA_FUNCTIONS, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        let key = qualified(
-            &row.try_get::<_, String>("schema_name").map_err(get)?,
-            &row.try_get::<_, String>("signature").map_err(get)?,
-        );
-        let kind = match row.try_get::<_, String>("kind").map_err(get)?.as_str() {
-            "p" => "procedure",
-            "a" => "aggregate",
-            "w" => "window",
-            _ => "function",
-        };
-        schema.functions.insert(
-            key,
-            FunctionContract {
-                result: row.try_get("result").map_err(get)?,
-                kind: kind.to_string(),
-                definition_hash: row.try_get("definition_hash").map_err(get)?,
-            },
-        );
+    SchemaContract {
+        tables,
+        functions,
+        extensions,
     }
-
-    let reading = "the extension catalog";
-    for row in transaction
-        .query(SCHEMA_EXTENSIONS, &[])
-        .await
-        .map_err(|err| (err, reading))?
-    {
-        let get = |err| (err, reading);
-        schema.extensions.insert(
-            row.try_get("name").map_err(get)?,
-            ExtensionContract {
-                version: row.try_get("version").map_err(get)?,
-                schema: row.try_get("schema_name").map_err(get)?,
-            },
-        );
-    }
-    Ok(schema)
 }

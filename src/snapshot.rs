@@ -223,8 +223,7 @@ impl Snapshot {
     /// Writes the snapshot as pretty JSON through a temporary file in the same directory and
     /// a rename, so that an interrupted run leaves no file that looks complete.
     pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).context("cannot encode the snapshot")?;
-        write_atomically(path, text.as_bytes(), overwrite)
+        write_json_atomically(path, self, overwrite)
     }
 }
 
@@ -232,6 +231,16 @@ impl Snapshot {
 /// existing file unless `overwrite`.
 pub fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
     write_atomically_with(path, overwrite, |file| file.write_all(bytes))
+}
+
+/// Writes `value` as indented JSON to `path`, as [`write_atomically`] does, streaming it into
+/// the file rather than building the text in memory first.
+pub fn write_json_atomically(path: &Path, value: &impl Serialize, overwrite: bool) -> Result<()> {
+    write_atomically_with(path, overwrite, |file| {
+        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
+        serde_json::to_writer_pretty(&mut writer, value).map_err(std::io::Error::other)?;
+        writer.flush()
+    })
 }
 
 /// Lets `fill` write a temporary sibling of `path`, syncs it and renames it to `path`, so that
