@@ -1,12 +1,16 @@
 -- Every ordinary and partitioned table outside the system schemas and not owned by an
 -- extension, with its columns (a table without columns gives one row with null column fields).
+-- These tables are the schema contract's: the index and constraint queries return rows by
+-- table oid, and medmig keeps those of the tables listed here.
 -- Never waits on a lock: a default is deparsed without its table (defaults cannot refer to
 -- columns); a generated column's expression needs the table open, so it is deparsed only
 -- when no ACCESS EXCLUSIVE lock is granted or queued on it (else null).
--- Output columns: schema_name text, table_name text, column_name text, quoted_name text
---   (as quote_ident prints it, for index definitions), collation int8, position int4,
---   data_type text (as format_type prints it), not_null bool, default_expr text,
---   identity text ('a' always, 'd' by default, null), generated text ('s' stored, null)
+-- Rows come in no particular order: medmig orders them (a server-side sort costs more).
+-- Output columns: table_oid oid, schema_name text, table_name text, quoted_schema text,
+--   quoted_table text (as quote_ident prints them, for index definitions), column_name text,
+--   quoted_name text, collation oid, position int2, data_type text (as format_type prints
+--   it), not_null bool, default_expr text, identity text ('a' always, 'd' by default, null),
+--   generated text ('s' stored, null)
 -- Oldest PostgreSQL: 12 (attgenerated)
 WITH locked AS MATERIALIZED (
     SELECT DISTINCT l.relation
@@ -15,12 +19,15 @@ WITH locked AS MATERIALIZED (
       AND l.mode = 'AccessExclusiveLock'
       AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
 )
-SELECT n.nspname::text AS schema_name,
+SELECT c.oid AS table_oid,
+       n.nspname::text AS schema_name,
        c.relname::text AS table_name,
+       quote_ident(n.nspname) AS quoted_schema,
+       quote_ident(c.relname) AS quoted_table,
        a.attname::text AS column_name,
        quote_ident(a.attname) AS quoted_name,
-       a.attcollation::int8 AS collation,
-       a.attnum::int4 AS position,
+       a.attcollation AS collation,
+       a.attnum AS position,
        format_type(a.atttypid, a.atttypmod) AS data_type,
        a.attnotnull AS not_null,
        CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0)

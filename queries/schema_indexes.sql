@@ -1,18 +1,25 @@
--- Every index of the tables in schema_columns.sql, as the parts its definition is made of:
--- medmig assembles `CREATE INDEX …` from them exactly as pg_get_indexdef prints it (the key
+-- Every index of a user table, as the parts its definition is made of: medmig assembles
+-- `CREATE INDEX …` from them exactly as pg_get_indexdef prints it (the table's and the key
 -- columns' names come from schema_columns.sql, operator class and collation names from
--- schema_names.sql). Assembling it here, or calling pg_get_indexdef on every index, costs
--- most of a snapshot at Medplum's 3,500 indexes; only expression columns and predicates are
--- deparsed. Deparsing opens the table (ACCESS SHARE), which queues behind a migration's
--- ALTER TABLE, so it runs only for tables no ACCESS EXCLUSIVE lock is granted or queued on;
--- elsewhere `expressions` and `predicate` are null and medmig keeps a lock-free shape.
--- Output columns: schema_name text, table_name text, index_name text, quoted_schema text,
---   quoted_table text, quoted_index text, method text, key_count int4, keys int2[],
---   opclasses int8[], options int2[], collations int8[], expressions text[] (one per
---   expression column, in order), predicate text, full_definition text (only for an
---   expression whose collation is not the default, which the catalog cannot tell),
---   is_partial bool, is_unique bool, is_primary bool, is_valid bool, is_ready bool
--- Oldest PostgreSQL: 11 (indnkeyatts)
+-- schema_names.sql), and keeps the indexes of the tables schema_columns.sql lists.
+-- Calling pg_get_indexdef on every index would cost several times this whole query at
+-- Medplum's 3,500 indexes; only expression columns and predicates are deparsed, and the
+-- whole definition only for the rare index the parts cannot describe (storage parameters,
+-- NULLS NOT DISTINCT, an expression whose collation is not the default).
+-- Deparsing opens the table (ACCESS SHARE), which queues behind a migration's ALTER TABLE,
+-- so it runs only for tables no ACCESS EXCLUSIVE lock is granted or queued on; elsewhere
+-- `expressions`, `predicate` and `full_definition` are null and medmig keeps a lock-free
+-- shape.
+-- Rows come in no particular order. Only tables of user objects are read (oid 16384 and up,
+-- PostgreSQL's FirstNormalObjectId; system catalogs are below), and no TOAST indexes.
+-- Output columns: index_oid oid, table_oid oid, index_name text, quoted_index text,
+--   on_partitioned bool (a partitioned table's own index: ON ONLY), method text,
+--   key_count int4, keys int2[], opclasses oid[], options int2[], collations oid[],
+--   expressions text[] (one per expression column, in order), predicate text,
+--   needs_full_definition bool, full_definition text, is_partial bool, is_unique bool,
+--   is_primary bool, is_valid bool, is_ready bool
+-- Oldest PostgreSQL: 11 (indnkeyatts); NULLS NOT DISTINCT (15) is read through to_jsonb so
+--   that the query runs on older servers too.
 WITH locked AS MATERIALIZED (
     SELECT DISTINCT l.relation
     FROM pg_locks l
@@ -20,18 +27,17 @@ WITH locked AS MATERIALIZED (
       AND l.mode = 'AccessExclusiveLock'
       AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
 )
-SELECT n.nspname::text AS schema_name,
-       t.relname::text AS table_name,
+SELECT x.indexrelid AS index_oid,
+       x.indrelid AS table_oid,
        i.relname::text AS index_name,
-       quote_ident(n.nspname) AS quoted_schema,
-       quote_ident(t.relname) AS quoted_table,
        quote_ident(i.relname) AS quoted_index,
+       i.relkind = 'I' AS on_partitioned,
        am.amname::text AS method,
        x.indnkeyatts::int4 AS key_count,
        x.indkey::int2[] AS keys,
-       x.indclass::oid[]::int8[] AS opclasses,
+       x.indclass::oid[] AS opclasses,
        x.indoption::int2[] AS options,
-       x.indcollation::oid[]::int8[] AS collations,
+       x.indcollation::oid[] AS collations,
        CASE WHEN x.indexprs IS NOT NULL AND locked.relation IS NULL THEN
            ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)
                  FROM generate_series(1, x.indnkeyatts) k
@@ -41,9 +47,8 @@ SELECT n.nspname::text AS schema_name,
        CASE WHEN x.indpred IS NOT NULL AND locked.relation IS NULL THEN
            pg_get_expr(x.indpred, x.indrelid)
        END AS predicate,
-       CASE WHEN x.indexprs IS NOT NULL AND locked.relation IS NULL AND EXISTS (
-               SELECT 1 FROM generate_series(1, x.indnkeyatts) k
-               WHERE x.indkey[k - 1] = 0 AND x.indcollation[k - 1] NOT IN (0, 100)) THEN
+       full_definition.needed AS needs_full_definition,
+       CASE WHEN full_definition.needed AND locked.relation IS NULL THEN
            pg_get_indexdef(x.indexrelid)
        END AS full_definition,
        x.indpred IS NOT NULL AS is_partial,
@@ -53,14 +58,19 @@ SELECT n.nspname::text AS schema_name,
        x.indisready AS is_ready
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = i.relam
 LEFT JOIN locked ON locked.relation = x.indrelid
-WHERE t.relkind IN ('r', 'p')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg\_toast%'
-  AND n.nspname NOT LIKE 'pg\_temp%'
-  AND t.oid NOT IN (
-      SELECT e.objid FROM pg_depend e
-      WHERE e.classid = 'pg_class'::regclass AND e.deptype = 'e')
+-- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
+-- so that the query runs before PostgreSQL 15 too), or an expression column with a collation
+-- other than the default (the catalog does not say whether it is the expression's own).
+CROSS JOIN LATERAL (
+    SELECT i.reloptions IS NOT NULL
+           OR (x.indisunique AND NOT x.indisprimary
+               AND (to_jsonb(x) ->> 'indnullsnotdistinct')::bool)
+           OR (x.indexprs IS NOT NULL AND EXISTS (
+                   SELECT 1 FROM generate_series(1, x.indnkeyatts) k
+                   WHERE x.indkey[k - 1] = 0 AND x.indcollation[k - 1] NOT IN (0, 100)))
+           AS needed
+) full_definition
+WHERE x.indrelid >= 16384
+  AND i.relnamespace <> 'pg_toast'::regnamespace

@@ -105,10 +105,54 @@ impl IndexContract {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConstraintContract {
     pub kind: ConstraintKind,
-    /// `pg_get_constraintdef`.
-    pub definition: String,
+    /// What it enforces, as `pg_get_constraintdef` prints it but without `NOT VALID` (that is
+    /// `validated`). `None` when a migration held its table locked at capture and the
+    /// definition needed the table open (check and exclusion constraints).
+    pub definition: Option<String>,
     /// False for a constraint added `NOT VALID` and not validated since.
     pub validated: bool,
+}
+
+impl ConstraintContract {
+    /// The definition, or what stands in for it when it was not read.
+    pub fn shown(&self) -> &str {
+        self.definition
+            .as_deref()
+            .unwrap_or("(definition not read: a migration held the table locked)")
+    }
+
+    /// Whether `other` enforces something else. Where either definition was not read, only
+    /// the kind can tell.
+    pub fn enforces_other_than(&self, other: &ConstraintContract) -> bool {
+        match (&self.definition, &other.definition) {
+            (Some(a), Some(b)) => a != b,
+            _ => self.kind != other.kind,
+        }
+    }
+}
+
+/// `PRIMARY KEY (…) INCLUDE (…)` exactly as `pg_get_constraintdef` prints a plain (btree, not
+/// deferrable) primary key: `keys` are its columns (`pg_constraint.conkey`), `index_keys` and
+/// `index_key_count` those of its index, whose columns past the key count are INCLUDE columns.
+/// `None` when a column number is unknown.
+pub fn primary_key_definition(
+    keys: &[i16],
+    index_keys: &[i16],
+    index_key_count: usize,
+    columns: &BTreeMap<i16, ColumnName>,
+) -> Option<String> {
+    let names = |numbers: &[i16]| -> Option<Vec<&str>> {
+        numbers
+            .iter()
+            .map(|n| columns.get(n).map(|c| c.quoted.as_str()))
+            .collect()
+    };
+    let mut definition = format!("PRIMARY KEY ({})", names(keys)?.join(", "));
+    let include = index_keys.get(index_key_count..).unwrap_or_default();
+    if !include.is_empty() {
+        definition.push_str(&format!(" INCLUDE ({})", names(include)?.join(", ")));
+    }
+    Some(definition)
 }
 
 /// Constraint kinds.
@@ -161,6 +205,8 @@ pub struct IndexParts {
     pub quoted_schema: String,
     pub quoted_table: String,
     pub quoted_index: String,
+    /// A partitioned table's own index (`ON ONLY`).
+    pub on_partitioned: bool,
     /// Access method: `btree`, `gin`, …
     pub method: String,
     pub unique: bool,
@@ -169,17 +215,20 @@ pub struct IndexParts {
     /// `pg_index.indkey`: column numbers, 0 for an expression.
     pub keys: Vec<i16>,
     /// `pg_index.indclass` of the key columns.
-    pub opclasses: Vec<i64>,
+    pub opclasses: Vec<u32>,
     /// `pg_index.indoption` of the key columns: bit 1 DESC, bit 2 NULLS FIRST.
     pub options: Vec<i16>,
     /// `pg_index.indcollation` of the key columns (0: none).
-    pub collations: Vec<i64>,
+    pub collations: Vec<u32>,
     /// The deparsed expression columns, in order; `None` when not deparsed (table locked).
     pub expressions: Option<Vec<String>>,
     /// Whether the index has a predicate, and its deparsed text when available.
     pub partial: bool,
     pub predicate: Option<String>,
-    /// `pg_get_indexdef`, for the rare index the parts cannot describe exactly.
+    /// Whether the parts cannot describe the index exactly (storage parameters, NULLS NOT
+    /// DISTINCT, an expression with a collation of its own), so that only `pg_get_indexdef`
+    /// can; `full_definition` is that, when it could be read.
+    pub needs_full_definition: bool,
     pub full_definition: Option<String>,
 }
 
@@ -187,16 +236,16 @@ pub struct IndexParts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnName {
     pub quoted: String,
-    pub collation: i64,
+    pub collation: u32,
 }
 
 /// Names that index definitions print beside a column.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogNames {
     /// Operator classes that are not their type's default, by oid.
-    pub opclasses: std::collections::HashMap<i64, String>,
+    pub opclasses: std::collections::HashMap<u32, String>,
     /// Collations, qualified where pg_get_indexdef qualifies them, by oid.
-    pub collations: std::collections::HashMap<i64, String>,
+    pub collations: std::collections::HashMap<u32, String>,
 }
 
 impl IndexParts {
@@ -208,7 +257,7 @@ impl IndexParts {
         names: &CatalogNames,
     ) -> (Option<String>, String) {
         let mut expressions = self.expressions.as_ref().map(|e| e.iter());
-        let mut exact = self.full_definition.is_none();
+        let mut exact = true;
         let (mut keys, mut shape_keys, mut include) = (Vec::new(), Vec::new(), Vec::new());
         for (position, attnum) in self.keys.iter().enumerate() {
             let column = columns.get(attnum);
@@ -253,9 +302,10 @@ impl IndexParts {
             }
         }
         let head = format!(
-            "CREATE {}INDEX {} ON {}.{} USING {} (",
+            "CREATE {}INDEX {} ON {}{}.{} USING {} (",
             if self.unique { "UNIQUE " } else { "" },
             self.quoted_index,
+            if self.on_partitioned { "ONLY " } else { "" },
             self.quoted_schema,
             self.quoted_table,
             self.method
@@ -274,8 +324,8 @@ impl IndexParts {
                 ""
             }
         );
-        if let Some(full) = &self.full_definition {
-            return (Some(full.clone()), shape);
+        if self.needs_full_definition {
+            return (self.full_definition.clone(), shape);
         }
         let predicate = match (&self.predicate, self.partial) {
             (Some(text), true) => format!(" WHERE {text}"),

@@ -14,8 +14,9 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use crate::catalog::{
-    qualified, CatalogNames, ColumnContract, ColumnName, ConstraintContract, ConstraintKind,
-    ExtensionContract, FunctionContract, IndexContract, IndexParts, SchemaContract, TableContract,
+    primary_key_definition, qualified, CatalogNames, ColumnContract, ColumnName,
+    ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
+    IndexParts, SchemaContract, TableContract,
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
@@ -146,9 +147,13 @@ pub async fn begin_read_only<'a>(
         .start()
         .await?;
     transaction
-        .query_one(
+        .query_typed_one(
             SESSION_SETTINGS,
-            &[&timeouts[0], &timeouts[1], &timeouts[2]],
+            &[
+                (&timeouts[0], Type::TEXT),
+                (&timeouts[1], Type::TEXT),
+                (&timeouts[2], Type::TEXT),
+            ],
         )
         .await?;
     Ok(transaction)
@@ -167,7 +172,7 @@ async fn read_snapshot(
     let at = |reading: &'static str| move |err| (err, reading);
 
     let probe = transaction
-        .query_one(PROBE, &[])
+        .query_typed_one(PROBE, &[])
         .await
         .map_err(at("the server version and the catalog"))?;
     let get = |name: &str| -> Result<bool, Failure> {
@@ -486,34 +491,45 @@ fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, tokio_postgres::Er
     Ok(activity)
 }
 
-/// The tables with their columns in table order, and the column names index definitions need.
-#[derive(Default)]
-struct TableColumns {
-    tables: BTreeMap<String, TableContract>,
-    /// Quoted names and collations by table and column number.
-    names: HashMap<String, BTreeMap<i16, ColumnName>>,
+/// A table of the contract as the catalog queries meet it: its key, the names index and
+/// constraint definitions print, and what is read of it so far.
+struct TableRead {
+    key: String,
+    quoted_schema: String,
+    quoted_table: String,
+    /// Quoted names and collations by column number.
+    columns: BTreeMap<i16, ColumnName>,
+    contract: TableContract,
 }
 
-/// `queries/schema_columns.sql`. Its rows come in no order (sorting on the server costs more
-/// than these maps): columns are put in table order once all are read.
-fn decode_columns(rows: &[Row]) -> Result<TableColumns, tokio_postgres::Error> {
-    let mut read = TableColumns::default();
-    let mut positioned: Vec<(String, i16, ColumnContract)> = Vec::with_capacity(rows.len());
+/// `queries/schema_columns.sql`: the contract's tables by oid, with their columns in table
+/// order (the rows come in no order; a server-side sort costs more than sorting here).
+fn decode_columns(rows: &[Row]) -> Result<HashMap<u32, TableRead>, tokio_postgres::Error> {
+    let mut tables: HashMap<u32, TableRead> = HashMap::new();
+    let mut positioned: Vec<(u32, i16, ColumnContract)> = Vec::with_capacity(rows.len());
     for row in rows {
-        let key = qualified(row.try_get("schema_name")?, row.try_get("table_name")?);
-        read.tables.entry(key.clone()).or_default();
+        let oid: u32 = row.try_get("table_oid")?;
+        if let std::collections::hash_map::Entry::Vacant(entry) = tables.entry(oid) {
+            entry.insert(TableRead {
+                key: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
+                quoted_schema: row.try_get("quoted_schema")?,
+                quoted_table: row.try_get("quoted_table")?,
+                columns: BTreeMap::new(),
+                contract: TableContract::default(),
+            });
+        }
         let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
             continue;
         };
-        let position = i16::try_from(row.try_get::<_, i32>("position")?).unwrap_or(i16::MAX);
-        read.names.entry(key.clone()).or_default().insert(
-            position,
-            ColumnName {
-                quoted: row.try_get("quoted_name")?,
-                collation: row.try_get("collation")?,
-            },
-        );
-        let column = ColumnContract {
+        let position: i16 = row.try_get("position")?;
+        let column = ColumnName {
+            quoted: row.try_get("quoted_name")?,
+            collation: row.try_get("collation")?,
+        };
+        if let Some(table) = tables.get_mut(&oid) {
+            table.columns.insert(position, column);
+        }
+        let contract = ColumnContract {
             name,
             data_type: row.try_get("data_type")?,
             not_null: row.try_get("not_null")?,
@@ -525,15 +541,15 @@ fn decode_columns(rows: &[Row]) -> Result<TableColumns, tokio_postgres::Error> {
                 .try_get::<_, Option<&str>>("generated")?
                 .map(|_| "stored".to_string()),
         };
-        positioned.push((key, position, column));
+        positioned.push((oid, position, contract));
     }
     positioned.sort_unstable_by_key(|(_, position, _)| *position);
-    for (key, _, column) in positioned {
-        if let Some(table) = read.tables.get_mut(&key) {
-            table.columns.push(column);
+    for (oid, _, column) in positioned {
+        if let Some(table) = tables.get_mut(&oid) {
+            table.contract.columns.push(column);
         }
     }
-    Ok(read)
+    Ok(tables)
 }
 
 /// `queries/schema_names.sql`.
@@ -551,7 +567,8 @@ fn decode_names(rows: &[Row]) -> Result<CatalogNames, tokio_postgres::Error> {
 
 /// One row of `queries/schema_indexes.sql`, before its definition is assembled.
 struct IndexRow {
-    table: String,
+    oid: u32,
+    table_oid: u32,
     name: String,
     parts: IndexParts,
     primary: bool,
@@ -563,12 +580,14 @@ fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> 
     rows.iter()
         .map(|row| {
             Ok(IndexRow {
-                table: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
+                oid: row.try_get("index_oid")?,
+                table_oid: row.try_get("table_oid")?,
                 name: row.try_get("index_name")?,
                 parts: IndexParts {
-                    quoted_schema: row.try_get("quoted_schema")?,
-                    quoted_table: row.try_get("quoted_table")?,
+                    quoted_schema: String::new(),
+                    quoted_table: String::new(),
                     quoted_index: row.try_get("quoted_index")?,
+                    on_partitioned: row.try_get("on_partitioned")?,
                     method: row.try_get("method")?,
                     unique: row.try_get("is_unique")?,
                     key_count: usize::try_from(row.try_get::<_, i32>("key_count")?).unwrap_or(0),
@@ -579,6 +598,7 @@ fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> 
                     expressions: row.try_get("expressions")?,
                     partial: row.try_get("is_partial")?,
                     predicate: row.try_get("predicate")?,
+                    needs_full_definition: row.try_get("needs_full_definition")?,
                     full_definition: row.try_get("full_definition")?,
                 },
                 primary: row.try_get("is_primary")?,
@@ -589,24 +609,34 @@ fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> 
         .collect()
 }
 
-/// `queries/schema_constraints.sql`: table, name, constraint.
-fn decode_constraints(
-    rows: &[Row],
-) -> Result<Vec<(String, String, ConstraintContract)>, tokio_postgres::Error> {
+/// One row of `queries/schema_constraints.sql`.
+struct ConstraintRow {
+    table_oid: u32,
+    name: String,
+    kind: ConstraintKind,
+    index_oid: u32,
+    keys: Vec<i16>,
+    definition: Option<String>,
+    validated: bool,
+}
+
+fn decode_constraints(rows: &[Row]) -> Result<Vec<ConstraintRow>, tokio_postgres::Error> {
     let mut constraints = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(kind) = ConstraintKind::from_catalog(row.try_get("kind")?) else {
             continue;
         };
-        constraints.push((
-            qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
-            row.try_get("constraint_name")?,
-            ConstraintContract {
-                kind,
-                definition: row.try_get("definition")?,
-                validated: row.try_get("validated")?,
-            },
-        ));
+        constraints.push(ConstraintRow {
+            table_oid: row.try_get("table_oid")?,
+            name: row.try_get("constraint_name")?,
+            kind,
+            index_oid: row.try_get("index_oid")?,
+            keys: row
+                .try_get::<_, Option<Vec<i16>>>("keys")?
+                .unwrap_or_default(),
+            definition: row.try_get("definition")?,
+            validated: row.try_get("validated")?,
+        });
     }
     Ok(constraints)
 }
@@ -652,42 +682,72 @@ fn decode_extensions(
         .collect()
 }
 
-/// The schema contract from the six catalog statements: index definitions are assembled from
-/// their parts and the column names.
+/// The schema contract from the six catalog statements: the indexes and constraints of the
+/// tables `schema_columns.sql` lists, with index definitions assembled from their parts and
+/// plain primary keys from their columns and index.
 fn assemble_schema(
-    columns: TableColumns,
+    mut tables: HashMap<u32, TableRead>,
     names: &CatalogNames,
     indexes: Vec<IndexRow>,
-    constraints: Vec<(String, String, ConstraintContract)>,
+    constraints: Vec<ConstraintRow>,
     functions: BTreeMap<String, FunctionContract>,
     extensions: BTreeMap<String, ExtensionContract>,
 ) -> SchemaContract {
-    let mut tables = columns.tables;
-    let no_columns = BTreeMap::new();
+    // Index columns by index, for the INCLUDE list of a primary key.
+    let mut index_keys: HashMap<u32, (Vec<i16>, usize)> = HashMap::new();
     for index in indexes {
-        let table_columns = columns.names.get(&index.table).unwrap_or(&no_columns);
-        let (definition, shape) = index.parts.assemble(table_columns, names);
-        tables.entry(index.table).or_default().indexes.insert(
+        let Some(table) = tables.get_mut(&index.table_oid) else {
+            continue;
+        };
+        let mut parts = index.parts;
+        parts.quoted_schema.clone_from(&table.quoted_schema);
+        parts.quoted_table.clone_from(&table.quoted_table);
+        let (definition, shape) = parts.assemble(&table.columns, names);
+        if index.primary {
+            index_keys.insert(index.oid, (parts.keys, parts.key_count));
+        }
+        table.contract.indexes.insert(
             index.name,
             IndexContract {
                 definition,
                 shape,
-                unique: index.parts.unique,
+                unique: parts.unique,
                 primary: index.primary,
                 valid: index.valid,
                 ready: index.ready,
             },
         );
     }
-    for (table, name, constraint) in constraints {
-        tables
-            .entry(table)
-            .or_default()
-            .constraints
-            .insert(name, constraint);
+    for constraint in constraints {
+        let Some(table) = tables.get_mut(&constraint.table_oid) else {
+            continue;
+        };
+        let definition = match constraint.definition {
+            Some(text) => match text.strip_suffix(" NOT VALID") {
+                Some(enforced) if !constraint.validated => Some(enforced.to_string()),
+                _ => Some(text),
+            },
+            None if constraint.kind == ConstraintKind::PrimaryKey => index_keys
+                .get(&constraint.index_oid)
+                .and_then(|(keys, key_count)| {
+                    primary_key_definition(&constraint.keys, keys, *key_count, &table.columns)
+                }),
+            None => None,
+        };
+        table.contract.constraints.insert(
+            constraint.name,
+            ConstraintContract {
+                kind: constraint.kind,
+                definition,
+                validated: constraint.validated,
+            },
+        );
     }
     SchemaContract {
-        tables,
+        tables: tables
+            .into_values()
+            .map(|table| (table.key, table.contract))
+            .collect(),
         functions,
         extensions,
     }

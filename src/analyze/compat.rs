@@ -274,12 +274,12 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
                 name,
                 format!(
                     "constraint {name} on {table} exists but is NOT VALID: {}",
-                    constraint.definition
+                    constraint.shown()
                 ),
             );
             continue;
         }
-        if before.is_some_and(|b| b.definition == constraint.definition) {
+        if before.is_some_and(|b| !b.enforces_other_than(constraint)) {
             // Only validation changed: what the NOT VALID constraint already enforced.
             continue;
         }
@@ -300,7 +300,7 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
             name,
             format!(
                 "constraint {name} on {table} {verb}: {}",
-                constraint.definition
+                constraint.shown()
             ),
         );
     }
@@ -478,7 +478,7 @@ mod tests {
         let mut now = baseline();
         let constraint = |kind, definition: &str, validated| ConstraintContract {
             kind,
-            definition: definition.into(),
+            definition: Some(definition.into()),
             validated,
         };
         let table = patient(&mut now);
@@ -515,6 +515,31 @@ mod tests {
                 "constraint-not-validated"
             ]
         );
+    }
+
+    #[test]
+    fn validating_a_constraint_or_not_reading_it_is_no_change() {
+        let check = |definition: Option<&str>, validated| ConstraintContract {
+            kind: ConstraintKind::Check,
+            definition: definition.map(Into::into),
+            validated,
+        };
+        let with = |constraint| {
+            let mut schema = baseline();
+            patient(&mut schema)
+                .constraints
+                .insert("Patient_deleted_not_null".into(), constraint);
+            schema
+        };
+        let added = with(check(Some("CHECK ((deleted IS NOT NULL))"), false));
+        let validated = with(check(Some("CHECK ((deleted IS NOT NULL))"), true));
+        let locked = with(check(None, true));
+        let changed = with(check(Some("CHECK ((deleted = false))"), true));
+        assert!(diff(&added, &validated).is_empty());
+        assert!(diff(&validated, &locked).is_empty());
+        assert!(diff(&locked, &validated).is_empty());
+        let ids: Vec<_> = diff(&validated, &changed).iter().map(|d| d.id).collect();
+        assert_eq!(ids, ["check-constraint-added"]);
     }
 
     #[test]

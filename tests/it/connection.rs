@@ -41,6 +41,7 @@ fn the_session_cannot_write_and_carries_its_limits() {
             ("transaction_read_only", "on"),
             ("statement_timeout", "30s"),
             ("lock_timeout", "2s"),
+            ("jit", "off"),
             ("application_name", "medmig"),
         ] {
             let row = transaction

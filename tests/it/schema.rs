@@ -235,15 +235,58 @@ fn index_definitions_read_exactly_as_postgresql_prints_them() {
             .map(|row| (row.get(0), row.get(1), row.get(2)))
             .collect()
     });
-    assert!(expected.len() > 40, "{}", expected.len());
-    for (table, index, definition) in expected {
-        let ours = &captured["schema"]["tables"][&table]["indexes"][&index];
-        assert_eq!(
-            ours["definition"].as_str(),
-            Some(definition.as_str()),
-            "{table} {index}"
-        );
-    }
+    assert!(expected.len() > 50, "{}", expected.len());
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter_map(|(table, index, definition)| {
+            let ours = captured["schema"]["tables"][table]["indexes"][index]["definition"].as_str();
+            (ours != Some(definition.as_str())).then(|| {
+                format!("{table} {index}:\n  ours:     {ours:?}\n  postgres: {definition}")
+            })
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn constraint_definitions_read_exactly_as_postgresql_prints_them() {
+    let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
+    let path = capture(&db);
+    let captured: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let rt = crate::harness::runtime();
+    let expected: Vec<(String, String, String, bool)> = rt.block_on(async {
+        let client = crate::harness::connect(&db.url()).await;
+        client
+            .query(
+                "SELECT n.nspname || '.' || t.relname, k.conname::text, pg_get_constraintdef(k.oid),
+                        k.convalidated
+                 FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+                 JOIN pg_namespace n ON n.oid = t.relnamespace
+                 WHERE n.nspname = 'public' AND k.contype <> 'n'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .collect()
+    });
+    assert!(expected.len() > 8, "{}", expected.len());
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter_map(|(table, name, definition, validated)| {
+            let ours = &captured["schema"]["tables"][table]["constraints"][name];
+            // Validation is its own field; the definition is what the constraint enforces.
+            let enforced = definition.strip_suffix(" NOT VALID").unwrap_or(definition);
+            let right = ours["definition"].as_str() == Some(enforced)
+                && ours["validated"].as_bool() == Some(*validated);
+            (!right)
+                .then(|| format!("{table} {name}:\n  ours:     {ours}\n  postgres: {definition}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
 #[test]
@@ -275,4 +318,94 @@ fn every_kind_of_index_change_is_detected() {
         assert_eq!(found, [(id, name)], "{what}");
         assert_eq!(code, i32::from(id == "unique-index-added"), "{what}");
     }
+}
+
+#[test]
+fn a_migration_queued_for_a_table_never_makes_the_capture_wait() {
+    let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
+    let rt = crate::harness::runtime();
+    rt.block_on(async {
+        // A reader holds ZooKeys, so a migration's ALTER TABLE queues for ACCESS EXCLUSIVE:
+        // anything that opens the table now waits behind it.
+        let reader = crate::harness::connect(&db.url()).await;
+        reader
+            .batch_execute("BEGIN; LOCK TABLE \"ZooKeys\", \"Zoo\" IN ACCESS SHARE MODE")
+            .await
+            .unwrap();
+        let mut alters = Vec::new();
+        for table in ["ZooKeys", "Zoo"] {
+            let migrator = crate::harness::connect(&db.url()).await;
+            let sql = format!("ALTER TABLE \"{table}\" ADD COLUMN late int");
+            alters.push(tokio::spawn(
+                async move { migrator.batch_execute(&sql).await },
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let path = std::env::temp_dir().join(format!("{}.json", unique_name("medmig_locked")));
+        let started = std::time::Instant::now();
+        let run = medmig(&[
+            "schema",
+            "capture",
+            "--database-url",
+            &db.url(),
+            "--lock-timeout",
+            "5s",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        let waited = started.elapsed();
+        reader.batch_execute("ROLLBACK").await.unwrap();
+        for alter in alters {
+            alter.await.unwrap().unwrap();
+        }
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(
+            waited < std::time::Duration::from_secs(4),
+            "waited {waited:?}"
+        );
+        let captured: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let keys = &captured["schema"]["tables"]["public.ZooKeys"];
+        // What needs the table open is not read; what the catalog holds still is.
+        assert!(
+            keys["constraints"]["zoo_keys_check"]["definition"].is_null(),
+            "{keys}"
+        );
+        assert!(
+            keys["constraints"]["zoo_keys_exclusion"]["definition"].is_null(),
+            "{keys}"
+        );
+        assert_eq!(
+            keys["constraints"]["zoo_keys_pkey"]["definition"],
+            "PRIMARY KEY (id, \"Other Id\") INCLUDE (c)"
+        );
+        let zoo = &captured["schema"]["tables"]["public.Zoo"]["indexes"];
+        assert!(zoo["zoo_function"]["definition"].is_null(), "{zoo}");
+        assert!(zoo["zoo_unique_partial"]["definition"].is_null(), "{zoo}");
+        assert!(
+            zoo["zoo_storage_parameters"]["definition"].is_null(),
+            "{zoo}"
+        );
+        assert_eq!(
+            zoo["zoo_function"]["shape"],
+            "CREATE INDEX zoo_function ON public.\"Zoo\" USING btree ((expression))"
+        );
+        assert_eq!(
+            zoo["zoo_desc"]["definition"],
+            "CREATE INDEX zoo_desc ON public.\"Zoo\" USING btree (a DESC)"
+        );
+    });
+}
+
+#[test]
+fn validating_a_not_valid_constraint_is_no_difference() {
+    // Medplum sets NOT NULL through a CHECK added NOT VALID and validated later.
+    let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
+    let baseline = capture(&db);
+    db.execute("ALTER TABLE \"ZooKeys\" VALIDATE CONSTRAINT zoo_keys_check");
+    let (code, report) = diff(&db, &baseline);
+    std::fs::remove_file(&baseline).unwrap();
+    assert_eq!(code, 0);
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
 }
