@@ -22,6 +22,7 @@ pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
         capture.schema.functions.len(),
         capture.schema.extensions.len()
     );
+    super::end_with(capture);
     Ok(0)
 }
 

@@ -14,5 +14,6 @@ pub fn run(args: &SnapshotArgs) -> Result<u8> {
         snapshot.jobs.len(),
         snapshot.invalid_indexes.len()
     );
+    super::end_with(snapshot);
     Ok(0)
 }
