@@ -38,11 +38,19 @@ SELECT x.indexrelid AS index_oid,
        x.indclass::oid[] AS opclasses,
        x.indoption::int2[] AS options,
        x.indcollation::oid[] AS collations,
-       CASE WHEN x.indexprs IS NOT NULL AND locked.relation IS NULL THEN
-           ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)
-                 FROM generate_series(1, x.indnkeyatts) k
-                 WHERE x.indkey[k - 1] = 0
-                 ORDER BY k)
+       CASE WHEN x.indexprs IS NULL OR locked.relation IS NOT NULL THEN NULL
+            -- One expression that is a plain function call (Medplum's token_array_to_text):
+            -- pg_get_expr prints it as pg_get_indexdef does, for less. The node tree's text
+            -- tells: its top node and, first in it, the call's form (0 a call, 3 SQL syntax).
+            WHEN cardinality(array_positions(x.indkey::int2[], 0::int2)) = 1
+                 AND left(x.indexprs::text, 12) = '({FUNCEXPR :'
+                 AND substr(x.indexprs::text, position(':funcformat ' IN x.indexprs::text) + 12, 1)
+                     IN ('0', '3') THEN
+                ARRAY[pg_get_expr(x.indexprs, x.indrelid)]
+            ELSE ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)
+                       FROM generate_series(1, x.indnkeyatts) k
+                       WHERE x.indkey[k - 1] = 0
+                       ORDER BY k)
        END AS expressions,
        CASE WHEN x.indpred IS NOT NULL AND locked.relation IS NULL THEN
            pg_get_expr(x.indpred, x.indrelid)
@@ -61,15 +69,13 @@ JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_am am ON am.oid = i.relam
 LEFT JOIN locked ON locked.relation = x.indrelid
 -- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
--- so that the query runs before PostgreSQL 15 too), or an expression column with a collation
+-- so that the query runs before PostgreSQL 15 too), or an expression index with a collation
 -- other than the default (the catalog does not say whether it is the expression's own).
 CROSS JOIN LATERAL (
     SELECT i.reloptions IS NOT NULL
            OR (x.indisunique AND NOT x.indisprimary
                AND (to_jsonb(x) ->> 'indnullsnotdistinct')::bool)
-           OR (x.indexprs IS NOT NULL AND EXISTS (
-                   SELECT 1 FROM generate_series(1, x.indnkeyatts) k
-                   WHERE x.indkey[k - 1] = 0 AND x.indcollation[k - 1] NOT IN (0, 100)))
+           OR (x.indexprs IS NOT NULL AND NOT x.indcollation::oid[] <@ '{0,100}'::oid[])
            AS needed
 ) full_definition
 WHERE x.indrelid >= 16384

@@ -212,80 +212,83 @@ fn a_bad_baseline_is_refused_in_one_line() {
 }
 
 #[test]
-fn index_definitions_read_exactly_as_postgresql_prints_them() {
+fn definitions_read_exactly_as_postgresql_prints_them() {
     let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
-    let path = capture(&db);
+    assert_definitions_are_postgresqls(&db, 50, 8);
+}
+
+/// Captures `db` and checks every index and constraint definition of its public schema against
+/// `pg_get_indexdef` and `pg_get_constraintdef` (there are at least `indexes` and
+/// `constraints` of them), listing every one that differs.
+pub fn assert_definitions_are_postgresqls(db: &TestDb, indexes: usize, constraints: usize) {
+    let path = capture(db);
     let captured: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     std::fs::remove_file(&path).unwrap();
     let rt = crate::harness::runtime();
-    let expected: Vec<(String, String, String)> = rt.block_on(async {
+    let (expected_indexes, expected_constraints) = rt.block_on(async {
         let client = crate::harness::connect(&db.url()).await;
-        client
-            .query(
-                "SELECT n.nspname || '.' || t.relname, i.relname::text, pg_get_indexdef(x.indexrelid)
-                 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-                 JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
-                 WHERE n.nspname = 'public'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect()
+        let rows = |sql: &'static str| {
+            let client = &client;
+            async move { client.query(sql, &[]).await.unwrap() }
+        };
+        let indexes: Vec<(String, String, String)> = rows(
+            "SELECT n.nspname || '.' || t.relname, i.relname::text, pg_get_indexdef(x.indexrelid)
+             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+             JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE n.nspname = 'public'",
+        )
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+        let constraints: Vec<(String, String, String, bool)> = rows(
+            "SELECT n.nspname || '.' || t.relname, k.conname::text, pg_get_constraintdef(k.oid),
+                    k.convalidated
+             FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE n.nspname = 'public' AND k.contype <> 'n'",
+        )
+        .await
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+        (indexes, constraints)
     });
-    assert!(expected.len() > 50, "{}", expected.len());
-    let wrong: Vec<String> = expected
+    assert!(
+        expected_indexes.len() >= indexes,
+        "{}",
+        expected_indexes.len()
+    );
+    assert!(
+        expected_constraints.len() >= constraints,
+        "{}",
+        expected_constraints.len()
+    );
+    let tables = &captured["schema"]["tables"];
+    let mut wrong: Vec<String> = expected_indexes
         .iter()
         .filter_map(|(table, index, definition)| {
-            let ours = captured["schema"]["tables"][table]["indexes"][index]["definition"].as_str();
+            let ours = tables[table]["indexes"][index]["definition"].as_str();
             (ours != Some(definition.as_str())).then(|| {
                 format!("{table} {index}:\n  ours:     {ours:?}\n  postgres: {definition}")
             })
         })
         .collect();
-    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-}
-
-#[test]
-fn constraint_definitions_read_exactly_as_postgresql_prints_them() {
-    let db = TestDb::with(&["schema", "steady-state", "index-zoo"]);
-    let path = capture(&db);
-    let captured: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let rt = crate::harness::runtime();
-    let expected: Vec<(String, String, String, bool)> = rt.block_on(async {
-        let client = crate::harness::connect(&db.url()).await;
-        client
-            .query(
-                "SELECT n.nspname || '.' || t.relname, k.conname::text, pg_get_constraintdef(k.oid),
-                        k.convalidated
-                 FROM pg_constraint k JOIN pg_class t ON t.oid = k.conrelid
-                 JOIN pg_namespace n ON n.oid = t.relnamespace
-                 WHERE n.nspname = 'public' AND k.contype <> 'n'",
-                &[],
-            )
-            .await
-            .unwrap()
+    wrong.extend(
+        expected_constraints
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
-            .collect()
-    });
-    assert!(expected.len() > 8, "{}", expected.len());
-    let wrong: Vec<String> = expected
-        .iter()
-        .filter_map(|(table, name, definition, validated)| {
-            let ours = &captured["schema"]["tables"][table]["constraints"][name];
-            // Validation is its own field; the definition is what the constraint enforces.
-            let enforced = definition.strip_suffix(" NOT VALID").unwrap_or(definition);
-            let right = ours["definition"].as_str() == Some(enforced)
-                && ours["validated"].as_bool() == Some(*validated);
-            (!right)
-                .then(|| format!("{table} {name}:\n  ours:     {ours}\n  postgres: {definition}"))
-        })
-        .collect();
+            .filter_map(|(table, name, definition, validated)| {
+                let ours = &tables[table]["constraints"][name];
+                // Validation is its own field; the definition is what the constraint enforces.
+                let enforced = definition.strip_suffix(" NOT VALID").unwrap_or(definition);
+                let right = ours["definition"].as_str() == Some(enforced)
+                    && ours["validated"].as_bool() == Some(*validated);
+                (!right).then(|| {
+                    format!("{table} {name}:\n  ours:     {ours}\n  postgres: {definition}")
+                })
+            }),
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
