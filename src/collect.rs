@@ -343,81 +343,58 @@ impl Reads {
                 false => Ok(None),
             }
         };
-        let (
-            migration,
-            jobs,
-            history,
-            columns,
-            names,
-            indexes,
-            constraints,
-            functions,
-            extensions,
-            activity,
-        ) = tokio::join!(
+        // The schema's three big statements go first: their rows are decoded, and the index
+        // definitions assembled, while the server runs the rest. `biased` polls, and so
+        // sends, in the order written, which is also the order failures are looked at in.
+        let (tables, migration, jobs, history, constraints, functions, extensions, activity) = tokio::join!(
+            biased;
+            async {
+                let (columns, names, indexes) = tokio::join!(
+                    biased;
+                    decoded("the table catalog", fetch(SCHEMA_COLUMNS, &[], true), decode_columns),
+                    decoded(
+                        "operator class and collation names",
+                        fetch(SCHEMA_NAMES, &[], true),
+                        decode_names
+                    ),
+                    decoded("the index catalog", fetch(SCHEMA_INDEXES, &[], true), decode_indexes),
+                );
+                let mut tables = columns?;
+                let primary_keys = add_indexes(&mut tables, &names?, indexes?);
+                Ok::<_, Failure>((tables, primary_keys))
+            },
             decoded(
                 "\"DatabaseMigration\"",
                 fetch(DATABASE_MIGRATION, &[], read_migration),
                 decode_migration
             ),
-            decoded(
-                "\"AsyncJob\"",
-                fetch(DATA_MIGRATION_JOBS, job_type, read_jobs),
-                decode_jobs
-            ),
+            decoded("\"AsyncJob\"", fetch(DATA_MIGRATION_JOBS, job_type, read_jobs), decode_jobs),
             decoded(
                 "\"AsyncJob_History\"",
-                fetch(
-                    DATA_MIGRATION_JOB_HISTORY,
-                    job_type,
-                    read_jobs && read_history
-                ),
+                fetch(DATA_MIGRATION_JOB_HISTORY, job_type, read_jobs && read_history),
                 decode_job_history
-            ),
-            decoded(
-                "the table catalog",
-                fetch(SCHEMA_COLUMNS, &[], true),
-                decode_columns
-            ),
-            decoded(
-                "operator class and collation names",
-                fetch(SCHEMA_NAMES, &[], true),
-                decode_names
-            ),
-            decoded(
-                "the index catalog",
-                fetch(SCHEMA_INDEXES, &[], true),
-                decode_indexes
             ),
             decoded(
                 "the constraint catalog",
                 fetch(SCHEMA_CONSTRAINTS, &[], true),
                 decode_constraints
             ),
-            decoded(
-                "the function catalog",
-                fetch(SCHEMA_FUNCTIONS, &[], true),
-                decode_functions
-            ),
+            decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
             decoded(
                 "the extension catalog",
                 fetch(SCHEMA_EXTENSIONS, &[], true),
                 decode_extensions
             ),
-            decoded(
-                "pg_stat_activity",
-                fetch(MIGRATION_ACTIVITY, statements, true),
-                decode_activity
-            ),
+            decoded("pg_stat_activity", fetch(MIGRATION_ACTIVITY, statements, true), decode_activity),
         );
+        let (tables, primary_keys) = tables?;
         let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
-        let (columns, names, indexes) = (columns?, names?, indexes?);
         let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
         Ok(Reads {
             database_migration,
             jobs,
             job_history,
-            schema: assemble_schema(columns, &names, indexes, constraints, functions, extensions),
+            schema: finish_schema(tables, &primary_keys, constraints, functions, extensions),
             activity: activity?,
         })
     }
@@ -682,19 +659,15 @@ fn decode_extensions(
         .collect()
 }
 
-/// The schema contract from the six catalog statements: the indexes and constraints of the
-/// tables `schema_columns.sql` lists, with index definitions assembled from their parts and
-/// plain primary keys from their columns and index.
-fn assemble_schema(
-    mut tables: HashMap<u32, TableRead>,
+/// Puts the indexes into the tables `schema_columns.sql` lists (others are dropped), their
+/// definitions assembled from their parts and the column names. Returns the columns of each
+/// primary key's index, by index oid, for [`finish_schema`].
+fn add_indexes(
+    tables: &mut HashMap<u32, TableRead>,
     names: &CatalogNames,
     indexes: Vec<IndexRow>,
-    constraints: Vec<ConstraintRow>,
-    functions: BTreeMap<String, FunctionContract>,
-    extensions: BTreeMap<String, ExtensionContract>,
-) -> SchemaContract {
-    // Index columns by index, for the INCLUDE list of a primary key.
-    let mut index_keys: HashMap<u32, (Vec<i16>, usize)> = HashMap::new();
+) -> HashMap<u32, (Vec<i16>, usize)> {
+    let mut primary_keys = HashMap::new();
     for index in indexes {
         let Some(table) = tables.get_mut(&index.table_oid) else {
             continue;
@@ -704,7 +677,7 @@ fn assemble_schema(
         parts.quoted_table.clone_from(&table.quoted_table);
         let (definition, shape) = parts.assemble(&table.columns, names);
         if index.primary {
-            index_keys.insert(index.oid, (parts.keys, parts.key_count));
+            primary_keys.insert(index.oid, (parts.keys, parts.key_count));
         }
         table.contract.indexes.insert(
             index.name,
@@ -718,6 +691,18 @@ fn assemble_schema(
             },
         );
     }
+    primary_keys
+}
+
+/// The schema contract: the tables with their indexes, and their constraints (a plain primary
+/// key's definition assembled from its columns and `primary_keys`, its index's columns).
+fn finish_schema(
+    mut tables: HashMap<u32, TableRead>,
+    primary_keys: &HashMap<u32, (Vec<i16>, usize)>,
+    constraints: Vec<ConstraintRow>,
+    functions: BTreeMap<String, FunctionContract>,
+    extensions: BTreeMap<String, ExtensionContract>,
+) -> SchemaContract {
     for constraint in constraints {
         let Some(table) = tables.get_mut(&constraint.table_oid) else {
             continue;
@@ -727,7 +712,7 @@ fn assemble_schema(
                 Some(enforced) if !constraint.validated => Some(enforced.to_string()),
                 _ => Some(text),
             },
-            None if constraint.kind == ConstraintKind::PrimaryKey => index_keys
+            None if constraint.kind == ConstraintKind::PrimaryKey => primary_keys
                 .get(&constraint.index_oid)
                 .and_then(|(keys, key_count)| {
                     primary_key_definition(&constraint.keys, keys, *key_count, &table.columns)
