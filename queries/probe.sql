@@ -1,8 +1,11 @@
--- What the server is, and whether Medplum's migration tables exist and may be read.
+-- What the server is, whether Medplum's migration tables exist and may be read, and which
+-- tables a migration holds or awaits an ACCESS EXCLUSIVE lock on: the catalog queries do not
+-- open those (deparsing an expression opens its table, which would queue behind the lock).
 -- Takes no lock: to_regclass and has_table_privilege only look at the catalogs.
 -- Output columns: taken_at timestamptz, server_version text, server_version_num int4,
 --   database text, user_name text, migration_table bool, migration_readable bool,
---   job_table bool, job_readable bool, history_table bool, history_readable bool
+--   job_table bool, job_readable bool, history_table bool, history_readable bool,
+--   locked_tables oid[]
 -- Oldest PostgreSQL: 9.6
 SELECT now() AS taken_at,
        current_setting('server_version') AS server_version,
@@ -14,4 +17,10 @@ SELECT now() AS taken_at,
        to_regclass('"AsyncJob"') IS NOT NULL AS job_table,
        coalesce(has_table_privilege(to_regclass('"AsyncJob"'), 'SELECT'), false) AS job_readable,
        to_regclass('"AsyncJob_History"') IS NOT NULL AS history_table,
-       coalesce(has_table_privilege(to_regclass('"AsyncJob_History"'), 'SELECT'), false) AS history_readable
+       coalesce(has_table_privilege(to_regclass('"AsyncJob_History"'), 'SELECT'), false) AS history_readable,
+       ARRAY(SELECT DISTINCT l.relation
+             FROM pg_locks l
+             WHERE l.locktype = 'relation'
+               AND l.mode = 'AccessExclusiveLock'
+               AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database()))
+         AS locked_tables

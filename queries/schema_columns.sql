@@ -6,19 +6,14 @@
 -- columns); a generated column's expression needs the table open, so it is deparsed only
 -- when no ACCESS EXCLUSIVE lock is granted or queued on it (else null).
 -- Rows come in no particular order: medmig orders them (a server-side sort costs more).
+-- Parameters: $1 the tables a migration holds or awaits an ACCESS EXCLUSIVE lock on (from
+--   probe.sql), which are not to be opened
 -- Output columns: table_oid oid, schema_name text, table_name text, quoted_schema text,
 --   quoted_table text (as quote_ident prints them, for index definitions), column_name text,
 --   quoted_name text, collation oid, position int2, data_type text (as format_type prints
 --   it), not_null bool, default_expr text, identity text ('a' always, 'd' by default, null),
 --   generated text ('s' stored, null)
 -- Oldest PostgreSQL: 12 (attgenerated)
-WITH locked AS MATERIALIZED (
-    SELECT DISTINCT l.relation
-    FROM pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
-      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-)
 SELECT c.oid AS table_oid,
        n.nspname::text AS schema_name,
        c.relname::text AS table_name,
@@ -39,7 +34,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-LEFT JOIN locked ON locked.relation = c.oid
+LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = c.oid
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\_toast%'

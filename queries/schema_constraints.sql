@@ -7,17 +7,12 @@
 -- ACCESS EXCLUSIVE lock is granted or queued on the table (deparsing them opens it); elsewhere
 -- `definition` is null.
 -- Rows come in no particular order. Only user tables are read (oid 16384 and up).
+-- Parameters: $1 the tables a migration holds or awaits an ACCESS EXCLUSIVE lock on (from
+--   probe.sql), which are not to be opened
 -- Output columns: table_oid oid, constraint_name text, kind text ('p', 'u', 'f', 'c', 'x'),
 --   index_oid oid, keys int2[], definition text (pg_get_constraintdef, null when assembled
 --   by medmig or not read), validated bool
 -- Oldest PostgreSQL: 9.6
-WITH locked AS MATERIALIZED (
-    SELECT DISTINCT l.relation
-    FROM pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
-      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-)
 SELECT k.conrelid AS table_oid,
        k.conname::text AS constraint_name,
        k.contype::text AS kind,
@@ -31,6 +26,6 @@ SELECT k.conrelid AS table_oid,
 FROM pg_constraint k
 LEFT JOIN pg_class i ON i.oid = k.conindid
 LEFT JOIN pg_am am ON am.oid = i.relam
-LEFT JOIN locked ON locked.relation = k.conrelid
+LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = k.conrelid
 WHERE k.contype IN ('p', 'u', 'f', 'c', 'x')
   AND k.conrelid >= 16384

@@ -1,6 +1,7 @@
 -- Every function and procedure outside the system schemas that no extension owns, with a
 -- hash of what decides its behaviour (body, result, language, volatility, strictness,
 -- security), so that a changed definition shows without shipping the body.
+-- Rows come in no particular order: medmig keeps them in a map by schema and signature.
 -- Output columns: schema_name text, signature text, result text, kind text, definition_hash text
 -- Oldest PostgreSQL: 11 (prokind, sha256)
 SELECT n.nspname::text AS schema_name,

@@ -12,6 +12,8 @@
 -- shape.
 -- Rows come in no particular order. Only tables of user objects are read (oid 16384 and up,
 -- PostgreSQL's FirstNormalObjectId; system catalogs are below), and no TOAST indexes.
+-- Parameters: $1 the tables a migration holds or awaits an ACCESS EXCLUSIVE lock on (from
+--   probe.sql), which are not to be opened
 -- Output columns: index_oid oid, table_oid oid, index_name text, quoted_index text,
 --   on_partitioned bool (a partitioned table's own index: ON ONLY), method text,
 --   key_count int4, keys int2[], opclasses oid[], options int2[], collations oid[],
@@ -20,13 +22,6 @@
 --   is_primary bool, is_valid bool, is_ready bool
 -- Oldest PostgreSQL: 11 (indnkeyatts); NULLS NOT DISTINCT (15) is read through to_jsonb so
 --   that the query runs on older servers too.
-WITH locked AS MATERIALIZED (
-    SELECT DISTINCT l.relation
-    FROM pg_locks l
-    WHERE l.locktype = 'relation'
-      AND l.mode = 'AccessExclusiveLock'
-      AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-)
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
        i.relname::text AS index_name,
@@ -67,7 +62,7 @@ SELECT x.indexrelid AS index_oid,
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_am am ON am.oid = i.relam
-LEFT JOIN locked ON locked.relation = x.indrelid
+LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = x.indrelid
 -- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
 -- so that the query runs before PostgreSQL 15 too), or an expression index with a collation
 -- other than the default (the catalog does not say whether it is the expression's own).

@@ -209,7 +209,17 @@ async fn read_snapshot(
     let read_history = readable(history_table, "history_readable", "\"AsyncJob_History\"")?;
 
     // Everything else goes out in one flight (see `Reads`).
-    let reads = Reads::send(&transaction, read_migration, read_jobs, read_history).await?;
+    // Tables a migration holds or awaits ACCESS EXCLUSIVE on: the catalog queries leave them
+    // closed rather than queue behind the lock.
+    let locked: Vec<u32> = probe.try_get("locked_tables").map_err(facts)?;
+    let reads = Reads::send(
+        &transaction,
+        &[(&locked, Type::OID_ARRAY)],
+        read_migration,
+        read_jobs,
+        read_history,
+    )
+    .await?;
     let database_migration = reads
         .database_migration
         .iter()
@@ -328,16 +338,18 @@ struct Reads {
 type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
 impl Reads {
-    /// Sends every statement, skipping the tables the probe found missing or unreadable.
-    async fn send(
+    /// Sends every statement, skipping the tables the probe found missing or unreadable;
+    /// `unopened` is the catalog queries' parameter, the tables they must not open.
+    async fn send<'p>(
         transaction: &Transaction<'_>,
+        unopened: Params<'p>,
         read_migration: bool,
         read_jobs: bool,
         read_history: bool,
     ) -> Result<Reads, Failure> {
         let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
         let statements: Params = &[(&MIGRATION_STATEMENTS, Type::TEXT)];
-        let fetch = |sql: &'static str, params: Params<'static>, wanted: bool| async move {
+        let fetch = |sql: &'static str, params: Params<'p>, wanted: bool| async move {
             match wanted {
                 true => transaction.query_typed(sql, params).await.map(Some),
                 false => Ok(None),
@@ -351,13 +363,13 @@ impl Reads {
             async {
                 let (columns, names, indexes) = tokio::join!(
                     biased;
-                    decoded("the table catalog", fetch(SCHEMA_COLUMNS, &[], true), decode_columns),
+                    decoded("the table catalog", fetch(SCHEMA_COLUMNS, unopened, true), decode_columns),
                     decoded(
                         "operator class and collation names",
                         fetch(SCHEMA_NAMES, &[], true),
                         decode_names
                     ),
-                    decoded("the index catalog", fetch(SCHEMA_INDEXES, &[], true), decode_indexes),
+                    decoded("the index catalog", fetch(SCHEMA_INDEXES, unopened, true), decode_indexes),
                 );
                 let mut tables = columns?;
                 let primary_keys = add_indexes(&mut tables, &names?, indexes?);
@@ -376,7 +388,7 @@ impl Reads {
             ),
             decoded(
                 "the constraint catalog",
-                fetch(SCHEMA_CONSTRAINTS, &[], true),
+                fetch(SCHEMA_CONSTRAINTS, unopened, true),
                 decode_constraints
             ),
             decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
