@@ -105,8 +105,10 @@ impl IndexContract {
     }
 }
 
-/// One constraint.
+/// One constraint. Built with [`ConstraintContract::new`], also when read from a file, so that
+/// a definition is the same whichever medmig wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ConstraintFields")]
 pub struct ConstraintContract {
     pub kind: ConstraintKind,
     /// What it enforces, as `pg_get_constraintdef` prints it but without `NOT VALID` (that is
@@ -117,7 +119,41 @@ pub struct ConstraintContract {
     pub validated: bool,
 }
 
+/// The fields of [`ConstraintContract`] as a file holds them.
+#[derive(Deserialize)]
+struct ConstraintFields {
+    kind: ConstraintKind,
+    definition: Option<String>,
+    validated: bool,
+}
+
+impl From<ConstraintFields> for ConstraintContract {
+    fn from(fields: ConstraintFields) -> ConstraintContract {
+        ConstraintContract::new(fields.kind, fields.definition, fields.validated)
+    }
+}
+
 impl ConstraintContract {
+    /// A constraint from `pg_get_constraintdef`'s text: the ` NOT VALID` it ends with on a
+    /// constraint not validated yet is `validated`, not part of what it enforces, so that
+    /// validating a constraint does not change its definition. (medmig before 0.1.0's last
+    /// capture format kept it; such files read the same as new ones.)
+    pub fn new(
+        kind: ConstraintKind,
+        definition: Option<String>,
+        validated: bool,
+    ) -> ConstraintContract {
+        let definition = definition.map(|text| match text.strip_suffix(" NOT VALID") {
+            Some(enforced) if !validated => enforced.to_string(),
+            _ => text,
+        });
+        ConstraintContract {
+            kind,
+            definition,
+            validated,
+        }
+    }
+
     /// The definition, or what stands in for it when it was not read.
     pub fn shown(&self) -> &str {
         self.definition
@@ -205,9 +241,7 @@ pub struct ExtensionContract {
 /// The catalog parts of an index, from which its definition is assembled.
 #[derive(Debug, Clone, Default)]
 pub struct IndexParts {
-    /// `quote_ident` of schema, table and index.
-    pub quoted_schema: String,
-    pub quoted_table: String,
+    /// `quote_ident` of the index (its table's names are the table's: [`TableNames`]).
     pub quoted_index: String,
     /// A partitioned table's own index (`ON ONLY`).
     pub on_partitioned: bool,
@@ -236,6 +270,15 @@ pub struct IndexParts {
     pub full_definition: Option<String>,
 }
 
+/// A table as index and constraint definitions print it: `quote_ident` of its schema and
+/// name, and its columns' names by column number.
+#[derive(Debug, Clone, Default)]
+pub struct TableNames {
+    pub quoted_schema: String,
+    pub quoted_table: String,
+    pub columns: BTreeMap<i16, ColumnName>,
+}
+
 /// A table column as index definitions print it: `quote_ident` name and collation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnName {
@@ -255,11 +298,8 @@ pub struct CatalogNames {
 impl IndexParts {
     /// The definition exactly as `pg_get_indexdef` prints it (`None` when an expression or
     /// the predicate could not be deparsed), and the lock-free shape with placeholders.
-    pub fn assemble(
-        &self,
-        columns: &BTreeMap<i16, ColumnName>,
-        names: &CatalogNames,
-    ) -> (Option<String>, String) {
+    pub fn assemble(&self, table: &TableNames, names: &CatalogNames) -> (Option<String>, String) {
+        let columns = &table.columns;
         let mut expressions = self.expressions.as_ref().map(|e| e.iter());
         let mut exact = true;
         let (mut keys, mut shape_keys, mut include) = (Vec::new(), Vec::new(), Vec::new());
@@ -310,8 +350,8 @@ impl IndexParts {
             if self.unique { "UNIQUE " } else { "" },
             self.quoted_index,
             if self.on_partitioned { "ONLY " } else { "" },
-            self.quoted_schema,
-            self.quoted_table,
+            table.quoted_schema,
+            table.quoted_table,
             self.method
         );
         let include = if include.is_empty() {
@@ -411,6 +451,14 @@ impl SchemaCapture {
 mod tests {
     use super::*;
 
+    fn patient() -> TableNames {
+        TableNames {
+            quoted_schema: "public".into(),
+            quoted_table: "\"Patient\"".into(),
+            columns: columns(),
+        }
+    }
+
     fn columns() -> BTreeMap<i16, ColumnName> {
         let column = |quoted: &str, collation| ColumnName {
             quoted: quoted.into(),
@@ -437,8 +485,6 @@ mod tests {
 
     fn parts(keys: Vec<i16>, key_count: usize) -> IndexParts {
         IndexParts {
-            quoted_schema: "public".into(),
-            quoted_table: "\"Patient\"".into(),
             quoted_index: "\"Patient_idx\"".into(),
             method: "btree".into(),
             options: vec![0; keys.len()],
@@ -452,12 +498,12 @@ mod tests {
 
     #[test]
     fn definitions_read_as_pg_get_indexdef_prints_them() {
-        let (c, n) = (columns(), names());
+        let (t, n) = (patient(), names());
         let mut p = parts(vec![2, 1, 3], 2);
         p.unique = true;
         p.options = vec![3, 1, 0];
         assert_eq!(
-            p.assemble(&c, &n).0.unwrap(),
+            p.assemble(&t, &n).0.unwrap(),
             "CREATE UNIQUE INDEX \"Patient_idx\" ON public.\"Patient\" USING btree (\"lastUpdated\" DESC, id DESC NULLS LAST) INCLUDE (a)"
         );
         let mut p = parts(vec![0, 3], 2);
@@ -467,7 +513,7 @@ mod tests {
         p.expressions = Some(vec!["token_array_to_text(\"__codeText\")".into()]);
         p.partial = true;
         p.predicate = Some("(deleted = false)".into());
-        let (definition, shape) = p.assemble(&c, &n);
+        let (definition, shape) = p.assemble(&t, &n);
         assert_eq!(
             definition.unwrap(),
             "CREATE INDEX \"Patient_idx\" ON public.\"Patient\" USING gin (token_array_to_text(\"__codeText\") gin_trgm_ops, a COLLATE \"C\" text_pattern_ops) WHERE (deleted = false)"
@@ -479,16 +525,31 @@ mod tests {
     }
 
     #[test]
+    fn a_constraint_read_from_a_file_holds_not_valid_only_in_validated() {
+        let read = |json: &str| serde_json::from_str::<ConstraintContract>(json).unwrap();
+        let older = read(
+            r#"{"kind": "check", "definition": "CHECK ((c > 0)) NOT VALID", "validated": false}"#,
+        );
+        let newer =
+            read(r#"{"kind": "check", "definition": "CHECK ((c > 0))", "validated": false}"#);
+        assert_eq!(older, newer);
+        assert_eq!(older.definition.as_deref(), Some("CHECK ((c > 0))"));
+        let validated =
+            read(r#"{"kind": "check", "definition": "CHECK ((c > 0))", "validated": true}"#);
+        assert!(!older.enforces_other_than(&validated));
+    }
+
+    #[test]
     fn an_index_of_a_locked_table_has_only_its_shape() {
         let mut p = parts(vec![0], 1);
         p.partial = true;
-        let (definition, shape) = p.assemble(&columns(), &names());
+        let (definition, shape) = p.assemble(&patient(), &names());
         assert_eq!(definition, None);
         assert_eq!(
             shape,
             "CREATE INDEX \"Patient_idx\" ON public.\"Patient\" USING btree ((expression)) WHERE (predicate)"
         );
         let plain = parts(vec![1], 1);
-        assert!(plain.assemble(&columns(), &names()).0.is_some());
+        assert!(plain.assemble(&patient(), &names()).0.is_some());
     }
 }

@@ -7,6 +7,7 @@
 //! migration. It reads no table content but `"DatabaseMigration"` and data-migration
 //! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Result};
@@ -16,7 +17,7 @@ use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 use crate::catalog::{
     primary_key_definition, qualified, CatalogNames, ColumnContract, ColumnName,
     ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
-    IndexParts, SchemaContract, TableContract,
+    IndexParts, SchemaContract, TableContract, TableNames,
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
@@ -484,10 +485,7 @@ fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, tokio_postgres::Er
 /// constraint definitions print, and what is read of it so far.
 struct TableRead {
     key: String,
-    quoted_schema: String,
-    quoted_table: String,
-    /// Quoted names and collations by column number.
-    columns: BTreeMap<i16, ColumnName>,
+    names: TableNames,
     contract: TableContract,
 }
 
@@ -498,26 +496,29 @@ fn decode_columns(rows: &[Row]) -> Result<HashMap<u32, TableRead>, tokio_postgre
     let mut positioned: Vec<(u32, i16, ColumnContract)> = Vec::with_capacity(rows.len());
     for row in rows {
         let oid: u32 = row.try_get("table_oid")?;
-        if let std::collections::hash_map::Entry::Vacant(entry) = tables.entry(oid) {
-            entry.insert(TableRead {
+        let table = match tables.entry(oid) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => entry.insert(TableRead {
                 key: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
-                quoted_schema: row.try_get("quoted_schema")?,
-                quoted_table: row.try_get("quoted_table")?,
-                columns: BTreeMap::new(),
+                names: TableNames {
+                    quoted_schema: row.try_get("quoted_schema")?,
+                    quoted_table: row.try_get("quoted_table")?,
+                    columns: BTreeMap::new(),
+                },
                 contract: TableContract::default(),
-            });
-        }
+            }),
+        };
         let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
             continue;
         };
         let position: i16 = row.try_get("position")?;
-        let column = ColumnName {
-            quoted: row.try_get("quoted_name")?,
-            collation: row.try_get("collation")?,
-        };
-        if let Some(table) = tables.get_mut(&oid) {
-            table.columns.insert(position, column);
-        }
+        table.names.columns.insert(
+            position,
+            ColumnName {
+                quoted: row.try_get("quoted_name")?,
+                collation: row.try_get("collation")?,
+            },
+        );
         let contract = ColumnContract {
             name,
             data_type: row.try_get("data_type")?,
@@ -573,8 +574,6 @@ fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> 
                 table_oid: row.try_get("table_oid")?,
                 name: row.try_get("index_name")?,
                 parts: IndexParts {
-                    quoted_schema: String::new(),
-                    quoted_table: String::new(),
                     quoted_index: row.try_get("quoted_index")?,
                     on_partitioned: row.try_get("on_partitioned")?,
                     method: row.try_get("method")?,
@@ -684,19 +683,17 @@ fn add_indexes(
         let Some(table) = tables.get_mut(&index.table_oid) else {
             continue;
         };
-        let mut parts = index.parts;
-        parts.quoted_schema.clone_from(&table.quoted_schema);
-        parts.quoted_table.clone_from(&table.quoted_table);
-        let (definition, shape) = parts.assemble(&table.columns, names);
+        let (definition, shape) = index.parts.assemble(&table.names, names);
+        let unique = index.parts.unique;
         if index.primary {
-            primary_keys.insert(index.oid, (parts.keys, parts.key_count));
+            primary_keys.insert(index.oid, (index.parts.keys, index.parts.key_count));
         }
         table.contract.indexes.insert(
             index.name,
             IndexContract {
                 definition,
                 shape,
-                unique: parts.unique,
+                unique,
                 primary: index.primary,
                 valid: index.valid,
                 ready: index.ready,
@@ -719,25 +716,18 @@ fn finish_schema(
         let Some(table) = tables.get_mut(&constraint.table_oid) else {
             continue;
         };
-        let definition = match constraint.definition {
-            Some(text) => match text.strip_suffix(" NOT VALID") {
-                Some(enforced) if !constraint.validated => Some(enforced.to_string()),
-                _ => Some(text),
-            },
-            None if constraint.kind == ConstraintKind::PrimaryKey => primary_keys
-                .get(&constraint.index_oid)
+        // A plain primary key comes without text: it is assembled from its index.
+        let definition = constraint.definition.or_else(|| {
+            (constraint.kind == ConstraintKind::PrimaryKey)
+                .then(|| primary_keys.get(&constraint.index_oid))
+                .flatten()
                 .and_then(|(keys, key_count)| {
-                    primary_key_definition(&constraint.keys, keys, *key_count, &table.columns)
-                }),
-            None => None,
-        };
+                    primary_key_definition(&constraint.keys, keys, *key_count, &table.names.columns)
+                })
+        });
         table.contract.constraints.insert(
             constraint.name,
-            ConstraintContract {
-                kind: constraint.kind,
-                definition,
-                validated: constraint.validated,
-            },
+            ConstraintContract::new(constraint.kind, definition, constraint.validated),
         );
     }
     SchemaContract {

@@ -227,14 +227,8 @@ impl Snapshot {
     }
 }
 
-/// Writes `bytes` to `path` via a temporary sibling and a rename; refuses to replace an
-/// existing file unless `overwrite`.
-pub fn write_atomically(path: &Path, bytes: &[u8], overwrite: bool) -> Result<()> {
-    write_atomically_with(path, overwrite, |file| file.write_all(bytes))
-}
-
-/// Writes `value` as indented JSON to `path`, as [`write_atomically`] does, streaming it into
-/// the file rather than building the text in memory first.
+/// Writes `value` as indented JSON to `path` through [`write_atomically_with`], streaming it
+/// into the file rather than building the text in memory first.
 pub fn write_json_atomically(path: &Path, value: &impl Serialize, overwrite: bool) -> Result<()> {
     write_atomically_with(path, overwrite, |file| {
         let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);

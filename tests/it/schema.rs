@@ -50,16 +50,21 @@ pub fn capture(db: &TestDb) -> std::path::PathBuf {
 }
 
 fn diff(db: &TestDb, baseline: &std::path::Path) -> (i32, DiffJson) {
-    let run = medmig(&[
+    diff_with(baseline, &["--database-url", &db.url()])
+}
+
+/// `schema diff --format json` of `baseline` against the input `current` names.
+fn diff_with(baseline: &std::path::Path, current: &[&str]) -> (i32, DiffJson) {
+    let mut args = vec![
         "schema",
         "diff",
         "--format",
         "json",
         "--baseline",
         baseline.to_str().unwrap(),
-        "--database-url",
-        &db.url(),
-    ]);
+    ];
+    args.extend_from_slice(current);
+    let run = medmig(&args);
     let report: DiffJson =
         serde_json::from_str(&run.stdout).unwrap_or_else(|err| panic!("{err}: {run:?}"));
     assert_eq!(report.format_version, 1);
@@ -178,18 +183,9 @@ fn a_snapshot_serves_as_baseline_and_as_current_side() {
     db.execute("ALTER TABLE \"Patient\" DROP COLUMN \"birthdate\"");
     let (code, report) = diff(&db, &snapshot);
     assert_eq!((code, report.differences.len()), (1, 1), "{report:?}");
-    let run = medmig(&[
-        "schema",
-        "diff",
-        "--format",
-        "json",
-        "--baseline",
-        snapshot.to_str().unwrap(),
-        "--snapshot",
-        snapshot.to_str().unwrap(),
-    ]);
+    let (code, report) = diff_with(&snapshot, &["--snapshot", snapshot.to_str().unwrap()]);
     std::fs::remove_file(&snapshot).unwrap();
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(code, 0, "{report:?}");
 }
 
 #[test]
