@@ -11,8 +11,9 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Result};
+use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
+use tokio_postgres::{Client, IsolationLevel, Row, RowStream, Transaction};
 
 use crate::catalog::{
     primary_key_definition, qualified, CatalogNames, ColumnContract, ColumnName,
@@ -352,29 +353,44 @@ impl Reads {
         let statements: Params = &[(&MIGRATION_STATEMENTS, Type::TEXT)];
         let fetch = |sql: &'static str, params: Params<'p>, wanted: bool| async move {
             match wanted {
-                true => transaction.query_typed(sql, params).await.map(Some),
+                true => transaction
+                    .query_typed_raw(sql, params.iter().cloned())
+                    .await
+                    .map(Some),
                 false => Ok(None),
             }
         };
         // The schema's three big statements go first: their rows are decoded, and the index
-        // definitions assembled, while the server runs the rest. `biased` polls, and so
-        // sends, in the order written, which is also the order failures are looked at in.
+        // definitions assembled, as they arrive, while the server is still producing them.
+        // `biased` polls, and so sends, in the order written, which is also the order
+        // failures are looked at in.
         let (tables, migration, jobs, history, constraints, functions, extensions, activity) = tokio::join!(
             biased;
             async {
-                let (columns, names, indexes) = tokio::join!(
+                let (columns, names, index_rows) = tokio::join!(
                     biased;
-                    decoded("the table catalog", fetch(SCHEMA_COLUMNS, unopened, true), decode_columns),
+                    folded(
+                        "the table catalog",
+                        fetch(SCHEMA_COLUMNS, unopened, true),
+                        ColumnsRead::default(),
+                        ColumnsRead::add
+                    ),
                     decoded(
                         "operator class and collation names",
                         fetch(SCHEMA_NAMES, &[], true),
                         decode_names
                     ),
-                    decoded("the index catalog", fetch(SCHEMA_INDEXES, unopened, true), decode_indexes),
+                    fetch(SCHEMA_INDEXES, unopened, true),
                 );
-                let mut tables = columns?;
-                let primary_keys = add_indexes(&mut tables, &names?, indexes?);
-                Ok::<_, Failure>((tables, primary_keys))
+                let indexes = IndexesRead::new(columns?.finish(), names?);
+                let indexes = folded(
+                    "the index catalog",
+                    std::future::ready(index_rows),
+                    indexes,
+                    IndexesRead::add,
+                )
+                .await?;
+                Ok::<_, Failure>((indexes.tables, indexes.primary_keys))
             },
             decoded(
                 "\"DatabaseMigration\"",
@@ -413,19 +429,41 @@ impl Reads {
     }
 }
 
-/// The rows of a statement, decoded as soon as they are in (while the server runs the next
-/// statements); the default when the statement was skipped. `reading` names what the
-/// statement reads, for messages.
-async fn decoded<T: Default>(
+/// A statement's rows as they arrive, or `None` when it was skipped.
+type Rows = Result<Option<RowStream>, tokio_postgres::Error>;
+
+/// Folds a statement's rows into `state` one by one as they arrive, while the server is still
+/// producing the rest; `state` as it is when the statement was skipped. `reading` names what
+/// the statement reads, for messages.
+async fn folded<T>(
     reading: &'static str,
-    rows: impl std::future::Future<Output = Result<Option<Vec<Row>>, tokio_postgres::Error>>,
+    rows: impl std::future::Future<Output = Rows>,
+    mut state: T,
+    add: fn(&mut T, Row) -> Result<(), tokio_postgres::Error>,
+) -> Result<T, Failure> {
+    let at = |err| Failure::Query(err, reading);
+    if let Some(rows) = rows.await.map_err(at)? {
+        pin_mut!(rows);
+        while let Some(row) = rows.try_next().await.map_err(at)? {
+            add(&mut state, row).map_err(at)?;
+        }
+    }
+    Ok(state)
+}
+
+/// The rows of a small statement, decoded once they are all in (while the server runs the
+/// next statements); the default when the statement was skipped.
+async fn decoded<T>(
+    reading: &'static str,
+    rows: impl std::future::Future<Output = Rows>,
     decode: fn(&[Row]) -> Result<T, tokio_postgres::Error>,
 ) -> Result<T, Failure> {
-    match rows.await {
-        Ok(Some(rows)) => decode(&rows).map_err(|err| Failure::Query(err, reading)),
-        Ok(None) => Ok(T::default()),
-        Err(err) => Err(Failure::Query(err, reading)),
-    }
+    let push = |rows: &mut Vec<Row>, row| {
+        rows.push(row);
+        Ok(())
+    };
+    let rows = folded(reading, rows, Vec::new(), push).await?;
+    decode(&rows).map_err(|err| Failure::Query(err, reading))
 }
 
 fn decode_migration(rows: &[Row]) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
@@ -489,14 +527,19 @@ struct TableRead {
     contract: TableContract,
 }
 
-/// `queries/schema_columns.sql`: the contract's tables by oid, with their columns in table
-/// order (the rows come in no order; a server-side sort costs more than sorting here).
-fn decode_columns(rows: &[Row]) -> Result<HashMap<u32, TableRead>, tokio_postgres::Error> {
-    let mut tables: HashMap<u32, TableRead> = HashMap::new();
-    let mut positioned: Vec<(u32, i16, ColumnContract)> = Vec::with_capacity(rows.len());
-    for row in rows {
+/// `queries/schema_columns.sql`, read row by row: the contract's tables by oid, and their
+/// columns with their positions (the rows come in no order; a server-side sort costs more
+/// than sorting here).
+#[derive(Default)]
+struct ColumnsRead {
+    tables: HashMap<u32, TableRead>,
+    positioned: Vec<(u32, i16, ColumnContract)>,
+}
+
+impl ColumnsRead {
+    fn add(&mut self, row: Row) -> Result<(), tokio_postgres::Error> {
         let oid: u32 = row.try_get("table_oid")?;
-        let table = match tables.entry(oid) {
+        let table = match self.tables.entry(oid) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => entry.insert(TableRead {
                 key: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
@@ -509,7 +552,7 @@ fn decode_columns(rows: &[Row]) -> Result<HashMap<u32, TableRead>, tokio_postgre
             }),
         };
         let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
-            continue;
+            return Ok(());
         };
         let position: i16 = row.try_get("position")?;
         table.names.columns.insert(
@@ -531,15 +574,21 @@ fn decode_columns(rows: &[Row]) -> Result<HashMap<u32, TableRead>, tokio_postgre
                 .try_get::<_, Option<&str>>("generated")?
                 .map(|_| "stored".to_string()),
         };
-        positioned.push((oid, position, contract));
+        self.positioned.push((oid, position, contract));
+        Ok(())
     }
-    positioned.sort_unstable_by_key(|(_, position, _)| *position);
-    for (oid, _, column) in positioned {
-        if let Some(table) = tables.get_mut(&oid) {
-            table.contract.columns.push(column);
+
+    /// The tables, with their columns in table order.
+    fn finish(mut self) -> HashMap<u32, TableRead> {
+        self.positioned
+            .sort_unstable_by_key(|(_, position, _)| *position);
+        for (oid, _, column) in self.positioned {
+            if let Some(table) = self.tables.get_mut(&oid) {
+                table.contract.columns.push(column);
+            }
         }
+        self.tables
     }
-    Ok(tables)
 }
 
 /// `queries/schema_names.sql`.
@@ -555,46 +604,64 @@ fn decode_names(rows: &[Row]) -> Result<CatalogNames, tokio_postgres::Error> {
     Ok(names)
 }
 
-/// One row of `queries/schema_indexes.sql`, before its definition is assembled.
-struct IndexRow {
-    oid: u32,
-    table_oid: u32,
-    name: String,
-    parts: IndexParts,
-    primary: bool,
-    valid: bool,
-    ready: bool,
+/// `queries/schema_indexes.sql`, read row by row: each index's definition is assembled from
+/// its parts, its table's names and the catalog's, as its row arrives, and the index put into
+/// its table (one of a table `schema_columns.sql` did not list is dropped).
+struct IndexesRead {
+    tables: HashMap<u32, TableRead>,
+    names: CatalogNames,
+    /// The columns of each primary key's index, by index oid, for [`finish_schema`].
+    primary_keys: HashMap<u32, (Vec<i16>, usize)>,
 }
 
-fn decode_indexes(rows: &[Row]) -> Result<Vec<IndexRow>, tokio_postgres::Error> {
-    rows.iter()
-        .map(|row| {
-            Ok(IndexRow {
-                oid: row.try_get("index_oid")?,
-                table_oid: row.try_get("table_oid")?,
-                name: row.try_get("index_name")?,
-                parts: IndexParts {
-                    quoted_index: row.try_get("quoted_index")?,
-                    on_partitioned: row.try_get("on_partitioned")?,
-                    method: row.try_get("method")?,
-                    unique: row.try_get("is_unique")?,
-                    key_count: usize::try_from(row.try_get::<_, i32>("key_count")?).unwrap_or(0),
-                    keys: row.try_get("keys")?,
-                    opclasses: row.try_get("opclasses")?,
-                    options: row.try_get("options")?,
-                    collations: row.try_get("collations")?,
-                    expressions: row.try_get("expressions")?,
-                    partial: row.try_get("is_partial")?,
-                    predicate: row.try_get("predicate")?,
-                    needs_full_definition: row.try_get("needs_full_definition")?,
-                    full_definition: row.try_get("full_definition")?,
-                },
-                primary: row.try_get("is_primary")?,
+impl IndexesRead {
+    fn new(tables: HashMap<u32, TableRead>, names: CatalogNames) -> IndexesRead {
+        IndexesRead {
+            tables,
+            names,
+            primary_keys: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, row: Row) -> Result<(), tokio_postgres::Error> {
+        let Some(table) = self.tables.get_mut(&row.try_get("table_oid")?) else {
+            return Ok(());
+        };
+        let parts = IndexParts {
+            quoted_index: row.try_get("quoted_index")?,
+            on_partitioned: row.try_get("on_partitioned")?,
+            method: row.try_get("method")?,
+            unique: row.try_get("is_unique")?,
+            key_count: usize::try_from(row.try_get::<_, i32>("key_count")?).unwrap_or(0),
+            keys: row.try_get("keys")?,
+            opclasses: row.try_get("opclasses")?,
+            options: row.try_get("options")?,
+            collations: row.try_get("collations")?,
+            expressions: row.try_get("expressions")?,
+            partial: row.try_get("is_partial")?,
+            predicate: row.try_get("predicate")?,
+            needs_full_definition: row.try_get("needs_full_definition")?,
+            full_definition: row.try_get("full_definition")?,
+        };
+        let (definition, shape) = parts.assemble(&table.names, &self.names);
+        let primary = row.try_get("is_primary")?;
+        if primary {
+            self.primary_keys
+                .insert(row.try_get("index_oid")?, (parts.keys, parts.key_count));
+        }
+        table.contract.indexes.insert(
+            row.try_get("index_name")?,
+            IndexContract {
+                definition,
+                shape,
+                unique: parts.unique,
+                primary,
                 valid: row.try_get("is_valid")?,
                 ready: row.try_get("is_ready")?,
-            })
-        })
-        .collect()
+            },
+        );
+        Ok(())
+    }
 }
 
 /// One row of `queries/schema_constraints.sql`.
@@ -668,39 +735,6 @@ fn decode_extensions(
             ))
         })
         .collect()
-}
-
-/// Puts the indexes into the tables `schema_columns.sql` lists (others are dropped), their
-/// definitions assembled from their parts and the column names. Returns the columns of each
-/// primary key's index, by index oid, for [`finish_schema`].
-fn add_indexes(
-    tables: &mut HashMap<u32, TableRead>,
-    names: &CatalogNames,
-    indexes: Vec<IndexRow>,
-) -> HashMap<u32, (Vec<i16>, usize)> {
-    let mut primary_keys = HashMap::new();
-    for index in indexes {
-        let Some(table) = tables.get_mut(&index.table_oid) else {
-            continue;
-        };
-        let (definition, shape) = index.parts.assemble(&table.names, names);
-        let unique = index.parts.unique;
-        if index.primary {
-            primary_keys.insert(index.oid, (index.parts.keys, index.parts.key_count));
-        }
-        table.contract.indexes.insert(
-            index.name,
-            IndexContract {
-                definition,
-                shape,
-                unique,
-                primary: index.primary,
-                valid: index.valid,
-                ready: index.ready,
-            },
-        );
-    }
-    primary_keys
 }
 
 /// The schema contract: the tables with their indexes, and their constraints (a plain primary
