@@ -3,7 +3,16 @@
 -- columns' names come from schema_columns.sql, operator class and collation names from
 -- schema_names.sql), and keeps the indexes of the tables schema_columns.sql lists.
 -- Calling pg_get_indexdef on every index would cost several times this whole query at
--- Medplum's 3,500 indexes; only expression columns and predicates are deparsed, and the
+-- Medplum's 3,500 indexes, and so would deparsing its 800 expressions and predicates, which
+-- opens their 150 tables. Medplum's two shapes are printed by medmig from their node trees
+-- (src/nodetree.rs), with no table opened:
+--   * a call of a user function on plain columns, `token_array_to_text("__codeText")`: the
+--     function's name is given as pg_get_expr prints it (bare when the bare name finds it,
+--     else qualified; a visible name that is overloaded is left to the server);
+--   * a boolean column compared with a boolean constant, `(deleted = false)`, while `=` on
+--     booleans is PostgreSQL's only one.
+-- The tests on the text of the node trees are cheap ones (a regular expression over them
+-- costs more than deparsing). Other expressions and predicates are deparsed here, and the
 -- whole definition only for the rare index the parts cannot describe (storage parameters,
 -- NULLS NOT DISTINCT, an expression whose collation is not the default).
 -- Deparsing opens the table (ACCESS SHARE), which queues behind a migration's ALTER TABLE,
@@ -17,11 +26,25 @@
 -- Output columns: index_oid oid, table_oid oid, index_name text, quoted_index text,
 --   on_partitioned bool (a partitioned table's own index: ON ONLY), method text,
 --   key_count int4, keys int2[], opclasses oid[], options int2[], collations oid[],
---   expressions text[] (one per expression column, in order), predicate text,
---   needs_full_definition bool, full_definition text, is_partial bool, is_unique bool,
---   is_primary bool, is_valid bool, is_ready bool
--- Oldest PostgreSQL: 11 (indnkeyatts); NULLS NOT DISTINCT (15) is read through to_jsonb so
---   that the query runs on older servers too.
+--   call_name text and call_tree text (the one expression, a call medmig prints: the
+--   function's printed name and the node tree), expressions text[] (otherwise: one per
+--   expression column, in order), predicate_tree text (a predicate medmig prints: its node
+--   tree), predicate text (otherwise), needs_full_definition bool, full_definition text,
+--   is_partial bool, is_unique bool, is_primary bool, is_valid bool, is_ready bool
+-- Oldest PostgreSQL: 11 (indnkeyatts, starts_with, prokind); NULLS NOT DISTINCT (15) is read
+--   through to_jsonb so that the query runs on older servers too.
+-- User functions an index expression may call (immutable, not variadic), with their names as
+-- pg_get_expr prints them, or null when that depends on the arguments (an overloaded name).
+WITH callable AS (
+    SELECT p.oid,
+           CASE WHEN to_regproc(quote_ident(p.proname)) = p.oid THEN quote_ident(p.proname)
+                WHEN NOT pg_function_is_visible(p.oid) THEN
+                    quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+           END AS name
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE p.oid >= 16384 AND p.prokind = 'f' AND p.provariadic = 0 AND p.provolatile = 'i'
+)
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
        i.relname::text AS index_name,
@@ -33,13 +56,15 @@ SELECT x.indexrelid AS index_oid,
        x.indclass::oid[] AS opclasses,
        x.indoption::int2[] AS options,
        x.indcollation::oid[] AS collations,
-       CASE WHEN x.indexprs IS NULL OR locked.relation IS NOT NULL THEN NULL
-            -- One expression that is a plain function call (Medplum's token_array_to_text):
-            -- pg_get_expr prints it as pg_get_indexdef does, for less. The node tree's text
-            -- tells: its top node and, first in it, the call's form (0 a call, 3 SQL syntax).
+       call.name AS call_name,
+       CASE WHEN call.name IS NOT NULL THEN tree.expression END AS call_tree,
+       CASE WHEN x.indexprs IS NULL OR call.name IS NOT NULL OR locked.relation IS NOT NULL THEN NULL
+            -- One expression that is a plain function call: pg_get_expr prints it as
+            -- pg_get_indexdef does, for less. The node tree's text tells: its top node and,
+            -- first in it, the call's form (0 a call, 3 SQL syntax).
             WHEN cardinality(array_positions(x.indkey::int2[], 0::int2)) = 1
-                 AND left(x.indexprs::text, 12) = '({FUNCEXPR :'
-                 AND substr(x.indexprs::text, position(':funcformat ' IN x.indexprs::text) + 12, 1)
+                 AND starts_with(tree.expression, '({FUNCEXPR :')
+                 AND substr(tree.expression, position(':funcformat ' IN tree.expression) + 12, 1)
                      IN ('0', '3') THEN
                 ARRAY[pg_get_expr(x.indexprs, x.indrelid)]
             ELSE ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)
@@ -47,7 +72,9 @@ SELECT x.indexrelid AS index_oid,
                        WHERE x.indkey[k - 1] = 0
                        ORDER BY k)
        END AS expressions,
-       CASE WHEN x.indpred IS NOT NULL AND locked.relation IS NULL THEN
+       CASE WHEN printable.boolean_equality THEN tree.predicate END AS predicate_tree,
+       CASE WHEN x.indpred IS NOT NULL AND printable.boolean_equality IS NOT TRUE
+                 AND locked.relation IS NULL THEN
            pg_get_expr(x.indpred, x.indrelid)
        END AS predicate,
        full_definition.needed AS needs_full_definition,
@@ -63,6 +90,34 @@ FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_am am ON am.oid = i.relam
 LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = x.indrelid
+CROSS JOIN LATERAL (
+    SELECT x.indexprs::text AS expression, x.indpred::text AS predicate
+) tree
+-- Medplum's two shapes. A call on plain columns: the tree's first node is the call, in call
+-- form, not variadic, and every other node is a column (no `{` but the call's and the
+-- columns': so it is the index's one expression), none of them the whole row (attribute 0).
+-- The function is then looked up in `callable`.
+-- A boolean equality: three nodes, a column then a boolean constant that is not null.
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN starts_with(tree.expression, '({FUNCEXPR :funcid ')
+                 AND strpos(tree.expression, ' :funcvariadic false :funcformat 0 ') > 0
+                 AND strpos(tree.expression, ':varattno 0 ') = 0
+                 AND octet_length(tree.expression) - octet_length(replace(tree.expression, '{', ''))
+                     = 1 + (octet_length(tree.expression)
+                            - octet_length(replace(tree.expression, '{VAR ', ''))) / 5
+                THEN split_part(substr(tree.expression, 20), ' ', 1)::oid
+           END AS funcid,
+           starts_with(tree.predicate, '{OPEXPR :opno 91 :')
+             AND strpos(tree.predicate, ':constisnull false ') > 0
+             AND strpos(tree.predicate, ':varattno 0 ') = 0
+             AND strpos(tree.predicate, '{VAR ') > 0
+             AND strpos(tree.predicate, '{VAR ') < strpos(tree.predicate, '{CONST :consttype 16 ')
+             AND octet_length(tree.predicate) - octet_length(replace(tree.predicate, '{', '')) = 3
+             AND (SELECT count(*) FROM pg_operator o
+                  WHERE o.oprname = '=' AND o.oprleft = 16 AND o.oprright = 16) = 1
+             AS boolean_equality
+) printable
+LEFT JOIN callable call ON call.oid = printable.funcid
 -- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
 -- so that the query runs before PostgreSQL 15 too), or an expression index with a collation
 -- other than the default (the catalog does not say whether it is the expression's own).

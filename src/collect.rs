@@ -22,6 +22,7 @@ use crate::catalog::{
 };
 use crate::connect::{ConnectionSettings, Target};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
+use crate::nodetree::{boolean_equality, call_on_columns};
 use crate::snapshot::{
     DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, MigratingSession, MigrationActivity,
     Snapshot, SnapshotSource, FORMAT_VERSION,
@@ -637,9 +638,19 @@ impl IndexesRead {
             opclasses: row.try_get("opclasses")?,
             options: row.try_get("options")?,
             collations: row.try_get("collations")?,
-            expressions: row.try_get("expressions")?,
+            // Medplum's shapes come as node trees, printed here (see `nodetree`).
+            expressions: match row.try_get::<_, Option<&str>>("call_name")? {
+                Some(function) => {
+                    let tree = row.try_get("call_tree")?;
+                    call_on_columns(function, tree, &table.names.columns).map(|call| vec![call])
+                }
+                None => row.try_get("expressions")?,
+            },
             partial: row.try_get("is_partial")?,
-            predicate: row.try_get("predicate")?,
+            predicate: match row.try_get::<_, Option<&str>>("predicate_tree")? {
+                Some(tree) => boolean_equality(tree, &table.names.columns),
+                None => row.try_get("predicate")?,
+            },
             needs_full_definition: row.try_get("needs_full_definition")?,
             full_definition: row.try_get("full_definition")?,
         };

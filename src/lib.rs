@@ -13,6 +13,7 @@ pub mod commands;
 pub mod connect;
 pub mod diagnostics;
 pub mod medplum;
+pub mod nodetree;
 pub mod render;
 pub mod snapshot;
 pub mod text;
