@@ -72,8 +72,10 @@ impl ColumnContract {
     }
 }
 
-/// One index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One index. In a file, `shape` is left out where it is the definition itself (an index of
+/// plain columns without predicate: most of them).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "IndexFields<String>")]
 pub struct IndexContract {
     /// `pg_get_indexdef`: method, columns or expressions, operator classes, predicate. `None`
     /// when the table was locked by a migration at capture (medmig does not wait for it).
@@ -86,6 +88,53 @@ pub struct IndexContract {
     pub valid: bool,
     /// `pg_index.indisready`: false when a concurrent build stopped in its first phase.
     pub ready: bool,
+}
+
+/// The fields of [`IndexContract`] as a file holds them.
+#[derive(Serialize, Deserialize)]
+struct IndexFields<S> {
+    definition: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shape: Option<S>,
+    unique: bool,
+    primary: bool,
+    valid: bool,
+    ready: bool,
+}
+
+impl Serialize for IndexContract {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let definition = self.definition.as_deref();
+        IndexFields {
+            definition,
+            shape: (definition != Some(self.shape.as_str())).then_some(self.shape.as_str()),
+            unique: self.unique,
+            primary: self.primary,
+            valid: self.valid,
+            ready: self.ready,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl TryFrom<IndexFields<String>> for IndexContract {
+    type Error = &'static str;
+
+    fn try_from(fields: IndexFields<String>) -> Result<IndexContract, &'static str> {
+        let shape = match (fields.shape, &fields.definition) {
+            (Some(shape), _) => shape,
+            (None, Some(definition)) => definition.clone(),
+            (None, None) => return Err("an index with neither definition nor shape"),
+        };
+        Ok(IndexContract {
+            definition: fields.definition,
+            shape,
+            unique: fields.unique,
+            primary: fields.primary,
+            valid: fields.valid,
+            ready: fields.ready,
+        })
+    }
 }
 
 impl IndexContract {
@@ -551,5 +600,38 @@ mod tests {
         );
         let plain = parts(vec![1], 1);
         assert!(plain.assemble(&patient(), &names()).0.is_some());
+    }
+
+    #[test]
+    fn a_file_leaves_out_a_shape_that_is_the_definition() {
+        let plain = "CREATE INDEX i ON public.t USING btree (a)".to_string();
+        let index = |definition: Option<&str>, shape: &str| IndexContract {
+            definition: definition.map(str::to_string),
+            shape: shape.to_string(),
+            unique: false,
+            primary: false,
+            valid: true,
+            ready: true,
+        };
+        let partial = "CREATE INDEX i ON public.t USING btree (a) WHERE (predicate)";
+        for index in [
+            index(Some(&plain), &plain),
+            index(
+                Some("CREATE INDEX i ON public.t USING btree (a) WHERE (b = 1)"),
+                partial,
+            ),
+            index(None, partial),
+        ] {
+            let text = serde_json::to_string(&index).unwrap();
+            assert_eq!(
+                text.contains("shape"),
+                index.definition.as_ref() != Some(&index.shape)
+            );
+            let read: IndexContract = serde_json::from_str(&text).unwrap();
+            assert_eq!(read, index, "{text}");
+        }
+        let neither =
+            r#"{"definition":null,"unique":false,"primary":false,"valid":true,"ready":true}"#;
+        assert!(serde_json::from_str::<IndexContract>(neither).is_err());
     }
 }
