@@ -25,7 +25,7 @@ use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
 use crate::nodetree::{boolean_equality, call_on_columns};
 use crate::snapshot::{
     DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, MigratingSession, MigrationActivity,
-    Snapshot, SnapshotSource, FORMAT_VERSION,
+    RenderedSchema, Snapshot, SnapshotSource, FORMAT_VERSION,
 };
 
 const SESSION_SETTINGS: &str = include_str!("../queries/session_settings.sql");
@@ -91,21 +91,54 @@ impl From<(tokio_postgres::Error, &'static str)> for Failure {
 
 /// Connects, reads everything in one read-only transaction, and disconnects.
 pub async fn collect(settings: &ConnectionSettings) -> Result<Snapshot> {
-    Ok(collect_all(settings, false).await?.0)
+    Ok(collect_all(settings, Wanted::default()).await?.snapshot)
 }
 
 /// [`collect`], plus the diagnostics a support bundle carries, in the same transaction.
 pub async fn collect_with_diagnostics(
     settings: &ConnectionSettings,
 ) -> Result<(Snapshot, Diagnostics)> {
-    let (snapshot, diagnostics) = collect_all(settings, true).await?;
-    Ok((snapshot, diagnostics.unwrap_or_default()))
+    let wanted = Wanted {
+        diagnostics: true,
+        ..Wanted::default()
+    };
+    let collected = collect_all(settings, wanted).await?;
+    Ok((
+        collected.snapshot,
+        collected.diagnostics.unwrap_or_default(),
+    ))
 }
 
-async fn collect_all(
-    settings: &ConnectionSettings,
-    with_diagnostics: bool,
-) -> Result<(Snapshot, Option<Diagnostics>)> {
+/// [`collect`] for a file: with the snapshot's schema contract already rendered (see
+/// [`Snapshot::write_rendered`]), on another thread while the server answered the last
+/// statements.
+pub async fn collect_for_file(settings: &ConnectionSettings) -> Result<(Snapshot, RenderedSchema)> {
+    let wanted = Wanted {
+        rendered_schema: true,
+        ..Wanted::default()
+    };
+    let collected = collect_all(settings, wanted).await?;
+    let rendered = collected
+        .rendered_schema
+        .expect("the schema is rendered whenever it is wanted");
+    Ok((collected.snapshot, rendered))
+}
+
+/// What a command wants besides the snapshot.
+#[derive(Clone, Copy, Default)]
+struct Wanted {
+    diagnostics: bool,
+    rendered_schema: bool,
+}
+
+/// The snapshot, and what else was [`Wanted`].
+struct Collected {
+    snapshot: Snapshot,
+    diagnostics: Option<Diagnostics>,
+    rendered_schema: Option<RenderedSchema>,
+}
+
+async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Collected> {
     let mut session = settings.connect().await?;
     let timeouts = session.timeout_settings();
     let source = |user: String, server_version: String, server_version_num: i32| {
@@ -126,7 +159,7 @@ async fn collect_all(
         &timeouts,
         &session.target,
         source,
-        with_diagnostics,
+        wanted,
     )
     .await;
     match outcome {
@@ -167,8 +200,8 @@ async fn read_snapshot(
     timeouts: &[String; 3],
     target: &Target,
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
-    with_diagnostics: bool,
-) -> Result<(Snapshot, Option<Diagnostics>), Failure> {
+    wanted: Wanted,
+) -> Result<Collected, Failure> {
     let transaction = begin_read_only(client, timeouts)
         .await
         .map_err(|err| (err, "the start of a read-only transaction"))?;
@@ -221,6 +254,7 @@ async fn read_snapshot(
         read_migration,
         read_jobs,
         read_history,
+        wanted.rendered_schema,
     )
     .await?;
     let database_migration = reads
@@ -229,9 +263,8 @@ async fn read_snapshot(
         .map(DatabaseMigrationRow::from_json)
         .collect::<Result<Vec<_>>>()
         .map_err(Failure::Refused)?;
-    let invalid_indexes = invalid_indexes(&reads.schema);
     let mut transaction = transaction;
-    let diagnostics = if with_diagnostics {
+    let diagnostics = if wanted.diagnostics {
         Some(read_diagnostics(&mut transaction).await?)
     } else {
         None
@@ -241,9 +274,11 @@ async fn read_snapshot(
         .rollback()
         .await
         .map_err(at("the end of the transaction"))?;
+    // The schema may still be rendering: it is waited for only now, with the server done.
+    let (schema, rendered_schema) = reads.schema.finish().await;
 
-    Ok((
-        Snapshot {
+    Ok(Collected {
+        snapshot: Snapshot {
             format_version: FORMAT_VERSION,
             medmig_version: env!("CARGO_PKG_VERSION").to_string(),
             taken_at,
@@ -252,13 +287,14 @@ async fn read_snapshot(
             async_job_table,
             jobs: reads.jobs,
             job_history: reads.job_history,
-            invalid_indexes,
-            schema: Some(reads.schema),
+            invalid_indexes: reads.invalid_indexes,
+            schema: Some(schema),
             activity: Some(reads.activity),
             unreadable_tables,
         },
         diagnostics,
-    ))
+        rendered_schema,
+    })
 }
 
 /// Every diagnostic query, each under its own savepoint: one that fails (a privilege, an old
@@ -333,7 +369,9 @@ struct Reads {
     database_migration: Vec<serde_json::Value>,
     jobs: Vec<JobRecord>,
     job_history: Vec<JobVersion>,
-    schema: SchemaContract,
+    /// Indexes that are not valid, from the schema contract.
+    invalid_indexes: Vec<InvalidIndex>,
+    schema: Schema,
     activity: MigrationActivity,
 }
 
@@ -342,13 +380,15 @@ type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
 impl Reads {
     /// Sends every statement, skipping the tables the probe found missing or unreadable;
-    /// `unopened` is the catalog queries' parameter, the tables they must not open.
+    /// `unopened` is the catalog queries' parameter, the tables they must not open. With
+    /// `render`, the schema contract is rendered for a file while the last statements run.
     async fn send<'p>(
         transaction: &Transaction<'_>,
         unopened: Params<'p>,
         read_migration: bool,
         read_jobs: bool,
         read_history: bool,
+        render: bool,
     ) -> Result<Reads, Failure> {
         let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
         let statements: Params = &[(&MIGRATION_STATEMENTS, Type::TEXT)];
@@ -361,37 +401,65 @@ impl Reads {
                 false => Ok(None),
             }
         };
-        // The schema's three big statements go first: their rows are decoded, and the index
-        // definitions assembled, as they arrive, while the server is still producing them.
-        // `biased` polls, and so sends, in the order written, which is also the order
-        // failures are looked at in.
-        let (tables, migration, jobs, history, constraints, functions, extensions, activity) = tokio::join!(
+        // The schema's statements go first: the big ones' rows are decoded, and the index
+        // definitions assembled, as they arrive, while the server is still producing them;
+        // the contract is then complete, and rendered on another thread while the server
+        // answers the rest. `biased` polls, and so sends, in the order written, which is also
+        // the order failures are looked at in.
+        let (schema, migration, jobs, history, activity) = tokio::join!(
             biased;
             async {
-                let (columns, names, index_rows) = tokio::join!(
+                let (tables, constraints, functions, extensions) = tokio::join!(
                     biased;
-                    folded(
-                        "the table catalog",
-                        fetch(SCHEMA_COLUMNS, unopened, true),
-                        ColumnsRead::default(),
-                        ColumnsRead::add
-                    ),
+                    async {
+                        let (columns, names, index_rows) = tokio::join!(
+                            biased;
+                            folded(
+                                "the table catalog",
+                                fetch(SCHEMA_COLUMNS, unopened, true),
+                                ColumnsRead::default(),
+                                ColumnsRead::add
+                            ),
+                            decoded(
+                                "operator class and collation names",
+                                fetch(SCHEMA_NAMES, &[], true),
+                                decode_names
+                            ),
+                            fetch(SCHEMA_INDEXES, unopened, true),
+                        );
+                        let indexes = IndexesRead::new(columns?.finish(), names?);
+                        let indexes = folded(
+                            "the index catalog",
+                            std::future::ready(index_rows),
+                            indexes,
+                            IndexesRead::add,
+                        )
+                        .await?;
+                        Ok::<_, Failure>((indexes.tables, indexes.primary_keys))
+                    },
                     decoded(
-                        "operator class and collation names",
-                        fetch(SCHEMA_NAMES, &[], true),
-                        decode_names
+                        "the constraint catalog",
+                        fetch(SCHEMA_CONSTRAINTS, unopened, true),
+                        decode_constraints
                     ),
-                    fetch(SCHEMA_INDEXES, unopened, true),
+                    decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
+                    decoded(
+                        "the extension catalog",
+                        fetch(SCHEMA_EXTENSIONS, &[], true),
+                        decode_extensions
+                    ),
                 );
-                let indexes = IndexesRead::new(columns?.finish(), names?);
-                let indexes = folded(
-                    "the index catalog",
-                    std::future::ready(index_rows),
-                    indexes,
-                    IndexesRead::add,
-                )
-                .await?;
-                Ok::<_, Failure>((indexes.tables, indexes.primary_keys))
+                let (tables, primary_keys) = tables?;
+                let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
+                let schema = finish_schema(tables, &primary_keys, constraints, functions, extensions);
+                let invalid = invalid_indexes(&schema);
+                Ok::<_, Failure>((invalid, match render {
+                    true => Schema::Rendering(tokio::task::spawn_blocking(move || {
+                        let rendered = RenderedSchema::new(&schema);
+                        (schema, rendered)
+                    })),
+                    false => Schema::Read(schema),
+                }))
             },
             decoded(
                 "\"DatabaseMigration\"",
@@ -404,29 +472,39 @@ impl Reads {
                 fetch(DATA_MIGRATION_JOB_HISTORY, job_type, read_jobs && read_history),
                 decode_job_history
             ),
-            decoded(
-                "the constraint catalog",
-                fetch(SCHEMA_CONSTRAINTS, unopened, true),
-                decode_constraints
-            ),
-            decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
-            decoded(
-                "the extension catalog",
-                fetch(SCHEMA_EXTENSIONS, &[], true),
-                decode_extensions
-            ),
             decoded("pg_stat_activity", fetch(MIGRATION_ACTIVITY, statements, true), decode_activity),
         );
-        let (tables, primary_keys) = tables?;
+        let (invalid_indexes, schema) = schema?;
         let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
-        let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
         Ok(Reads {
             database_migration,
             jobs,
             job_history,
-            schema: finish_schema(tables, &primary_keys, constraints, functions, extensions),
+            invalid_indexes,
+            schema,
             activity: activity?,
         })
+    }
+}
+
+/// The schema contract once read: as is, or on its way back from being rendered.
+enum Schema {
+    Read(SchemaContract),
+    Rendering(tokio::task::JoinHandle<(SchemaContract, RenderedSchema)>),
+}
+
+impl Schema {
+    /// The contract, and its rendering when one was made.
+    async fn finish(self) -> (SchemaContract, Option<RenderedSchema>) {
+        match self {
+            Schema::Read(schema) => (schema, None),
+            Schema::Rendering(rendering) => {
+                let (schema, rendered) = rendering
+                    .await
+                    .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
+                (schema, Some(rendered))
+            }
+        }
     }
 }
 

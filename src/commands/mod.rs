@@ -11,11 +11,11 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
-use crate::collect::{collect, collect_with_diagnostics};
+use crate::collect::{collect, collect_for_file, collect_with_diagnostics};
 use crate::connect::{process_env, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RenderedSchema, Snapshot};
 
 pub mod bundle;
 pub mod recover;
@@ -92,6 +92,12 @@ pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
     let settings = settings(args)?;
     runtime()?.block_on(collect(&settings))
+}
+
+/// [`collect_live`] for a file: with the schema contract already rendered.
+pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
+    let settings = settings(args)?;
+    runtime()?.block_on(collect_for_file(&settings))
 }
 
 /// [`collect_live`] with the diagnostics of a support bundle.

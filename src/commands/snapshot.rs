@@ -5,9 +5,10 @@ use anyhow::Result;
 use crate::cli::SnapshotArgs;
 
 /// Collects from the live database and writes the file atomically; prints one line to stderr.
+/// The schema contract, most of the file, is rendered while collection finishes.
 pub fn run(args: &SnapshotArgs) -> Result<u8> {
-    let snapshot = super::collect_live(&args.connect)?;
-    snapshot.write(&args.out.path, args.out.force)?;
+    let (mut snapshot, schema) = super::collect_live_for_file(&args.connect)?;
+    snapshot.write_rendered(&schema, &args.out.path, args.out.force)?;
     eprintln!(
         "medmig: wrote {} ({} post-deploy jobs, {} invalid indexes)",
         args.out.path.display(),
