@@ -163,9 +163,19 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
     )
     .await;
     match outcome {
-        Ok(collected) => Ok(collected),
-        Err(Failure::Refused(err)) => Err(err),
-        Err(Failure::Query(err, reading)) => Err(session.explain(err, reading).await),
+        Ok(collected) => {
+            session.close().await;
+            Ok(collected)
+        }
+        Err(Failure::Refused(err)) => {
+            session.close().await;
+            Err(err)
+        }
+        Err(Failure::Query(err, reading)) => {
+            let explained = session.explain(err, reading).await;
+            session.close().await;
+            Err(explained)
+        }
     }
 }
 
@@ -456,6 +466,7 @@ impl Reads {
                 Ok::<_, Failure>((invalid, match render {
                     true => Schema::Rendering(tokio::task::spawn_blocking(move || {
                         let rendered = RenderedSchema::new(&schema);
+
                         (schema, rendered)
                     })),
                     false => Schema::Read(schema),

@@ -557,9 +557,17 @@ impl Session {
         ]
     }
 
+    /// Ends the session cleanly: the client's Terminate message goes out and the connection
+    /// closes before medmig goes on, so that the server sees a goodbye, not a reset. Bounded:
+    /// a server that does not answer is not waited for.
+    pub async fn close(self) {
+        drop(self.client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.connection).await;
+    }
+
     /// Turns a failed query into a one-line message that names what was being read
     /// (`reading`) and what to do.
-    pub async fn explain(self, err: tokio_postgres::Error, reading: &str) -> anyhow::Error {
+    pub async fn explain(&self, err: tokio_postgres::Error, reading: &str) -> anyhow::Error {
         if err.is_closed() {
             self.connection.abort();
             return anyhow!(

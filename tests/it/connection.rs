@@ -324,3 +324,58 @@ fn medplum_config_is_a_source() {
         db.name
     );
 }
+
+#[test]
+fn the_session_ends_with_a_goodbye() {
+    // A session that just drops its socket puts "could not receive data from client:
+    // Connection reset by peer" in the server's log for every run (over TLS, PostgreSQL takes
+    // the missing goodbye for a reset). A relay between medmig and the server keeps what medmig
+    // sends, unencrypted: it must end with PostgreSQL's Terminate message, then a clean close.
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let config: tokio_postgres::Config = db.url().parse().unwrap();
+    let server = match &config.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => format!("{host}:{}", config.get_ports()[0]),
+        other => panic!("the test server is not on TCP: {other:?}"),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay = listener.local_addr().unwrap();
+    let relaying = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut from_medmig, _) = listener.accept().unwrap();
+        let mut to_server = std::net::TcpStream::connect(server).unwrap();
+        let (mut from_server, mut to_medmig) = (
+            to_server.try_clone().unwrap(),
+            from_medmig.try_clone().unwrap(),
+        );
+        std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_medmig));
+        let (mut sent, mut buffer) = (Vec::new(), [0u8; 16384]);
+        let ended = loop {
+            match from_medmig.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    sent.extend_from_slice(&buffer[..n]);
+                    to_server.write_all(&buffer[..n]).unwrap();
+                }
+                Err(err) => break Err(err.kind()),
+            }
+        };
+        let _ = to_server.shutdown(std::net::Shutdown::Write);
+        (sent, ended)
+    });
+    let at = db.url().find('@').unwrap() + 1;
+    let authority_end = at + db.url()[at..].find('/').unwrap();
+    let url = format!(
+        "{}{relay}{}?sslmode=disable",
+        &db.url()[..at],
+        &db.url()[authority_end..]
+    );
+    let run = medmig(&["status", "--database-url", &url]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (sent, ended) = relaying.join().unwrap();
+    assert_eq!(ended, Ok(()), "medmig's side of the connection");
+    assert!(
+        sent.ends_with(b"X\0\0\0\x04"),
+        "the last bytes medmig sent: {:?}",
+        &sent[sent.len().saturating_sub(20)..]
+    );
+}
