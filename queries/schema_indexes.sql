@@ -35,6 +35,7 @@
 --   through to_jsonb so that the query runs on older servers too.
 -- User functions an index expression may call (immutable, not variadic), with their names as
 -- pg_get_expr prints them, or null when that depends on the arguments (an overloaded name).
+-- Functions written in C come from extensions, by the hundred, and are left to the server.
 WITH callable AS (
     SELECT p.oid,
            CASE WHEN to_regproc(quote_ident(p.proname)) = p.oid THEN quote_ident(p.proname)
@@ -43,7 +44,9 @@ WITH callable AS (
            END AS name
     FROM pg_proc p
     JOIN pg_namespace n ON n.oid = p.pronamespace
+    JOIN pg_language l ON l.oid = p.prolang
     WHERE p.oid >= 16384 AND p.prokind = 'f' AND p.provariadic = 0 AND p.provolatile = 'i'
+      AND l.lanname NOT IN ('c', 'internal')
 )
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
