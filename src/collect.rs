@@ -186,23 +186,34 @@ pub async fn begin_read_only<'a>(
     client: &'a mut Client,
     timeouts: &[String; 3],
 ) -> Result<Transaction<'a>, tokio_postgres::Error> {
-    let transaction = client
+    let transaction = start_read_only(client).await?;
+    set_limits(&transaction, timeouts).await?;
+    Ok(transaction)
+}
+
+async fn start_read_only(client: &mut Client) -> Result<Transaction<'_>, tokio_postgres::Error> {
+    client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
         .read_only(true)
         .start()
-        .await?;
+        .await
+}
+
+/// The limits of [`begin_read_only`], for the transaction.
+async fn set_limits(
+    transaction: &Transaction<'_>,
+    timeouts: &[String; 3],
+) -> Result<(), tokio_postgres::Error> {
+    let params: Params = &[
+        (&timeouts[0], Type::TEXT),
+        (&timeouts[1], Type::TEXT),
+        (&timeouts[2], Type::TEXT),
+    ];
     transaction
-        .query_typed_one(
-            SESSION_SETTINGS,
-            &[
-                (&timeouts[0], Type::TEXT),
-                (&timeouts[1], Type::TEXT),
-                (&timeouts[2], Type::TEXT),
-            ],
-        )
+        .query_typed_one(SESSION_SETTINGS, params)
         .await?;
-    Ok(transaction)
+    Ok(())
 }
 
 async fn read_snapshot(
@@ -212,15 +223,18 @@ async fn read_snapshot(
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
     wanted: Wanted,
 ) -> Result<Collected, Failure> {
-    let transaction = begin_read_only(client, timeouts)
-        .await
-        .map_err(|err| (err, "the start of a read-only transaction"))?;
     let at = |reading: &'static str| move |err| (err, reading);
-
-    let probe = transaction
-        .query_typed_one(PROBE, &[])
-        .await
-        .map_err(at("the server version and the catalog"))?;
+    let start = at("the start of a read-only transaction");
+    let transaction = start_read_only(client).await.map_err(start)?;
+    // The limits and the probe go out together (`biased`: in that order): the probe takes no
+    // lock and reads only the catalogs, so it cannot wait on anything.
+    let (limited, probe) = tokio::join!(
+        biased;
+        set_limits(&transaction, timeouts),
+        transaction.query_typed_one(PROBE, &[]),
+    );
+    limited.map_err(start)?;
+    let probe = probe.map_err(at("the server version and the catalog"))?;
     let get = |name: &str| -> Result<bool, Failure> {
         probe
             .try_get(name)
@@ -411,16 +425,27 @@ impl Reads {
                 false => Ok(None),
             }
         };
-        // The schema's statements go first: the big ones' rows are decoded, and the index
-        // definitions assembled, as they arrive, while the server is still producing them;
-        // the contract is then complete, and rendered on another thread while the server
-        // answers the rest. `biased` polls, and so sends, in the order written, which is also
+        // The schema's statements go first, the small ones before the big ones: the big ones'
+        // rows are decoded, and the index definitions assembled, as they arrive, while the
+        // server is still producing them; with the last index the contract is complete, and
+        // it is rendered on another thread while the server answers the rest. `biased` polls, and so sends, in the order written, which is also
         // the order failures are looked at in.
         let (schema, migration, jobs, history, activity) = tokio::join!(
             biased;
             async {
-                let (tables, constraints, functions, extensions) = tokio::join!(
+                let (constraints, functions, extensions, tables) = tokio::join!(
                     biased;
+                    decoded(
+                        "the constraint catalog",
+                        fetch(SCHEMA_CONSTRAINTS, unopened, true),
+                        decode_constraints
+                    ),
+                    decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
+                    decoded(
+                        "the extension catalog",
+                        fetch(SCHEMA_EXTENSIONS, &[], true),
+                        decode_extensions
+                    ),
                     async {
                         let (columns, names, index_rows) = tokio::join!(
                             biased;
@@ -447,25 +472,15 @@ impl Reads {
                         .await?;
                         Ok::<_, Failure>((indexes.tables, indexes.primary_keys))
                     },
-                    decoded(
-                        "the constraint catalog",
-                        fetch(SCHEMA_CONSTRAINTS, unopened, true),
-                        decode_constraints
-                    ),
-                    decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
-                    decoded(
-                        "the extension catalog",
-                        fetch(SCHEMA_EXTENSIONS, &[], true),
-                        decode_extensions
-                    ),
                 );
-                let (tables, primary_keys) = tables?;
                 let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
+                let (tables, primary_keys) = tables?;
                 let schema = finish_schema(tables, &primary_keys, constraints, functions, extensions);
                 let invalid = invalid_indexes(&schema);
                 Ok::<_, Failure>((invalid, match render {
                     true => Schema::Rendering(tokio::task::spawn_blocking(move || {
                         let rendered = RenderedSchema::new(&schema);
+
 
                         (schema, rendered)
                     })),
