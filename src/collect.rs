@@ -428,8 +428,9 @@ impl Reads {
         // The schema's statements go first, the small ones before the big ones: the big ones'
         // rows are decoded, and the index definitions assembled, as they arrive, while the
         // server is still producing them; with the last index the contract is complete, and
-        // it is rendered on another thread while the server answers the rest. `biased` polls, and so sends, in the order written, which is also
-        // the order failures are looked at in.
+        // it is rendered on another thread while the server answers the rest. `biased` polls,
+        // and so sends, in the order written, which is also the order failures are looked at
+        // in.
         let (schema, migration, jobs, history, activity) = tokio::join!(
             biased;
             async {
@@ -477,15 +478,15 @@ impl Reads {
                 let (tables, primary_keys) = tables?;
                 let schema = finish_schema(tables, &primary_keys, constraints, functions, extensions);
                 let invalid = invalid_indexes(&schema);
-                Ok::<_, Failure>((invalid, match render {
-                    true => Schema::Rendering(tokio::task::spawn_blocking(move || {
+                let schema = if render {
+                    Schema::Rendering(tokio::task::spawn_blocking(move || {
                         let rendered = RenderedSchema::new(&schema);
-
-
                         (schema, rendered)
-                    })),
-                    false => Schema::Read(schema),
-                }))
+                    }))
+                } else {
+                    Schema::Read(schema)
+                };
+                Ok::<_, Failure>((invalid, schema))
             },
             decoded(
                 "\"DatabaseMigration\"",
@@ -557,7 +558,7 @@ async fn folded<T>(
 }
 
 /// The rows of a small statement, decoded once they are all in (while the server runs the
-/// next statements); the default when the statement was skipped.
+/// next statements); decoded from no rows when the statement was skipped.
 async fn decoded<T>(
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
