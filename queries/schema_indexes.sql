@@ -1,7 +1,8 @@
 -- Every index of a user table, as the parts its definition is made of: medmig assembles
 -- `CREATE INDEX …` from them exactly as pg_get_indexdef prints it (the table's and the key
--- columns' names come from schema_columns.sql, operator class and collation names from
--- schema_names.sql), and keeps the indexes of the tables schema_columns.sql lists.
+-- columns' names come from schema_columns.sql, operator class names and the default
+-- collation's from schema_names.sql), and keeps the indexes of the tables schema_columns.sql
+-- lists.
 -- Calling pg_get_indexdef on every index would cost several times this whole query at
 -- Medplum's 3,500 indexes, and so would deparsing its 800 expressions and predicates, which
 -- opens their 150 tables. Medplum's two shapes are printed by medmig from their node trees
@@ -26,6 +27,7 @@
 -- Output columns: index_oid oid, table_oid oid, index_name text, quoted_index text,
 --   on_partitioned bool (a partitioned table's own index: ON ONLY), method text,
 --   key_count int4, keys int2[], opclasses oid[], options int2[], collations oid[],
+--   collation_names text[] (of `collations`, when one is neither none nor the default),
 --   call_name text and call_tree text (the one expression, a call medmig prints: the
 --   function's printed name and the node tree), expressions text[] (otherwise: one per
 --   expression column, in order), predicate_tree text (a predicate medmig prints: its node
@@ -59,6 +61,17 @@ SELECT x.indexrelid AS index_oid,
        x.indclass::oid[] AS opclasses,
        x.indoption::int2[] AS options,
        x.indcollation::oid[] AS collations,
+       -- The names of `collations` (null for none), for the few indexes that use one other
+       -- than the default: schema_names.sql names only that one, as scanning every index's
+       -- collations there costs more than naming these here.
+       CASE WHEN NOT x.indcollation::oid[] <@ '{0,100}'::oid[] THEN
+           ARRAY(SELECT CASE WHEN pg_collation_is_visible(c.oid) THEN quote_ident(c.collname)
+                             ELSE quote_ident(n.nspname) || '.' || quote_ident(c.collname) END
+                 FROM unnest(x.indcollation::oid[]) WITH ORDINALITY AS used(oid, position)
+                 LEFT JOIN pg_collation c ON c.oid = used.oid
+                 LEFT JOIN pg_namespace n ON n.oid = c.collnamespace
+                 ORDER BY used.position)
+       END AS collation_names,
        call.name AS call_name,
        CASE WHEN call.name IS NOT NULL THEN tree.expression END AS call_tree,
        CASE WHEN x.indexprs IS NULL OR call.name IS NOT NULL OR locked.relation IS NOT NULL THEN NULL

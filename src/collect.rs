@@ -733,6 +733,15 @@ impl IndexesRead {
         let Some(table) = self.tables.get_mut(&row.try_get("table_oid")?) else {
             return Ok(());
         };
+        let collations: Vec<u32> = row.try_get("collations")?;
+        // The rare collation other than the default comes named with its index.
+        if let Some(named) = row.try_get::<_, Option<Vec<Option<String>>>>("collation_names")? {
+            for (oid, name) in collations.iter().zip(named) {
+                if let Some(name) = name {
+                    self.names.collations.insert(*oid, name);
+                }
+            }
+        }
         let parts = IndexParts {
             quoted_index: row.try_get("quoted_index")?,
             on_partitioned: row.try_get("on_partitioned")?,
@@ -742,7 +751,7 @@ impl IndexesRead {
             keys: row.try_get("keys")?,
             opclasses: row.try_get("opclasses")?,
             options: row.try_get("options")?,
-            collations: row.try_get("collations")?,
+            collations,
             // Medplum's shapes come as node trees, printed here (see `nodetree`).
             expressions: match row.try_get::<_, Option<&str>>("call_name")? {
                 Some(function) => {
