@@ -8,19 +8,15 @@
 -- Rows come in no particular order: medmig orders them (a server-side sort costs more).
 -- Parameters: $1 the tables a migration holds or awaits an ACCESS EXCLUSIVE lock on (from
 --   probe.sql), which are not to be opened
--- Output columns: table_oid oid, schema_name text, table_name text, quoted_schema text,
---   quoted_table text (as quote_ident prints them, for index definitions), column_name text,
---   quoted_name text, collation oid, position int2, data_type text (as format_type prints
---   it), not_null bool, default_expr text, identity text ('a' always, 'd' by default, null),
---   generated text ('s' stored, null)
+-- Output columns: table_oid oid, schema_name text, table_name text, column_name text,
+--   collation oid, position int2, data_type text (as format_type prints it), not_null bool,
+--   default_expr text, identity text ('a' always, 'd' by default, null), generated text
+--   ('s' stored, null)
 -- Oldest PostgreSQL: 12 (attgenerated)
 SELECT c.oid AS table_oid,
        n.nspname::text AS schema_name,
        c.relname::text AS table_name,
-       quote_ident(n.nspname) AS quoted_schema,
-       quote_ident(c.relname) AS quoted_table,
        a.attname::text AS column_name,
-       quote_ident(a.attname) AS quoted_name,
        a.attcollation AS collation,
        a.attnum AS position,
        format_type(a.atttypid, a.atttypmod) AS data_type,

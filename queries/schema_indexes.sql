@@ -24,7 +24,7 @@
 -- PostgreSQL's FirstNormalObjectId; system catalogs are below), and no TOAST indexes.
 -- Parameters: $1 the tables a migration holds or awaits an ACCESS EXCLUSIVE lock on (from
 --   probe.sql), which are not to be opened
--- Output columns: index_oid oid, table_oid oid, index_name text, quoted_index text,
+-- Output columns: index_oid oid, table_oid oid, index_name text,
 --   on_partitioned bool (a partitioned table's own index: ON ONLY), method text,
 --   key_count int4, keys int2[], opclasses oid[], options int2[], collations oid[],
 --   collation_names text[] (of `collations`, when one is neither none nor the default),
@@ -53,7 +53,6 @@ WITH callable AS (
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
        i.relname::text AS index_name,
-       quote_ident(i.relname) AS quoted_index,
        i.relkind = 'I' AS on_partitioned,
        am.amname::text AS method,
        x.indnkeyatts::int4 AS key_count,

@@ -335,13 +335,39 @@ pub struct ColumnName {
     pub collation: u32,
 }
 
-/// Names that index definitions print beside a column.
+/// Names that index definitions print beside a column, and how the server quotes a name.
 #[derive(Debug, Clone, Default)]
 pub struct CatalogNames {
     /// Operator classes that are not their type's default, by oid.
     pub opclasses: std::collections::HashMap<u32, String>,
     /// Collations, qualified where pg_get_indexdef qualifies them, by oid.
     pub collations: std::collections::HashMap<u32, String>,
+    /// The server's keywords that `quote_ident` quotes: all but the unreserved ones.
+    pub keywords: std::collections::HashSet<String>,
+    /// The server's `quote_all_identifiers`: every name quoted.
+    pub quote_all: bool,
+}
+
+impl CatalogNames {
+    /// `name` exactly as the server's `quote_ident` prints it: bare when it is lower-case
+    /// letters, digits and underscores, starts with a letter or an underscore and is not a
+    /// keyword that needs quoting; otherwise in double quotes, with its double quotes doubled.
+    pub fn quote(&self, name: &str) -> String {
+        let bytes = name.as_bytes();
+        let bare = !self.quote_all
+            && bytes
+                .first()
+                .is_some_and(|b| b.is_ascii_lowercase() || *b == b'_')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+            && !self.keywords.contains(name);
+        if bare {
+            name.to_string()
+        } else {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        }
+    }
 }
 
 impl IndexParts {
@@ -529,6 +555,7 @@ mod tests {
             ]
             .into(),
             collations: [(950, "\"C\"".to_string()), (100, "\"default\"".to_string())].into(),
+            ..CatalogNames::default()
         }
     }
 
@@ -633,5 +660,30 @@ mod tests {
         let neither =
             r#"{"definition":null,"unique":false,"primary":false,"valid":true,"ready":true}"#;
         assert!(serde_json::from_str::<IndexContract>(neither).is_err());
+    }
+
+    #[test]
+    fn names_are_quoted_as_quote_ident_quotes_them() {
+        let mut names = CatalogNames {
+            keywords: ["select", "user"].map(String::from).into(),
+            ..CatalogNames::default()
+        };
+        for (name, quoted) in [
+            ("deleted", "deleted"),
+            ("_source", "_source"),
+            ("__version2", "__version2"),
+            ("Patient", "\"Patient\""),
+            ("__codeText", "\"__codeText\""),
+            ("select", "\"select\""),
+            ("selected", "selected"),
+            ("2fa", "\"2fa\""),
+            ("a$b", "\"a$b\""),
+            ("café", "\"café\""),
+            ("Zoo \"quoted\" index", "\"Zoo \"\"quoted\"\" index\""),
+        ] {
+            assert_eq!(names.quote(name), quoted, "{name}");
+        }
+        names.quote_all = true;
+        assert_eq!(names.quote("deleted"), "\"deleted\"");
     }
 }

@@ -463,7 +463,8 @@ impl Reads {
                             ),
                             fetch(SCHEMA_INDEXES, unopened, true),
                         );
-                        let indexes = IndexesRead::new(columns?.finish(), names?);
+                        let (columns, names) = (columns?, names?);
+                        let indexes = IndexesRead::new(columns.finish(&names), names);
                         let indexes = folded(
                             "the index catalog",
                             std::future::ready(index_rows),
@@ -638,36 +639,21 @@ struct TableRead {
 /// than sorting here).
 #[derive(Default)]
 struct ColumnsRead {
-    tables: HashMap<u32, TableRead>,
-    positioned: Vec<(u32, i16, ColumnContract)>,
+    /// Each table's schema and name.
+    tables: HashMap<u32, (String, String)>,
+    /// Each column, with its table, position and collation.
+    columns: Vec<(u32, i16, ColumnContract, u32)>,
 }
 
 impl ColumnsRead {
     fn add(&mut self, row: Row) -> Result<(), tokio_postgres::Error> {
         let oid: u32 = row.try_get("table_oid")?;
-        let table = match self.tables.entry(oid) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => entry.insert(TableRead {
-                key: qualified(row.try_get("schema_name")?, row.try_get("table_name")?),
-                names: TableNames {
-                    quoted_schema: row.try_get("quoted_schema")?,
-                    quoted_table: row.try_get("quoted_table")?,
-                    columns: BTreeMap::new(),
-                },
-                contract: TableContract::default(),
-            }),
-        };
+        if let Entry::Vacant(entry) = self.tables.entry(oid) {
+            entry.insert((row.try_get("schema_name")?, row.try_get("table_name")?));
+        }
         let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
             return Ok(());
         };
-        let position: i16 = row.try_get("position")?;
-        table.names.columns.insert(
-            position,
-            ColumnName {
-                quoted: row.try_get("quoted_name")?,
-                collation: row.try_get("collation")?,
-            },
-        );
         let contract = ColumnContract {
             name,
             data_type: row.try_get("data_type")?,
@@ -680,20 +666,43 @@ impl ColumnsRead {
                 .try_get::<_, Option<&str>>("generated")?
                 .map(|_| "stored".to_string()),
         };
-        self.positioned.push((oid, position, contract));
+        let (position, collation) = (row.try_get("position")?, row.try_get("collation")?);
+        self.columns.push((oid, position, contract, collation));
         Ok(())
     }
 
-    /// The tables, with their columns in table order.
-    fn finish(mut self) -> HashMap<u32, TableRead> {
-        self.positioned
-            .sort_unstable_by_key(|(_, position, _)| *position);
-        for (oid, _, column) in self.positioned {
-            if let Some(table) = self.tables.get_mut(&oid) {
+    /// The tables, with their columns in table order and their names quoted as the server
+    /// quotes them (`names`).
+    fn finish(mut self, names: &CatalogNames) -> HashMap<u32, TableRead> {
+        let mut tables: HashMap<u32, TableRead> = self
+            .tables
+            .into_iter()
+            .map(|(oid, (schema, table))| {
+                let read = TableRead {
+                    key: qualified(&schema, &table),
+                    names: TableNames {
+                        quoted_schema: names.quote(&schema),
+                        quoted_table: names.quote(&table),
+                        columns: BTreeMap::new(),
+                    },
+                    contract: TableContract::default(),
+                };
+                (oid, read)
+            })
+            .collect();
+        self.columns
+            .sort_unstable_by_key(|(_, position, _, _)| *position);
+        for (oid, position, column, collation) in self.columns {
+            if let Some(table) = tables.get_mut(&oid) {
+                let quoted = names.quote(&column.name);
+                table
+                    .names
+                    .columns
+                    .insert(position, ColumnName { quoted, collation });
                 table.contract.columns.push(column);
             }
         }
-        self.tables
+        tables
     }
 }
 
@@ -701,11 +710,19 @@ impl ColumnsRead {
 fn decode_names(rows: &[Row]) -> Result<CatalogNames, tokio_postgres::Error> {
     let mut names = CatalogNames::default();
     for row in rows {
-        let target = match row.try_get("kind")? {
-            "opclass" => &mut names.opclasses,
-            _ => &mut names.collations,
-        };
-        target.insert(row.try_get("oid")?, row.try_get("name")?);
+        let name: String = row.try_get("name")?;
+        match row.try_get("kind")? {
+            "opclass" => {
+                names.opclasses.insert(row.try_get("oid")?, name);
+            }
+            "collation" => {
+                names.collations.insert(row.try_get("oid")?, name);
+            }
+            "keyword" => {
+                names.keywords.insert(name);
+            }
+            _ => names.quote_all = name == "on",
+        }
     }
     Ok(names)
 }
@@ -742,8 +759,9 @@ impl IndexesRead {
                 }
             }
         }
+        let name: String = row.try_get("index_name")?;
         let parts = IndexParts {
-            quoted_index: row.try_get("quoted_index")?,
+            quoted_index: self.names.quote(&name),
             on_partitioned: row.try_get("on_partitioned")?,
             method: row.try_get("method")?,
             unique: row.try_get("is_unique")?,
@@ -775,7 +793,7 @@ impl IndexesRead {
                 .insert(row.try_get("index_oid")?, (parts.keys, parts.key_count));
         }
         table.contract.indexes.insert(
-            row.try_get("index_name")?,
+            name,
             IndexContract {
                 definition,
                 shape,
