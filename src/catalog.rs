@@ -349,24 +349,29 @@ pub struct CatalogNames {
 }
 
 impl CatalogNames {
-    /// `name` exactly as the server's `quote_ident` prints it: bare when it is lower-case
-    /// letters, digits and underscores, starts with a letter or an underscore and is not a
-    /// keyword that needs quoting; otherwise in double quotes, with its double quotes doubled.
+    /// `name` exactly as the server's `quote_ident` prints it (see [`quote_identifier`]).
     pub fn quote(&self, name: &str) -> String {
-        let bytes = name.as_bytes();
-        let bare = !self.quote_all
-            && bytes
-                .first()
-                .is_some_and(|b| b.is_ascii_lowercase() || *b == b'_')
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
-            && !self.keywords.contains(name);
-        if bare {
-            name.to_string()
-        } else {
-            format!("\"{}\"", name.replace('"', "\"\""))
-        }
+        quote_identifier(name, |bare| self.quote_all || self.keywords.contains(bare))
+    }
+}
+
+/// `name` as PostgreSQL's `quote_identifier` prints it: bare when it is lower-case letters,
+/// digits and underscores, starts with a letter or an underscore, and `quoted_anyway` does not
+/// say otherwise (for a keyword the server quotes, or `quote_all_identifiers`); otherwise in
+/// double quotes, with its double quotes doubled.
+pub fn quote_identifier(name: &str, quoted_anyway: impl Fn(&str) -> bool) -> String {
+    let bytes = name.as_bytes();
+    let bare = bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_lowercase() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+        && !quoted_anyway(name);
+    if bare {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
     }
 }
 

@@ -386,20 +386,10 @@ fn cancel_command(job: &str) -> String {
     )
 }
 
-/// `"Name"` unless it is a plain lower-case identifier.
+/// `"Name"` unless it is a plain lower-case identifier. A snapshot does not carry the server's
+/// keywords, so a keyword that needs quoting is not recognised here.
 fn quote_identifier(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+    crate::catalog::quote_identifier(name, |_| false)
 }
 
 /// The class of a failure and its usual causes, from the error text.
