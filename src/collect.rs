@@ -162,21 +162,13 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
         wanted,
     )
     .await;
-    match outcome {
-        Ok(collected) => {
-            session.close().await;
-            Ok(collected)
-        }
-        Err(Failure::Refused(err)) => {
-            session.close().await;
-            Err(err)
-        }
-        Err(Failure::Query(err, reading)) => {
-            let explained = session.explain(err, reading).await;
-            session.close().await;
-            Err(explained)
-        }
-    }
+    let result = match outcome {
+        Ok(collected) => Ok(collected),
+        Err(Failure::Refused(err)) => Err(err),
+        Err(Failure::Query(err, reading)) => Err(session.explain(err, reading).await),
+    };
+    session.close().await;
+    result
 }
 
 /// Begins the transaction every read goes through: `REPEATABLE READ READ ONLY`, with
