@@ -292,6 +292,7 @@ async fn read_snapshot(
         .map_err(at("the end of the transaction"))?;
     // The schema may still be rendering: it is waited for only now, with the server done.
     let (schema, rendered_schema) = reads.schema.finish().await;
+    let invalid_indexes = invalid_indexes(&schema);
 
     Ok(Collected {
         snapshot: Snapshot {
@@ -303,7 +304,7 @@ async fn read_snapshot(
             async_job_table,
             jobs: reads.jobs,
             job_history: reads.job_history,
-            invalid_indexes: reads.invalid_indexes,
+            invalid_indexes,
             schema: Some(schema),
             activity: Some(reads.activity),
             unreadable_tables,
@@ -385,8 +386,6 @@ struct Reads {
     database_migration: Vec<serde_json::Value>,
     jobs: Vec<JobRecord>,
     job_history: Vec<JobVersion>,
-    /// Indexes that are not valid, from the schema contract.
-    invalid_indexes: Vec<InvalidIndex>,
     schema: Schema,
     activity: MigrationActivity,
 }
@@ -470,7 +469,6 @@ impl Reads {
                 let (constraints, functions, extensions) = (constraints?, functions?, extensions?);
                 let (tables, primary_keys) = tables?;
                 let schema = finish_schema(tables, &primary_keys, constraints, functions, extensions);
-                let invalid = invalid_indexes(&schema);
                 let schema = if render {
                     Schema::Rendering(tokio::task::spawn_blocking(move || {
                         let rendered = RenderedSchema::new(&schema);
@@ -479,7 +477,7 @@ impl Reads {
                 } else {
                     Schema::Read(schema)
                 };
-                Ok::<_, Failure>((invalid, schema))
+                Ok::<_, Failure>(schema)
             },
             decoded(
                 "\"DatabaseMigration\"",
@@ -494,13 +492,12 @@ impl Reads {
             ),
             decoded("pg_stat_activity", fetch(MIGRATION_ACTIVITY, statements, true), decode_activity),
         );
-        let (invalid_indexes, schema) = schema?;
+        let schema = schema?;
         let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
         Ok(Reads {
             database_migration,
             jobs,
             job_history,
-            invalid_indexes,
             schema,
             activity: activity?,
         })
