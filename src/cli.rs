@@ -249,6 +249,9 @@ pub struct UpgradePlanArgs {
     pub from: Option<semver::Version>,
 
     #[command(flatten)]
+    pub gate: GateArgs,
+
+    #[command(flatten)]
     pub input: InputArgs,
 
     #[command(flatten)]
@@ -256,6 +259,17 @@ pub struct UpgradePlanArgs {
 
     #[command(flatten)]
     pub manifest: ManifestArgs,
+}
+
+/// How the server whose startup gate is predicted runs.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Whether that server runs with strict version checks (NODE_ENV=production, or
+    /// MEDPLUM_ENABLE_STRICT_MIGRATION_VERSION_CHECKS set to anything non-empty): from 4.3.0
+    /// only then does its startup gate refuse. Assumed true (production) when not given; the
+    /// output says so.
+    #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+    pub strict_version_checks: Option<bool>,
 }
 
 /// Arguments of `medmig recover`.
@@ -269,6 +283,9 @@ pub struct RecoverArgs {
     /// How long a queued or running job may go without an update before it counts as stale.
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
     pub stale_after: Duration,
+
+    #[command(flatten)]
+    pub gate: GateArgs,
 
     #[command(flatten)]
     pub input: InputArgs,

@@ -10,9 +10,11 @@
 use semver::Version;
 use serde::Serialize;
 
+use super::migrations::infer_from;
 use super::migrations::{MigrationState, MigrationStatus, StatusReport};
-use super::upgrade::{gate_message, must_complete, version_ranges};
+use super::upgrade::{migration_row, plan, version_ranges};
 use crate::medplum::config::DeferSettings;
+use crate::medplum::gate::{predict, required_but_not_run, GatePrediction, GateSettings};
 use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
@@ -72,6 +74,8 @@ pub struct RecoverOptions {
     pub deploying: Option<Version>,
     /// The config's deferral switches, with `--medplum-config`.
     pub config: Option<DeferSettings>,
+    /// How the server that would start runs (strict version checks, `runMigrations`).
+    pub gate: GateSettings,
 }
 
 /// The ordered steps for what `status` found.
@@ -299,44 +303,8 @@ pub fn recover(
     }
 
     if let Some(deploying) = &options.deploying {
-        let done: std::collections::BTreeSet<u32> = status
-            .migrations
-            .iter()
-            .filter(|m| m.state == MigrationState::Completed)
-            .map(|m| m.version)
-            .collect();
-        let needed = must_complete(manifest, &done, deploying);
-        let gate = needed.iter().find_map(|n| {
-            let entry = manifest.get(*n)?;
-            let before = entry.required_before.as_ref().filter(|b| *b <= deploying)?;
-            Some((*n, entry.server_version.clone(), before.clone()))
-        });
-        if let Some((version, introduced, before)) = gate {
-            let release = manifest
-                .previous_minor(&before)
-                .and_then(|(major, minor)| manifest.newest_patch(major, minor).cloned())
-                .map_or(
-                    format!("a release at or above {introduced} and below {before}"),
-                    |v| format!("{v} (or the latest {}.{}.x patch)", v.major, v.minor),
-                );
-            let range = version_ranges(&needed);
-            steps.push(Step {
-                step: 0,
-                id: "deploy-required-release",
-                title: format!("Deploy {release} first and let {range} complete"),
-                evidence: vec![gate_message(version, &introduced, &before, deploying)],
-                risk: Risk::Low,
-                explanation: format!(
-                    "{deploying} refuses to start while a post-deploy migration it requires is \
-                     pending: minors were skipped, or the previous minor's migrations never ran. \
-                     Deploy the release that knows them, run them (they run strictly in order), \
-                     then deploy {deploying}. `medmig upgrade-plan --to {deploying}` lists every hop."
-                ),
-                commands: needed.first().map(|v| rerun_command(*v)).into_iter().collect(),
-                check: format!(
-                    "`medmig status` shows {range} completed; {deploying} then starts"
-                ),
-            });
+        if let Some(step) = deploy_required_release(status, manifest, deploying, options.gate) {
+            steps.push(step);
         }
     }
 
@@ -360,6 +328,116 @@ pub fn recover(
         step.step = i + 1;
     }
     steps
+}
+
+/// With `--deploying`: when that release's startup gate would refuse now, or would let it
+/// start but refuse a later restart, the releases to deploy first and what each must run —
+/// the hops of the upgrade plan, so that every hop knows the migrations it is asked to run.
+fn deploy_required_release(
+    status: &StatusReport,
+    manifest: &Manifest,
+    deploying: &Version,
+    gate: GateSettings,
+) -> Option<Step> {
+    let row = migration_row(status);
+    let data_version = status.post_deploy.data_version.unwrap_or(0);
+    let (evidence, refused) = match predict(manifest, deploying, row, gate) {
+        GatePrediction::Refuses { message, .. } => (message, true),
+        GatePrediction::Starts { .. } => {
+            let latent = required_but_not_run(manifest, deploying, data_version);
+            let first = *latent.first()?;
+            (
+                format!(
+                    "{deploying} would start (the gate checks only v{}), but its code requires \
+                     {} which {} not run: once the migrations before v{first} complete, a \
+                     restart of {deploying} is refused on v{first}",
+                    data_version.saturating_add(1),
+                    version_ranges(&latent),
+                    if latent.len() == 1 { "has" } else { "have" }
+                ),
+                false,
+            )
+        }
+        GatePrediction::NotChecked { .. } => return None,
+    };
+    let (from, inferred) = infer_from(status, manifest);
+    let from = from.unwrap_or_else(|| Version::new(0, 0, 0));
+    let path = plan(status, manifest, &from, inferred.clone(), deploying, gate).ok()?;
+    let before_target: Vec<String> = path
+        .hops
+        .iter()
+        .zip(path.hops.iter().skip(1))
+        .filter(|(_, next)| !next.complete_before.is_empty())
+        .map(|(hop, next)| {
+            format!(
+                "deploy {} and let {} complete",
+                hop.pick,
+                version_ranges(&next.complete_before)
+            )
+        })
+        .collect();
+    let needed: Vec<u32> = path
+        .hops
+        .iter()
+        .flat_map(|h| h.complete_before.iter().copied())
+        .collect();
+    let title = match before_target.first() {
+        Some(first) => {
+            let mut first = first.clone();
+            if let Some(c) = first.get_mut(0..1) {
+                c.make_ascii_uppercase();
+            }
+            first
+        }
+        None => format!(
+            "Let {} complete before deploying {deploying}",
+            version_ranges(&needed)
+        ),
+    };
+    let mut explanation = if refused {
+        format!(
+            "{deploying} refuses to start while the pending post-deploy migration it requires \
+             has not run: minors were skipped, or the previous minor's migrations never ran. "
+        )
+    } else {
+        format!(
+            "{deploying} would start, then run the migrations it requires in the background; \
+             but the gate checks the pending migration at every start, so a restart (a crash, \
+             a scale-out, a config change) is refused until they have run. "
+        )
+    };
+    explanation.push_str(&format!(
+        "Minors are deployed in sequence: {}, then deploy {deploying}. Each release listed knows \
+         the migrations it is asked to run; deploy its latest patch. {}. `medmig upgrade-plan \
+         --to {deploying}` has every hop.",
+        if before_target.is_empty() {
+            format!("let {} complete", version_ranges(&needed))
+        } else {
+            before_target.join("; then ")
+        },
+        gate.describe()
+    ));
+    if let Some(how) = inferred {
+        explanation.push_str(&format!(" The deployed release is {how}."));
+    }
+    Some(Step {
+        step: 0,
+        id: "deploy-required-release",
+        title,
+        evidence: vec![evidence],
+        risk: Risk::Low,
+        explanation,
+        commands: needed
+            .first()
+            .map(|v| rerun_command(*v))
+            .into_iter()
+            .collect(),
+        check: format!(
+            "`medmig status` shows {} completed; `medmig upgrade-plan --to {deploying}` then \
+             predicts that it starts",
+            version_ranges(&needed)
+        ),
+    })
 }
 
 /// The accepted jobs of a migration, oldest first.

@@ -1,33 +1,43 @@
 //! The upgrade path: from the release deployed now to a target, one minor at a time, with
 //! the post-deploy migrations that must complete before each hop, the server's startup gate
-//! predicted word for word, and where rollback windows open and close (`medmig upgrade-plan`).
+//! predicted as the server decides it (`medplum::gate`), the restart it would refuse later,
+//! and where rollback windows open and close (`medmig upgrade-plan`).
 //!
-//! Pure: the status analysis and the manifest in, a plan out. Releases that the manifest
-//! does not name are planned as "the latest patch of that minor".
+//! Pure: the status analysis and the manifest in, a plan out. The manifest names the release
+//! that introduced each migration, not every release: an intermediate hop is "the latest
+//! patch of that minor", and the release printed is only the lowest one medmig can name.
 
 use std::collections::BTreeSet;
 
 use semver::Version;
 use serde::Serialize;
 
-use super::migrations::{MigrationState, StatusReport};
+use super::migrations::{infer_from, MigrationState, StatusReport};
+use super::{Finding, Severity};
+use crate::medplum::gate::{
+    predict, required_but_not_run, GatePrediction, GateSettings, MigrationRow,
+};
 use crate::medplum::manifest::Manifest;
 
 /// One release to deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Hop {
     pub step: usize,
-    /// The release, e.g. `4.3.14`, or the target itself.
+    /// The release: the target itself, or the lowest release of an intermediate minor that
+    /// medmig can name (deploy that minor's latest patch, which is at least this).
     pub release: String,
-    /// `the latest 4.3.x patch`, or `the target` — what to actually pick.
+    /// What to actually pick: `the latest 4.3.x patch (at least 4.3.14)`, or `the target`.
     pub pick: String,
-    /// Post-deploy migrations that must be completed before this release is deployed, or it
-    /// refuses to start.
+    /// Post-deploy migrations that must be completed before this release is deployed: every
+    /// one up to the last it requires, so that it starts and restarts.
     pub complete_before: Vec<u32>,
-    /// The startup gate's message if it were deployed now, from the current state.
+    /// The startup gate's refusal if this release were deployed now, from the current state.
     pub gate_if_deployed_now: Option<String>,
-    /// Post-deploy migrations this release introduces (they run after it starts unless
-    /// deferred).
+    /// If it would start now: the migrations its code requires that have not run, whose
+    /// pending turn makes a later restart refuse (the gate checks only the next one).
+    pub restart_refused_on: Vec<u32>,
+    /// Post-deploy migrations this release introduces that have not completed (they run after
+    /// it starts unless deferred).
     pub introduces: Vec<u32>,
     /// What this hop does to the rollback window.
     pub rollback_window: String,
@@ -41,9 +51,17 @@ pub struct UpgradePlan {
     pub to: String,
     /// `dataVersion` now.
     pub data_version: i64,
+    /// What the gate predictions assume (strict version checks, `runMigrations`).
+    pub gate_assumes: String,
     /// Deploying the target straight away: the startup gate's message, if it would refuse.
     pub direct_deploy_refused: Option<String>,
+    /// Deploying the target straight away, if it starts: migrations it requires that have not
+    /// run, on whose turn a restart is refused.
+    pub direct_deploy_restart_refused_on: Vec<u32>,
     pub hops: Vec<Hop>,
+    /// What the plan found wrong with its input (`from-contradicts-evidence`,
+    /// `latent-gate-refusal`, …).
+    pub findings: Vec<Finding>,
     /// What cannot be planned exactly (a target beyond the manifest, failed migrations, …).
     pub notes: Vec<String>,
 }
@@ -55,17 +73,19 @@ pub enum PlanRefusal {
     Rollback { from: Version, to: Version },
 }
 
-/// The startup gate's message for a pending migration, as Medplum prints it.
-pub fn gate_message(
-    version: u32,
-    introduced: &Version,
-    required_before: &Version,
-    server: &Version,
-) -> String {
+/// The state of `"DatabaseMigration"` as the gate reads it, from the status analysis.
+pub fn migration_row(status: &StatusReport) -> MigrationRow {
+    MigrationRow {
+        data_version: status.post_deploy.data_version,
+        first_boot: status.post_deploy.first_boot,
+    }
+}
+
+/// `the latest 4.3.x patch (at least 4.3.14)`.
+pub fn latest_patch_of(release: &Version) -> String {
     format!(
-        "Unable to run this version of Medplum server. Pending post-deploy migration v{version} \
-         requires server at version {introduced} <= version < {required_before}, but current \
-         server version is {server}"
+        "the latest {}.{}.x patch (at least {release})",
+        release.major, release.minor
     )
 }
 
@@ -76,10 +96,29 @@ pub fn plan(
     from: &Version,
     from_inferred_by: Option<String>,
     to: &Version,
+    gate: GateSettings,
 ) -> Result<UpgradePlan, PlanRefusal> {
-    if to < from {
+    let mut findings = Vec::new();
+    let from = from.clone();
+    if from_inferred_by.is_none() {
+        // --from that contradicts the evidence: plan from what the evidence proves.
+        if let (Some(lower), Some(how)) = infer_from(status, manifest) {
+            if lower > from {
+                findings.push(Finding::new(
+                    "from-contradicts-evidence",
+                    Severity::Warning,
+                    format!(
+                        "--from {from} contradicts the database: the deployed release is {how}; \
+                         check --from (the plan below starts from {from} and leaves out the \
+                         migrations already completed)"
+                    ),
+                ));
+            }
+        }
+    }
+    if to < &from {
         return Err(PlanRefusal::Rollback {
-            from: from.clone(),
+            from,
             to: to.clone(),
         });
     }
@@ -90,6 +129,7 @@ pub fn plan(
         .map(|m| m.version)
         .collect();
     let data_version = status.post_deploy.data_version.unwrap_or(0);
+    let row = migration_row(status);
     let mut notes = Vec::new();
     if !manifest.covers(to) {
         notes.push(format!(
@@ -117,14 +157,11 @@ pub fn plan(
     // between, then the target itself.
     let mut releases: Vec<(Version, String)> = Vec::new();
     if let Some(latest) = manifest.newest_patch(from.major, from.minor) {
-        if latest > from && latest < to {
-            releases.push((
-                latest.clone(),
-                format!("the latest {}.{}.x patch", from.major, from.minor),
-            ));
+        if latest > &from && latest < to {
+            releases.push((latest.clone(), latest_patch_of(latest)));
         }
     }
-    for (major, minor) in manifest.minors_between(from, to) {
+    for (major, minor) in manifest.minors_between(&from, to) {
         if (major, minor) == (to.major, to.minor) {
             break;
         }
@@ -132,26 +169,71 @@ pub fn plan(
             .newest_patch(major, minor)
             .cloned()
             .unwrap_or_else(|| Version::new(major, minor, 0));
-        releases.push((release, format!("the latest {major}.{minor}.x patch")));
+        let pick = latest_patch_of(&release);
+        releases.push((release, pick));
     }
     releases.push((to.clone(), "the target".to_string()));
 
-    let gate_now = |release: &Version| -> Option<String> {
-        first_gate(manifest, &completed, release)
-            .map(|(n, introduced, before)| gate_message(n, &introduced, &before, release))
+    let deploy_now = |release: &Version| -> (Option<String>, Vec<u32>) {
+        match predict(manifest, release, row, gate) {
+            GatePrediction::Refuses { message, .. } => (Some(message), Vec::new()),
+            GatePrediction::Starts { .. } => {
+                (None, required_but_not_run(manifest, release, data_version))
+            }
+            GatePrediction::NotChecked { .. } => (None, Vec::new()),
+        }
     };
-    let direct_deploy_refused = gate_now(to);
+    let (direct_deploy_refused, direct_deploy_restart_refused_on) = deploy_now(to);
+    if let Some(first) = direct_deploy_restart_refused_on.first() {
+        findings.push(Finding::about(
+            *first,
+            "latent-gate-refusal",
+            Severity::Warning,
+            format!(
+                "{to} would start now (the gate checks only v{}), but its code requires {} \
+                 which {} not run: once the migrations before v{first} complete, a restart of \
+                 {to} is refused on v{first}",
+                data_version.saturating_add(1),
+                version_ranges(&direct_deploy_restart_refused_on),
+                if direct_deploy_restart_refused_on.len() == 1 {
+                    "has"
+                } else {
+                    "have"
+                },
+            ),
+        ));
+    }
 
     let mut hops = Vec::new();
     let mut done = completed.clone();
     let mut deployed = from.clone();
     for (step, (release, pick)) in releases.into_iter().enumerate() {
         let complete_before = must_complete(manifest, &done, &release);
+        // Whoever runs them is the release deployed before this hop: it must know them.
+        let unknown_to_runner: Vec<u32> = complete_before
+            .iter()
+            .copied()
+            .filter(|n| *n > manifest.known_by(&deployed))
+            .collect();
+        if !unknown_to_runner.is_empty() {
+            notes.push(format!(
+                "{} must complete before {release}, but {deployed} does not know {}: deploy a \
+                 release that introduced {} first",
+                version_ranges(&complete_before),
+                version_ranges(&unknown_to_runner),
+                if unknown_to_runner.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                },
+            ));
+        }
         let introduces: Vec<u32> = (1..=manifest.highest())
             .filter(|n| {
-                manifest
-                    .get(*n)
-                    .is_some_and(|e| e.server_version > deployed && e.server_version <= release)
+                !completed.contains(n)
+                    && manifest
+                        .get(*n)
+                        .is_some_and(|e| e.server_version > deployed && e.server_version <= release)
             })
             .collect();
         let minor_changes = (release.major, release.minor) != (deployed.major, deployed.minor);
@@ -170,8 +252,7 @@ pub fn plan(
             ),
             (false, _) => "a patch within the same minor: no new rollback window".to_string(),
         };
-        let gate_if_deployed_now =
-            gate_now(&release).filter(|_| step == 0 || !complete_before.is_empty());
+        let (gate_if_deployed_now, restart_refused_on) = deploy_now(&release);
         done.extend(complete_before.iter().copied());
         hops.push(Hop {
             step: step + 1,
@@ -179,6 +260,7 @@ pub fn plan(
             pick,
             complete_before,
             gate_if_deployed_now,
+            restart_refused_on,
             introduces,
             rollback_window,
         });
@@ -189,26 +271,13 @@ pub fn plan(
         from_inferred_by,
         to: to.to_string(),
         data_version,
+        gate_assumes: gate.describe(),
         direct_deploy_refused,
+        direct_deploy_restart_refused_on,
         hops,
+        findings,
         notes,
     })
-}
-
-/// The first migration not in `done` whose `requiredBefore` is at or below `release`: the one
-/// the startup gate names. With its introducing and required-before release.
-fn first_gate(
-    manifest: &Manifest,
-    done: &BTreeSet<u32>,
-    release: &Version,
-) -> Option<(u32, Version, Version)> {
-    (1..=manifest.highest())
-        .filter(|n| !done.contains(n))
-        .find_map(|n| {
-            let entry = manifest.get(n)?;
-            let before = entry.required_before.as_ref()?;
-            (before <= release).then(|| (n, entry.server_version.clone(), before.clone()))
-        })
 }
 
 /// What must be completed before `release` starts: every migration not in `done` up to the

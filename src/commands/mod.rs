@@ -88,6 +88,19 @@ pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
         .transpose()
 }
 
+/// The gate settings from `--strict-version-checks` (assumed strict when absent) and the
+/// config's `database.runMigrations`.
+pub fn gate_settings(
+    args: &crate::cli::GateArgs,
+    config: Option<&MedplumConfig>,
+) -> crate::medplum::gate::GateSettings {
+    crate::medplum::gate::GateSettings {
+        strict: args.strict_version_checks.unwrap_or(true),
+        strict_assumed: args.strict_version_checks.is_none(),
+        run_migrations: config.is_none_or(|c| c.defer_settings().run_migrations != Some(false)),
+    }
+}
+
 /// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
     let settings = settings(args)?;

@@ -24,6 +24,7 @@ pub fn run(args: &RecoverArgs, out: &mut impl Write) -> Result<u8> {
         &RecoverOptions {
             deploying: args.deploying.clone(),
             config: config.as_ref().map(MedplumConfig::defer_settings),
+            gate: super::gate_settings(&args.gate, config.as_ref()),
         },
     );
     let source = &analyzed.source;

@@ -11,6 +11,8 @@ use crate::render;
 
 /// Plans and prints; exit 0 (a plan that cannot be made is an error, exit 2).
 pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
+    let config = super::medplum_config(&args.input.connect)?;
+    let gate = super::gate_settings(&args.gate, config.as_ref());
     let analyzed = super::load_and_analyze(
         &args.input,
         args.manifest.manifest.as_deref(),
@@ -28,12 +30,14 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
         },
     };
     let plan =
-        plan(status, manifest, &from, inferred_by, &args.to).map_err(|refusal| match refusal {
-            PlanRefusal::Rollback { from, to } => anyhow!(
+        plan(status, manifest, &from, inferred_by, &args.to, gate).map_err(
+            |refusal| match refusal {
+                PlanRefusal::Rollback { from, to } => anyhow!(
             "{to} is older than the deployed {from}: that is a rollback, not an upgrade; check it \
              with `medmig rollback-check --to {to} --from {from}`"
         ),
-        })?;
+            },
+        )?;
     let mut rendered = Vec::new();
     match args.output.format {
         PlanFormat::Table => render::table::upgrade_plan(&mut rendered, source, &plan)?,

@@ -5,4 +5,5 @@
 //! database. It holds no logic about a particular database: `analyze/` combines the two.
 
 pub mod config;
+pub mod gate;
 pub mod manifest;

@@ -71,6 +71,16 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         )?,
         None => writeln!(out, "Deploying {} now would start.\n", plan.to)?,
     }
+    writeln!(out, "The gate predictions assume: {}.\n", plan.gate_assumes)?;
+    for finding in &plan.findings {
+        writeln!(
+            out,
+            "> **{}** ({}): {}\n",
+            finding.severity.as_str(),
+            finding.id,
+            finding.message
+        )?;
+    }
     for hop in &plan.hops {
         writeln!(
             out,
@@ -84,6 +94,12 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         )?;
         if let Some(gate) = &hop.gate_if_deployed_now {
             writeln!(out, "   - Deployed now it would refuse: `{gate}`")?;
+        } else if let Some(first) = hop.restart_refused_on.first() {
+            writeln!(
+                out,
+                "   - Deployed now it starts, but a restart is refused once v{first} is pending ({} not run)",
+                versions(&hop.restart_refused_on)
+            )?;
         }
         writeln!(out, "   - Then runs: {}", versions(&hop.introduces))?;
         writeln!(out, "   - Rollback window: {}", hop.rollback_window)?;

@@ -321,6 +321,16 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         )?,
         None => writeln!(out, "{:<14} would start", format!("Deploying {}", plan.to))?,
     }
+    writeln!(out, "{:<14} {}", "Gate assumes", plan.gate_assumes)?;
+    for finding in &plan.findings {
+        writeln!(
+            out,
+            "{}: {} [{}]",
+            finding.severity.as_str(),
+            finding.message,
+            finding.id
+        )?;
+    }
     for hop in &plan.hops {
         writeln!(out, "\n{}. Deploy {} ({})", hop.step, hop.release, hop.pick)?;
         writeln!(
@@ -330,6 +340,12 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         )?;
         if let Some(gate) = &hop.gate_if_deployed_now {
             writeln!(out, "   deployed now:    refused: {gate}")?;
+        } else if let Some(first) = hop.restart_refused_on.first() {
+            writeln!(
+                out,
+                "   deployed now:    starts, but a restart is refused once v{first} is pending ({} not run)",
+                versions(&hop.restart_refused_on)
+            )?;
         }
         writeln!(out, "   then runs:       {}", versions(&hop.introduces))?;
         writeln!(out, "   rollback window: {}", hop.rollback_window)?;

@@ -9,13 +9,24 @@ use crate::harness::{medmig, unique_name, TestDb};
 struct Plan {
     from: String,
     to: String,
+    gate_assumes: String,
     direct_deploy_refused: Option<String>,
+    direct_deploy_restart_refused_on: Vec<u32>,
     hops: Vec<Hop>,
+    findings: Vec<PlanFinding>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PlanFinding {
+    id: String,
+    message: String,
 }
 
 #[derive(Debug, Deserialize)]
 struct Hop {
     release: String,
+    pick: String,
+    restart_refused_on: Vec<u32>,
     complete_before: Vec<u32>,
     introduces: Vec<u32>,
     rollback_window: String,
@@ -33,8 +44,12 @@ fn at(data_version: u32, server: &str) -> TestDb {
 }
 
 fn plan(db: &TestDb, from: &str, to: &str) -> Plan {
+    plan_with(db, from, to, &[])
+}
+
+fn plan_with(db: &TestDb, from: &str, to: &str, extra: &[&str]) -> Plan {
     let url = db.url();
-    let run = medmig(&[
+    let mut args = vec![
         "upgrade-plan",
         "--format",
         "json",
@@ -44,7 +59,9 @@ fn plan(db: &TestDb, from: &str, to: &str) -> Plan {
         from,
         "--to",
         to,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let run = medmig(&args);
     assert_eq!(run.code, 0, "{run:?}");
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
@@ -246,15 +263,137 @@ fn the_startup_gate_names_the_release_to_deploy_first() {
         .iter()
         .find(|s| s.id == "deploy-required-release")
         .expect("a gate step");
+    // dataVersion 50: the gate of 5.3.0 checks v51 only (no requiredBefore) and starts
+    // (packages/server/src/database.ts, migrate()); v53, which 5.3.0 requires, is the refusal
+    // at a later restart. medmig used to print a refusal on v53 that never happens.
     assert_eq!(
         gate.evidence[0],
-        "Unable to run this version of Medplum server. Pending post-deploy migration v53 requires server at version 5.2.4 <= version < 5.3.0, but current server version is 5.3.0"
+        "5.3.0 would start (the gate checks only v51), but its code requires v53 which has not run: once the migrations before v53 complete, a restart of 5.3.0 is refused on v53"
     );
+    assert_eq!(
+        gate.title,
+        "Deploy the latest 5.2.x patch (at least 5.2.4) and let v51–v53 complete"
+    );
+}
+
+#[test]
+fn every_hop_of_a_recovery_can_run_what_it_is_asked_to() {
+    // dataVersion 44. v45–v48 came with 5.1.37–5.1.42, v49–v50 with 5.1.43–5.1.44 (required
+    // before 5.2.0), v51–v53 with 5.2.1–5.2.4 (v53 required before 5.3.0). 5.1.44 cannot run
+    // v51–v53: the 5.2 line must run them.
+    let steps = recover(&[
+        "--snapshot",
+        "fixtures/snapshots/failed-with-retry.json",
+        "--deploying",
+        "5.3.0",
+    ]);
+    let gate = steps
+        .iter()
+        .find(|s| s.id == "deploy-required-release")
+        .expect("a gate step");
     assert!(
-        gate.title.starts_with("Deploy 5.2.4") && gate.title.contains("v51–v53"),
+        gate.explanation.contains(
+            "deploy the latest 5.1.x patch (at least 5.1.44) and let v45–v50 complete; then \
+             deploy the latest 5.2.x patch (at least 5.2.4) and let v51–v53 complete, then deploy 5.3.0"
+        ),
         "{}",
-        gate.title
+        gate.explanation
     );
+    assert!(gate.explanation.contains("strict version checks assumed"));
+}
+
+#[test]
+fn the_gate_checks_only_the_pending_migration() {
+    // packages/server/src/database.ts, migrate(): only dataVersion + 1 is checked. At
+    // dataVersion 38, 5.2.4 checks v39 (no requiredBefore) and starts; v49 and v50 (required
+    // before 5.2.0) are the latent hazard, for the restart after v48 completes.
+    let db = at(38, "5.1.23");
+    let plan = plan(&db, "5.1.23", "5.2.4");
+    assert_eq!(plan.direct_deploy_refused, None);
+    assert_eq!(plan.direct_deploy_restart_refused_on, [49, 50]);
+    let latent = plan
+        .findings
+        .iter()
+        .find(|f| f.id == "latent-gate-refusal")
+        .expect("the latent hazard is a finding");
+    assert!(
+        latent.message.contains("refused on v49"),
+        "{}",
+        latent.message
+    );
+    let target = plan.hops.last().unwrap();
+    assert_eq!(target.restart_refused_on, [49, 50]);
+    assert!(plan
+        .gate_assumes
+        .starts_with("strict version checks assumed"));
+}
+
+#[test]
+fn without_strict_checks_the_gate_does_not_refuse() {
+    // migration-utils.ts, enforceStrictMigrationVersionChecks(): the refusal needs
+    // NODE_ENV=production or MEDPLUM_ENABLE_STRICT_MIGRATION_VERSION_CHECKS.
+    let db = at(48, "5.1.42");
+    let strict = plan(&db, "5.1.42", "5.2.4");
+    assert_eq!(
+        strict.direct_deploy_refused.as_deref(),
+        Some("Unable to run this version of Medplum server. Pending post-deploy migration v49 requires server at version 5.1.43 <= version < 5.2.0, but current server version is 5.2.4")
+    );
+    let lenient = plan_with(
+        &db,
+        "5.1.42",
+        "5.2.4",
+        &["--strict-version-checks", "false"],
+    );
+    assert_eq!(lenient.direct_deploy_refused, None);
+    assert!(lenient
+        .gate_assumes
+        .starts_with("strict version checks off"));
+}
+
+#[test]
+fn first_boot_skips_the_gate() {
+    // migrate(): getPostDeployVersion answers FIRST_BOOT while "firstBoot" is true.
+    let db = TestDb::build(
+        &["schema"],
+        "INSERT INTO \"DatabaseMigration\" VALUES (1, 90, 0, true)",
+    );
+    let plan = plan(&db, "5.2.4", "5.2.4");
+    assert_eq!(plan.direct_deploy_refused, None);
+    assert!(plan.direct_deploy_restart_refused_on.is_empty());
+}
+
+#[test]
+fn intermediate_releases_are_the_latest_patch_of_their_minor() {
+    // The manifest names 4.2.0 only as a requiredBefore: it is the lowest 4.2 release medmig
+    // can name, not the latest 4.2.x patch.
+    let db = at(7, "4.1.3");
+    let plan = plan(&db, "4.1.3", "4.4.0");
+    assert_eq!(plan.hops[1].release, "4.2.0");
+    assert_eq!(plan.hops[1].pick, "the latest 4.2.x patch (at least 4.2.0)");
+    assert_eq!(plan.hops[3].pick, "the target");
+}
+
+#[test]
+fn a_from_that_contradicts_the_database_is_a_finding() {
+    // dataVersion 44: v44 (introduced in 5.1.33) ran, so 4.5.2 is not what is deployed.
+    let db = at(44, "5.1.33");
+    let plan = plan(&db, "4.5.2", "5.2.4");
+    let finding = plan
+        .findings
+        .iter()
+        .find(|f| f.id == "from-contradicts-evidence")
+        .expect("a finding");
+    assert!(
+        finding.message.contains("--from 4.5.2"),
+        "{}",
+        finding.message
+    );
+    for hop in &plan.hops {
+        assert!(
+            hop.introduces.iter().all(|n| *n > 44),
+            "completed migrations listed as to run: {hop:?}"
+        );
+    }
 }
 
 #[test]
