@@ -13,6 +13,9 @@ SELECT h."id"::text AS job_id,
        strpos(h."content", '"output"') > 0 AS has_output
 FROM "AsyncJob_History" h
 WHERE h."id" IN (
-    SELECT j."id" FROM "AsyncJob" j WHERE j."type" = $1 AND NOT j."deleted"
+    SELECT j."id" FROM "AsyncJob" j
+    WHERE (j."type" = $1
+           OR (j."type" IS NULL AND strpos(j."content", '/admin/super/') > 0))
+      AND NOT j."deleted"
 )
 ORDER BY h."id", h."lastUpdated", h."versionId"

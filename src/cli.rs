@@ -126,6 +126,9 @@ pub struct StatusArgs {
     #[command(flatten)]
     pub manifest: ManifestArgs,
 
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+
     /// How long a queued or running job may go without an update before it counts as stale.
     ///
     /// Accepts a number of seconds or a duration such as 90s, 45m, 2h, 1h30m.
@@ -261,6 +264,17 @@ pub struct UpgradePlanArgs {
     pub manifest: ManifestArgs,
 }
 
+/// How medmig reads the sessions it sees.
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    /// The statement_timeout of the Medplum server's ordinary connections (its
+    /// database.queryTimeout; 60s unless changed). A session running a write for longer has
+    /// raised it, as the post-deploy migration client does (it sets 0): medmig counts that
+    /// as evidence that a migration runs.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub server_statement_timeout: Duration,
+}
+
 /// How the server whose startup gate is predicted runs.
 #[derive(Debug, Args)]
 pub struct GateArgs {
@@ -286,6 +300,9 @@ pub struct RecoverArgs {
 
     #[command(flatten)]
     pub gate: GateArgs,
+
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 
     #[command(flatten)]
     pub input: InputArgs,
@@ -333,6 +350,9 @@ pub struct RollbackCheckArgs {
     /// Turn checks off by id (comma-separated or repeated); the output says they were ignored.
     #[arg(long, value_name = "ID", value_delimiter = ',')]
     pub ignore: Vec<String>,
+
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
 
     #[command(flatten)]
     pub input: InputArgs,

@@ -72,6 +72,10 @@ const DIAGNOSTICS: [(&str, &str); 6] = [
 /// Statements that only a migration runs (see `queries/migration_activity.sql`).
 const MIGRATION_STATEMENTS: &str = r#"^\s*(CREATE\s+(UNIQUE\s+)?INDEX|DROP\s+INDEX|REINDEX|ALTER\s+TABLE|DROP\s+TABLE|VACUUM\s+FULL|CLUSTER|UPDATE\s+"DatabaseMigration")"#;
 
+/// Writes that a post-deploy migration runs (backfills, orphan deletes, statistics): kept
+/// when they have run for a while, see `queries/migration_activity.sql`.
+const LONG_WRITES: &str = r#"^\s*(UPDATE|DELETE|INSERT|WITH|ANALYZE|VACUUM|DO|CALL|TRUNCATE)\M"#;
+
 /// The `"AsyncJob"."type"` of post-deploy migration jobs.
 const DATA_MIGRATION_TYPE: &str = "data-migration";
 
@@ -406,7 +410,10 @@ impl Reads {
         render: bool,
     ) -> Result<Reads, Failure> {
         let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
-        let statements: Params = &[(&MIGRATION_STATEMENTS, Type::TEXT)];
+        let statements: Params = &[
+            (&MIGRATION_STATEMENTS, Type::TEXT),
+            (&LONG_WRITES, Type::TEXT),
+        ];
         let fetch = |sql: &'static str, params: Params<'p>, wanted: bool| async move {
             match wanted {
                 true => transaction
@@ -573,6 +580,7 @@ fn decode_jobs(rows: &[Row]) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
                 id: row.try_get("id")?,
                 last_updated: row.try_get("last_updated")?,
                 status_column: row.try_get("status")?,
+                project_id: row.try_get("project_id")?,
                 content: row.try_get("content")?,
             })
         })
@@ -610,6 +618,7 @@ fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, tokio_postgres::Er
             query_start: row.try_get("query_start")?,
             query: if hidden { None } else { row.try_get("query")? },
             holds_migration_lock,
+            runs_ddl: Some(row.try_get("runs_ddl")?),
         });
     }
     Ok(activity)

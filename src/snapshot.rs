@@ -35,7 +35,8 @@ pub struct Snapshot {
     pub database_migration: Vec<DatabaseMigrationRow>,
     /// Whether `"AsyncJob"` exists (very old databases predate it).
     pub async_job_table: bool,
-    /// Every data-migration `AsyncJob` that is not deleted.
+    /// Every data-migration `AsyncJob` that is not deleted, and the jobs of the server's
+    /// schema maintenance endpoints (no type, run on the post-deploy queue).
     pub jobs: Vec<JobRecord>,
     /// Every stored version of those jobs, oldest first per job.
     pub job_history: Vec<JobVersion>,
@@ -72,6 +73,18 @@ pub struct MigratingSession {
     /// The first 200 characters of its statement.
     pub query: Option<String>,
     pub holds_migration_lock: bool,
+    /// Whether its statement is migration DDL (`CREATE INDEX`, `ALTER TABLE`, …); `None` in
+    /// snapshots of medmig 0.1 before this field, which kept only lock holders and DDL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_ddl: Option<bool>,
+}
+
+impl MigratingSession {
+    /// Whether it runs migration DDL (for older snapshots: whether it was kept without
+    /// holding the lock, the only other reason they kept a session).
+    pub fn ddl(&self) -> bool {
+        self.runs_ddl.unwrap_or(!self.holds_migration_lock)
+    }
 }
 
 /// Where the snapshot came from, without secrets.
@@ -141,6 +154,10 @@ pub struct JobRecord {
     pub last_updated: DateTime<Utc>,
     /// The `"status"` search column (the server keeps it in step with `content`).
     pub status_column: Option<String>,
+    /// The `"projectId"` column: null or the system id for a system job, a project's id for a
+    /// job inside a project (absent from older snapshots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<String>,
     /// The whole resource as JSON text.
     pub content: String,
 }

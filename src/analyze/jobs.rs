@@ -65,10 +65,20 @@ impl JobStatus {
     }
 }
 
+/// The `projectId` the server writes for system resources (a UUIDv5 of "systemResource";
+/// `packages/server/src/constants.ts`, `systemResourceProjectId`). Older servers leave the
+/// column null instead. Either way the job is a system job, which the server's search
+/// `_project:missing=true` finds.
+pub const SYSTEM_PROJECT_ID: &str = "65897e4f-7add-55f3-9b17-035b5a4e6d52";
+
 /// A post-deploy migration job, read from its JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DataMigrationJob {
     pub id: String,
+    /// The project it belongs to, when it belongs to one: the server ignores such jobs
+    /// (`preparePostDeployMigrationAsyncJob` searches `_project:missing=true`), and so does
+    /// medmig.
+    pub project: Option<String>,
     pub status: JobStatus,
     /// The post-deploy migration it runs.
     pub data_version: u32,
@@ -102,6 +112,104 @@ pub struct OutputSummary {
     pub error: Option<String>,
     /// Whether the output shows that work began (an action or a reindex result was recorded).
     pub work_started: bool,
+    /// Whether the output is a reindex migration's (per-type `result` parameters).
+    pub reindex: bool,
+}
+
+/// A job of the server's schema maintenance endpoints (`POST /admin/super/reconcile-db-schema-drift`,
+/// `rebuild-index`, `drop-invalid-indexes`): no type, no dataVersion, run on the post-deploy
+/// queue as a `dynamic` job (`packages/server/src/admin/super.ts`,
+/// `workers/post-deploy-migration.ts`, `runDynamicMigration`). Not a numbered migration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MaintenanceJob {
+    pub job_id: String,
+    /// The endpoint that created it, e.g. `/admin/super/reconcile-db-schema-drift`.
+    pub request: String,
+    pub status: String,
+    pub requested_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_updated: DateTime<Utc>,
+    /// The statements it ran, as its output records them (each parameter's name is the SQL).
+    pub statements: Vec<String>,
+    /// The indexes it dropped, from those statements.
+    pub dropped_indexes: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Reads a job row as a schema maintenance job, if it is one.
+pub fn maintenance_job(record: &JobRecord) -> Option<MaintenanceJob> {
+    let resource: Value = serde_json::from_str(&record.content).ok()?;
+    if resource.get("resourceType").and_then(Value::as_str) != Some("AsyncJob")
+        || resource.get("type").is_some_and(|t| !t.is_null())
+    {
+        return None;
+    }
+    let request = resource.get("request").and_then(Value::as_str)?;
+    let path = request.find("/admin/super/").map(|at| &request[at..])?;
+    let time = |name: &str| {
+        resource
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let parameters = resource
+        .pointer("/output/parameter")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let statements: Vec<String> = parameters
+        .iter()
+        .filter_map(|p| p.get("name").and_then(Value::as_str))
+        .filter(|name| !matches!(*name, "error" | "stack" | "outcome"))
+        .take(1000)
+        .map(|name| shorten(name, 300))
+        .collect();
+    let dropped_indexes = statements
+        .iter()
+        .filter_map(|sql| dropped_index(sql))
+        .collect();
+    let status = resource
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    let ended = matches!(status.as_str(), "completed" | "error" | "cancelled");
+    Some(MaintenanceJob {
+        job_id: record.id.clone(),
+        request: shorten(path, 200),
+        finished_at: if ended {
+            time("transactionTime").or(Some(record.last_updated))
+        } else {
+            None
+        },
+        status,
+        requested_at: time("requestTime"),
+        last_updated: record.last_updated,
+        statements,
+        dropped_indexes,
+        error: resource
+            .get("output")
+            .map(summarize_output)
+            .and_then(|o| o.error),
+    })
+}
+
+/// The index a `DROP INDEX [CONCURRENTLY] [IF EXISTS] name` statement drops.
+fn dropped_index(sql: &str) -> Option<String> {
+    let mut words = sql.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("DROP") || !words.next()?.eq_ignore_ascii_case("INDEX") {
+        return None;
+    }
+    let mut word = words.next()?;
+    if word.eq_ignore_ascii_case("CONCURRENTLY") {
+        word = words.next()?;
+    }
+    if word.eq_ignore_ascii_case("IF") {
+        words.next()?;
+        word = words.next()?;
+    }
+    Some(word.trim_end_matches(';').to_string())
 }
 
 /// Reads one job row.
@@ -135,8 +243,19 @@ pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
         .status_column
         .clone()
         .filter(|column| column != status.as_str());
+    let project = record
+        .project_id
+        .clone()
+        .or_else(|| {
+            resource
+                .pointer("/meta/project")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .filter(|p| !p.is_empty() && p != SYSTEM_PROJECT_ID);
     Ok(DataMigrationJob {
         id: record.id.clone(),
+        project,
         data_version,
         min_server_version: resource
             .get("minServerVersion")
@@ -226,6 +345,7 @@ pub fn summarize_output(output: &Value) -> OutputSummary {
         progress,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         work_started: reindex.any() || actions.count > 0,
+        reindex: reindex.any(),
     }
 }
 
@@ -368,6 +488,7 @@ mod tests {
             id: "0f8e7a52-4cde-4b39-9d5b-8a6f0e4c1d11".into(),
             last_updated: "2025-06-02T10:05:00Z".parse().unwrap(),
             status_column: Some("active".into()),
+            project_id: None,
             content: content.into(),
         }
     }

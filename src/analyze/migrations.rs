@@ -11,10 +11,12 @@ use chrono::{DateTime, Duration, Utc};
 use semver::Version;
 use serde::Serialize;
 
-use super::jobs::{parse_job, DataMigrationJob, JobDefect, JobStatus};
+use super::jobs::{
+    maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
+};
 use super::{Finding, Severity};
 use crate::medplum::manifest::Manifest;
-use crate::snapshot::{InvalidIndex, JobVersion, Snapshot};
+use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
 use crate::text::elapsed;
 
 /// The state of one post-deploy migration.
@@ -23,13 +25,16 @@ use crate::text::elapsed;
 pub enum MigrationState {
     /// Its number is at or below `dataVersion`.
     Completed,
-    /// Its newest job is at work (`active`, or `accepted` with progress recorded) and was
-    /// updated within the stale limit.
+    /// Its work is evidenced: a session runs it, its newest job recorded progress (a reindex)
+    /// or is `active` (written by servers before 4.x only).
     Running,
-    /// Its newest job is `accepted`, shows no work yet, and was updated within the limit.
-    Queued,
-    /// Its newest job is `accepted` or `active` but has not been updated for longer than the
-    /// stale limit.
+    /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
+    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
+    /// `queued` too, its former name.
+    #[value(alias = "queued")]
+    Accepted,
+    /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
+    /// limit, and no session ran migration work while every session was visible.
     Stale,
     /// Its newest job is `error`.
     Failed,
@@ -49,7 +54,7 @@ impl MigrationState {
         match self {
             MigrationState::Completed => "completed",
             MigrationState::Running => "running",
-            MigrationState::Queued => "queued",
+            MigrationState::Accepted => "accepted",
             MigrationState::Stale => "stale",
             MigrationState::Failed => "failed",
             MigrationState::Cancelled => "cancelled",
@@ -67,6 +72,21 @@ pub struct StatusOptions {
     pub now: DateTime<Utc>,
     /// How long an in-progress job may go without an update before it is stale.
     pub stale_after: Duration,
+    /// The statement timeout of the server's ordinary connections (`database.queryTimeout`,
+    /// 60 s by default: `packages/server/src/database.ts`): a write running longer comes
+    /// from a client that raised it, as the post-deploy migration client does.
+    pub statement_limit: Duration,
+}
+
+impl StatusOptions {
+    /// The options for a snapshot taken at `now`: Medplum's default statement limit.
+    pub fn at(now: DateTime<Utc>, stale_after: Duration) -> StatusOptions {
+        StatusOptions {
+            now,
+            stale_after,
+            statement_limit: Duration::seconds(60),
+        }
+    }
 }
 
 /// Everything `medmig status` reports.
@@ -75,8 +95,22 @@ pub struct StatusReport {
     pub pre_deploy: PreDeploy,
     pub post_deploy: PostDeploy,
     pub migrations: Vec<MigrationStatus>,
+    /// Jobs of the server's schema maintenance endpoints (schema-drift repair and kin): not
+    /// numbered migrations, shown apart.
+    pub maintenance_jobs: Vec<MaintenanceJob>,
+    /// Data-migration jobs inside a project, which the server ignores, and so does medmig.
+    pub ignored_jobs: Vec<IgnoredJob>,
     pub invalid_indexes: Vec<InvalidIndex>,
     pub findings: Vec<Finding>,
+}
+
+/// A job the server ignores, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IgnoredJob {
+    pub job_id: String,
+    pub data_version: u32,
+    pub status: String,
+    pub reason: String,
 }
 
 /// Pre-deploy ("schema") migrations.
@@ -111,8 +145,12 @@ pub struct MigrationStatus {
     pub current: RunFacts,
     /// Number of jobs for this migration, damaged ones included.
     pub attempts: usize,
-    /// Why the state is `inconsistent`, or other evidence worth a sentence.
+    /// Why the state is what it is, where a sentence helps (`inconsistent`, `stale`,
+    /// `accepted`, a cancelled job whose work still runs).
     pub detail: Option<String>,
+    /// Sessions seen doing its work when the evidence was read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub work_evidence: Vec<String>,
     /// Every job for it, oldest first; the newest has `current: true`.
     pub runs: Vec<JobRun>,
 }
@@ -162,12 +200,30 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
 
     let mut jobs: BTreeMap<u32, Vec<DataMigrationJob>> = BTreeMap::new();
     let mut defects: BTreeMap<Option<u32>, Vec<JobDefect>> = BTreeMap::new();
+    let mut maintenance_jobs = Vec::new();
+    let mut ignored_jobs = Vec::new();
     for record in &snapshot.jobs {
+        if let Some(job) = maintenance_job(record) {
+            maintenance_jobs.push(job);
+            continue;
+        }
         match parse_job(record) {
-            Ok(job) => jobs.entry(job.data_version).or_default().push(job),
+            Ok(job) => match &job.project {
+                Some(project) => ignored_jobs.push(IgnoredJob {
+                    job_id: job.id.clone(),
+                    data_version: job.data_version,
+                    status: job.status.as_str().to_string(),
+                    reason: format!(
+                        "it belongs to project {project}: the server looks only at system jobs \
+                         (_project:missing=true) and ignores it"
+                    ),
+                }),
+                None => jobs.entry(job.data_version).or_default().push(job),
+            },
             Err(defect) => defects.entry(defect.data_version).or_default().push(defect),
         }
     }
+    let evidence = work_evidence(snapshot.activity.as_ref(), &options);
     let history = history_by_job(&snapshot.job_history);
     for runs in jobs.values_mut() {
         runs.sort_by_key(|job| (created_at(job, &history), job.last_updated));
@@ -194,7 +250,8 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             .iter()
             .map(|job| run_facts(job, history.get(job.id.as_str()), options.now))
             .collect();
-        let (state, detail) = decide(version, done, runs, damaged, &facts, options);
+        let (state, detail, work_evidence) =
+            decide(version, done, runs, damaged, &facts, &evidence, options);
         let entry = manifest.get(version);
         let current = facts.last().map(|(f, _)| f.clone()).unwrap_or_default();
         migrations.push(MigrationStatus {
@@ -205,6 +262,7 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             current,
             attempts: runs.len() + damaged.len(),
             detail,
+            work_evidence,
             runs: runs
                 .iter()
                 .zip(facts)
@@ -221,6 +279,13 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
 
     let pending = (done < highest).then_some(done + 1);
     job_findings(&jobs, &defects, done, &mut findings);
+    reuse_findings(
+        &jobs,
+        pending,
+        &ignored_jobs,
+        &maintenance_jobs,
+        &mut findings,
+    );
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
     manifest_findings(manifest, done, highest, &mut findings);
     for index in &snapshot.invalid_indexes {
@@ -248,6 +313,8 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             pending,
         },
         migrations,
+        maintenance_jobs,
+        ignored_jobs,
         invalid_indexes: snapshot.invalid_indexes.clone(),
         findings,
     }
@@ -389,18 +456,109 @@ fn run_facts(
     (facts, timeline)
 }
 
+/// What the sessions seen when the evidence was read say about post-deploy work.
+struct WorkEvidence {
+    /// Sessions doing post-deploy migration work, described.
+    sessions: Vec<String>,
+    /// Whether every session could be seen (activity recorded, none hidden).
+    visible: bool,
+    /// Why not, when not.
+    blind_spot: Option<String>,
+}
+
+/// Sessions running migration DDL outside the startup migration lock (pre-deploy migrations
+/// hold advisory lock 1; post-deploy and maintenance jobs do not), or a write for longer than
+/// the server's ordinary statement limit: only a client with `statement_timeout` raised runs
+/// that long, and the post-deploy migration client sets it to 0
+/// (`packages/server/src/migrations/migration-utils.ts`, `withLongRunningDatabaseClient`;
+/// every pool connects as `application_name` `medplum-server`, `database.ts`).
+fn work_evidence(activity: Option<&MigrationActivity>, options: &StatusOptions) -> WorkEvidence {
+    let Some(activity) = activity else {
+        return WorkEvidence {
+            sessions: Vec::new(),
+            visible: false,
+            blind_spot: Some(
+                "this snapshot records no database activity (taken by an older medmig)".into(),
+            ),
+        };
+    };
+    let mut sessions = Vec::new();
+    for session in &activity.sessions {
+        if session.holds_migration_lock {
+            continue;
+        }
+        let who = session
+            .application_name
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .unwrap_or("unnamed");
+        let query = crate::text::shorten(session.query.as_deref().unwrap_or(""), 100);
+        let ran = session
+            .query_start
+            .map(|start| options.now - start)
+            .filter(|ran| *ran >= Duration::zero());
+        let for_how_long = ran
+            .map(|r| format!(" for {}", elapsed(r.num_seconds() as f64)))
+            .unwrap_or_default();
+        if session.ddl() {
+            sessions.push(format!(
+                "session {} ({who}) runs `{query}`{for_how_long}: migration DDL outside the \
+                 startup migration lock",
+                session.pid
+            ));
+        } else if ran.is_some_and(|r| r > options.statement_limit) {
+            sessions.push(format!(
+                "session {} ({who}) has run `{query}`{for_how_long}, longer than the server's \
+                 statement limit ({}): only a client with statement_timeout raised runs that \
+                 long, as the post-deploy migration client does",
+                session.pid,
+                elapsed(options.statement_limit.num_seconds() as f64)
+            ));
+        }
+    }
+    let blind_spot = (activity.hidden_sessions > 0).then(|| {
+        format!(
+            "{} sessions' statements were hidden from medmig's role (grant pg_read_all_stats)",
+            activity.hidden_sessions
+        )
+    });
+    WorkEvidence {
+        sessions,
+        visible: blind_spot.is_none(),
+        blind_spot,
+    }
+}
+
+/// Whether a session seen when the evidence was read is migrating: it holds the startup
+/// migration lock, runs migration DDL, or has run a write for longer than the server's
+/// ordinary statement limit (see [`StatusOptions::statement_limit`]).
+pub fn is_migrating(session: &crate::snapshot::MigratingSession, options: &StatusOptions) -> bool {
+    session.holds_migration_lock
+        || session.ddl()
+        || session
+            .query_start
+            .is_some_and(|start| options.now - start > options.statement_limit)
+}
+
+/// What tells a queued post-deploy job from a running one when PostgreSQL cannot.
+const TELL_APART: &str = "the worker's session in pg_stat_activity (application medplum-server, \
+    running the migration's statements) or the BullMQ job in Redis (PostDeployMigrationQueue: \
+    active, waiting or delayed) would tell them apart";
+
 /// Applies the state rules to one migration. `runs` are its readable jobs, oldest first;
-/// `damaged` the jobs that seem to be its but cannot be read.
+/// `damaged` the jobs that seem to be its but cannot be read. Returns the state, the detail
+/// and the sessions seen doing its work.
 fn decide(
     version: u32,
     done: u32,
     runs: &[DataMigrationJob],
     damaged: &[JobDefect],
     facts: &[(RunFacts, Vec<Transition>)],
+    evidence: &WorkEvidence,
     options: StatusOptions,
-) -> (MigrationState, Option<String>) {
+) -> (MigrationState, Option<String>, Vec<String>) {
     use MigrationState::*;
-    let inconsistent = |why: String| (Inconsistent, Some(why));
+    let inconsistent = |why: String| (Inconsistent, Some(why), Vec::new());
     let newest = runs.last();
 
     if version <= done {
@@ -412,7 +570,7 @@ fn decide(
                 job.id,
                 job.status.as_str()
             )),
-            _ => (Completed, None),
+            _ => (Completed, None, Vec::new()),
         };
     }
     if let Some(defect) = damaged.first() {
@@ -423,69 +581,104 @@ fn decide(
     }
     let Some(job) = newest else {
         return if version == done + 1 {
-            (Pending, None)
+            (Pending, None, Vec::new())
         } else {
-            (Waiting, None)
+            (Waiting, None, Vec::new())
         };
     };
-    let accepted: Vec<&str> = runs
-        .iter()
-        .filter(|j| j.status == JobStatus::Accepted)
-        .map(|j| j.id.as_str())
-        .collect();
-    if accepted.len() > 1 {
-        return inconsistent(format!(
-            "{} jobs are accepted for v{version} ({}): the server refuses to start post-deploy \
-             migrations until all but one are cancelled",
-            accepted.len(),
-            accepted.join(", ")
-        ));
-    }
-    let quiet = options.now - job.last_updated;
-    let stale = quiet > options.stale_after;
-    let state = match &job.status {
-        JobStatus::Completed => {
-            return inconsistent(format!(
-                "job {} completed v{version}, but dataVersion is still {done}",
-                job.id
-            ))
-        }
-        JobStatus::Error => Failed,
-        JobStatus::Cancelled => Cancelled,
-        JobStatus::Other(status) => {
-            return inconsistent(format!(
-                "job {} has status \"{status}\", which Medplum does not write",
-                job.id
-            ))
-        }
-        JobStatus::Active | JobStatus::Accepted if stale => Stale,
-        JobStatus::Active => Running,
-        JobStatus::Accepted
-            if job.output.work_started
-                || facts.last().is_some_and(|(f, _)| f.started_at.is_some()) =>
-        {
-            Running
-        }
-        JobStatus::Accepted => Queued,
+    // Post-deploy migrations run one at a time, strictly in order: work seen now is the next
+    // one's.
+    let seen = if version == done + 1 {
+        evidence.sessions.clone()
+    } else {
+        Vec::new()
     };
-    if version > done + 1 && matches!(state, Running | Queued | Stale) {
-        return inconsistent(format!(
+    let quiet = options.now - job.last_updated;
+    let quiet_text = elapsed(quiet.num_seconds().max(0) as f64);
+    let started = job.status == JobStatus::Active
+        || job.output.work_started
+        || facts.last().is_some_and(|(f, _)| f.started_at.is_some());
+    match &job.status {
+        JobStatus::Completed => inconsistent(format!(
+            "job {} completed v{version}, but dataVersion is still {done}",
+            job.id
+        )),
+        JobStatus::Error => (Failed, None, Vec::new()),
+        JobStatus::Cancelled if !seen.is_empty() => (
+            Running,
+            Some(format!(
+                "job {} is cancelled, but a session still runs migration work: $cancel does not \
+                 stop a running custom migration, which finishes, overwrites the job as \
+                 completed and raises dataVersion",
+                job.id
+            )),
+            seen,
+        ),
+        JobStatus::Cancelled => (Cancelled, None, Vec::new()),
+        JobStatus::Other(status) => inconsistent(format!(
+            "job {} has status \"{status}\", which Medplum does not write",
+            job.id
+        )),
+        JobStatus::Active | JobStatus::Accepted if version > done + 1 => inconsistent(format!(
             "job {} for v{version} is {}, but v{} has not completed: post-deploy migrations \
              run strictly in order",
             job.id,
             job.status.as_str(),
             done + 1
-        ));
+        )),
+        JobStatus::Active | JobStatus::Accepted if !seen.is_empty() => (Running, None, seen),
+        JobStatus::Active | JobStatus::Accepted
+            if quiet > options.stale_after && evidence.visible =>
+        {
+            let kind = if job.output.reindex {
+                "a reindex writes its progress as it goes"
+            } else {
+                "a custom migration writes nothing to its job until it ends, so only its \
+                 session shows it works"
+            };
+            (
+                Stale,
+                Some(format!(
+                    "job {} is {} and has not been updated for {quiet_text}, and no session ran \
+                     migration DDL or a long write when medmig read (every session was visible; \
+                     {kind}); the worker may have died, or may be delaying it (an older server \
+                     still registered, in strict mode): Redis's PostDeployMigrationQueue would \
+                     tell",
+                    job.id,
+                    job.status.as_str()
+                )),
+                Vec::new(),
+            )
+        }
+        JobStatus::Active | JobStatus::Accepted => {
+            let blind = evidence
+                .blind_spot
+                .clone()
+                .filter(|_| quiet > options.stale_after)
+                .map(|why| {
+                    format!(
+                        "; not updated for {quiet_text}, and {why}, so medmig cannot tell a slow \
+                         run from a dead one"
+                    )
+                })
+                .unwrap_or_default();
+            if started {
+                let detail = (!blind.is_empty()).then(|| format!("job {}{blind}", job.id));
+                (Running, detail, Vec::new())
+            } else {
+                (
+                    Accepted,
+                    Some(format!(
+                        "job {} is accepted with no recorded work: queued or running — \
+                         PostgreSQL cannot tell, since a custom migration writes nothing to its \
+                         job until it ends; {TELL_APART}{blind}",
+                        job.id
+                    )),
+                    Vec::new(),
+                )
+            }
+        }
     }
-    let detail = (state == Stale).then(|| {
-        format!(
-            "job {} is {} but has not been updated for {}",
-            job.id,
-            job.status.as_str(),
-            elapsed(quiet.num_seconds() as f64)
-        )
-    });
-    (state, detail)
 }
 
 /// Findings about jobs as such: damaged ones, status-column drift, out-of-order runs, more
@@ -563,14 +756,107 @@ fn job_findings(
         }
     }
     if in_progress.len() > 1 {
+        // preparePostDeployMigrationAsyncJob (packages/server/src/migrations/migration-utils.ts)
+        // searches system data-migration jobs that are accepted or active, of any dataVersion,
+        // and refuses on two or more.
         findings.push(Finding::new(
             "several-jobs-in-progress",
             Severity::Error,
             format!(
-                "{} post-deploy jobs are accepted or active at once ({}): the server expects at \
-                 most one and refuses to queue another",
+                "{} system post-deploy jobs are accepted or active at once ({}): the server \
+                 refuses to queue another post-deploy migration (\"Unable to start post-deploy \
+                 migration since there are more than one existing data-migration AsyncJob with \
+                 accepted status\"), and a server that auto-runs them fails to start, until all \
+                 but one are cancelled",
                 in_progress.len(),
                 in_progress.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The server's job reuse (`preparePostDeployMigrationAsyncJob`): exactly one system job in
+/// progress is rewritten in place for the next migration it queues (its `dataVersion` and
+/// `request` changed, its `output` — recorded reindex progress — cleared). Also the jobs the
+/// server ignores, and the maintenance jobs that run on the same queue.
+fn reuse_findings(
+    jobs: &BTreeMap<u32, Vec<DataMigrationJob>>,
+    pending: Option<u32>,
+    ignored: &[IgnoredJob],
+    maintenance: &[MaintenanceJob],
+    findings: &mut Vec<Finding>,
+) {
+    let in_progress: Vec<&DataMigrationJob> = jobs
+        .values()
+        .flatten()
+        .filter(|j| j.status.in_progress())
+        .collect();
+    if let ([job], Some(pending)) = (in_progress.as_slice(), pending) {
+        if job.data_version != pending {
+            findings.push(Finding::about(
+                job.data_version,
+                "job-will-be-reused",
+                Severity::Warning,
+                format!(
+                    "job {} (v{}) is {}: the next time the server queues v{pending} it reuses \
+                     this job, rewriting its dataVersion and clearing its output, instead of \
+                     creating one",
+                    job.id,
+                    job.data_version,
+                    job.status.as_str()
+                ),
+            ));
+        }
+    }
+    if !ignored.is_empty() {
+        findings.push(Finding::new(
+            "project-jobs-ignored",
+            Severity::Info,
+            format!(
+                "{} data-migration {} inside a project ignored, as the server ignores them \
+                 (listed under ignored_jobs): {}",
+                ignored.len(),
+                if ignored.len() == 1 {
+                    "job is"
+                } else {
+                    "jobs are"
+                },
+                ignored
+                    .iter()
+                    .take(5)
+                    .map(|j| j.job_id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    for job in maintenance {
+        let in_progress = matches!(job.status.as_str(), "accepted" | "active");
+        let dropped = if job.dropped_indexes.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; it dropped {}",
+                job.dropped_indexes
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        findings.push(Finding::new(
+            "maintenance-job",
+            if in_progress {
+                Severity::Warning
+            } else {
+                Severity::Info
+            },
+            format!(
+                "job {} ({}) is {}: a schema maintenance job, not a numbered migration; it runs \
+                 on the post-deploy queue and may drop indexes the server's schema does not \
+                 name{dropped}",
+                job.job_id, job.request, job.status
             ),
         ));
     }
@@ -608,10 +894,7 @@ fn migration_findings(
             MigrationState::Stale => Some((
                 "migration-stale",
                 Severity::Warning,
-                format!(
-                    "v{v} is stale: {}; the worker may have died",
-                    m.detail.as_deref().unwrap_or("")
-                ),
+                format!("v{v} is stale: {}", m.detail.as_deref().unwrap_or("")),
             )),
             MigrationState::Inconsistent => Some((
                 "migration-inconsistent",
@@ -622,18 +905,25 @@ fn migration_findings(
                 "migration-running",
                 Severity::Info,
                 format!(
-                    "v{v} is running (job {job}){}",
+                    "v{v} is running (job {job}){}{}",
                     m.current
                         .progress
                         .as_ref()
                         .map(|p| format!(": {p}"))
+                        .unwrap_or_default(),
+                    m.work_evidence
+                        .first()
+                        .map(|s| format!("; {s}"))
                         .unwrap_or_default()
                 ),
             )),
-            MigrationState::Queued => Some((
-                "migration-queued",
+            MigrationState::Accepted => Some((
+                "migration-accepted",
                 Severity::Info,
-                format!("v{v} is queued (job {job}) and may start at any moment"),
+                format!(
+                    "v{v} is accepted (job {job}): queued or running, PostgreSQL cannot tell; \
+                     if queued it may start at any moment"
+                ),
             )),
             MigrationState::Pending => Some((
                 "migration-pending",
@@ -721,17 +1011,14 @@ mod tests {
     use super::*;
     use crate::cli::SslMode;
     use crate::connect::ConnectionSource;
-    use crate::snapshot::{DatabaseMigrationRow, JobRecord, SnapshotSource};
+    use crate::snapshot::{DatabaseMigrationRow, JobRecord, MigrationActivity, SnapshotSource};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
     }
 
     fn options() -> StatusOptions {
-        StatusOptions {
-            now: now(),
-            stale_after: Duration::hours(1),
-        }
+        StatusOptions::at(now(), Duration::hours(1))
     }
 
     /// A job for `version` in `status`, last updated `minutes_ago`.
@@ -741,6 +1028,7 @@ mod tests {
             id: id.into(),
             last_updated: at,
             status_column: Some(status.into()),
+            project_id: None,
             content: serde_json::json!({
                 "resourceType": "AsyncJob", "type": "data-migration", "status": status,
                 "dataVersion": version, "request": format!("data-migration-v{version}"),
@@ -817,14 +1105,127 @@ mod tests {
         assert_eq!(state(&r, 42), MigrationState::Pending);
     }
 
+    fn seen(
+        mut s: Snapshot,
+        sessions: Vec<crate::snapshot::MigratingSession>,
+        hidden: u32,
+    ) -> Snapshot {
+        s.activity = Some(MigrationActivity {
+            sessions,
+            hidden_sessions: hidden,
+        });
+        s
+    }
+
+    fn session(query: &str, minutes_ago: i64, ddl: bool) -> crate::snapshot::MigratingSession {
+        crate::snapshot::MigratingSession {
+            pid: 4242,
+            application_name: Some("medplum-server".into()),
+            state: Some("active".into()),
+            query_start: Some(now() - Duration::minutes(minutes_ago)),
+            query: Some(query.into()),
+            holds_migration_lock: false,
+            runs_ddl: Some(ddl),
+        }
+    }
+
+    // workers/post-deploy-migration.ts, runCustomMigration: an accepted custom migration is
+    // written nothing until it ends, so its job alone cannot tell queued from running.
     #[test]
-    fn queued_running_and_stale_follow_the_age_of_the_newest_job() {
-        let r = report(&snapshot(Some(40), vec![job("j1", 41, "accepted", 5)]));
-        assert_eq!(state(&r, 41), MigrationState::Queued);
-        let r = report(&snapshot(Some(40), vec![job("j1", 41, "active", 59)]));
-        assert_eq!(state(&r, 41), MigrationState::Running);
-        let r = report(&snapshot(Some(40), vec![job("j1", 41, "accepted", 61)]));
+    fn an_accepted_job_is_queued_or_running_until_evidence_tells() {
+        let base = || snapshot(Some(40), vec![job("j1", 41, "accepted", 5)]);
+        let r = report(&seen(base(), vec![], 0));
+        assert_eq!(state(&r, 41), MigrationState::Accepted);
+        assert!(r.migrations[40]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("queued or running"));
+        // Old and quiet, every session visible, none working: stale, with the evidence named.
+        let old = || snapshot(Some(40), vec![job("j1", 41, "accepted", 61)]);
+        let r = report(&seen(old(), vec![], 0));
         assert_eq!(state(&r, 41), MigrationState::Stale);
+        assert!(r.migrations[40]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("every session was visible"));
+        // Old and quiet, but sessions hidden or not recorded: no claim that nothing works.
+        let r = report(&seen(old(), vec![], 3));
+        assert_eq!(state(&r, 41), MigrationState::Accepted);
+        assert!(r.migrations[40]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("cannot tell"));
+        assert_eq!(state(&report(&old()), 41), MigrationState::Accepted);
+        // Old and quiet, but a session runs a write longer than the server's statement limit.
+        let long = session("UPDATE \"Observation\" SET \"__version\" = 9", 90, false);
+        let r = report(&seen(old(), vec![long], 0));
+        assert_eq!(state(&r, 41), MigrationState::Running);
+        assert_eq!(r.migrations[40].work_evidence.len(), 1);
+        // A short write is ordinary traffic; DDL outside the startup lock is migration work.
+        let short = session("UPDATE \"Observation\" SET x = 1", 0, false);
+        assert_eq!(
+            state(&report(&seen(old(), vec![short], 0)), 41),
+            MigrationState::Stale
+        );
+        let ddl = session("CREATE INDEX CONCURRENTLY x ON y (z)", 0, true);
+        assert_eq!(
+            state(&report(&seen(old(), vec![ddl], 0)), 41),
+            MigrationState::Running
+        );
+        // Jobs written "active" by older servers still read as running while fresh.
+        let r = report(&seen(
+            snapshot(Some(40), vec![job("j1", 41, "active", 59)]),
+            vec![],
+            0,
+        ));
+        assert_eq!(state(&r, 41), MigrationState::Running);
+    }
+
+    // asyncjobcancel.ts: $cancel does not stop a running custom migration.
+    #[test]
+    fn a_cancelled_job_whose_work_still_runs_is_running() {
+        let cancelled = snapshot(Some(40), vec![job("j1", 41, "cancelled", 5)]);
+        let ddl = session("CREATE INDEX CONCURRENTLY x ON y (z)", 2, true);
+        let r = report(&seen(cancelled.clone(), vec![ddl], 0));
+        assert_eq!(state(&r, 41), MigrationState::Running);
+        assert!(r.migrations[40]
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("$cancel does not"));
+        assert_eq!(
+            state(&report(&seen(cancelled, vec![], 0)), 41),
+            MigrationState::Cancelled
+        );
+    }
+
+    // migration-utils.ts, preparePostDeployMigrationAsyncJob: system jobs only, any version.
+    #[test]
+    fn the_server_counts_system_jobs_in_progress_of_any_version() {
+        let mut project_job = job("p1", 41, "accepted", 5);
+        project_job.project_id = Some("0b0e6e2f-6a36-4c55-9f1d-8f1b0a3c2d4e".into());
+        let mut system_job = job("s1", 41, "accepted", 3);
+        system_job.project_id = Some(crate::analyze::jobs::SYSTEM_PROJECT_ID.into());
+        let r = report(&snapshot(
+            Some(40),
+            vec![project_job.clone(), system_job.clone()],
+        ));
+        assert!(!has(&r, "several-jobs-in-progress"));
+        assert!(has(&r, "project-jobs-ignored"));
+        assert_eq!(r.ignored_jobs.len(), 1);
+        assert_eq!(r.migrations[40].current.job_id.as_deref(), Some("s1"));
+        // Two system jobs in progress for different versions: the server refuses.
+        let r = report(&snapshot(
+            Some(40),
+            vec![job("a", 39, "accepted", 50), system_job],
+        ));
+        assert!(has(&r, "several-jobs-in-progress"));
+        // One left behind for another version: the server reuses it for the next.
+        let r = report(&snapshot(Some(41), vec![job("a", 38, "accepted", 50)]));
+        assert!(has(&r, "job-will-be-reused"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use semver::Version;
 use serde::Serialize;
 
 use super::migrations::infer_from;
-use super::migrations::{MigrationState, MigrationStatus, StatusReport};
+use super::migrations::{JobRun, MigrationState, MigrationStatus, StatusReport};
 use super::upgrade::{migration_row, plan, version_ranges};
 use crate::medplum::config::DeferSettings;
 use crate::medplum::gate::{predict, required_but_not_run, GatePrediction, GateSettings};
@@ -90,25 +90,15 @@ pub fn recover(
         |state: MigrationState| status.migrations.iter().filter(move |m| m.state == state);
 
     let inconsistent: Vec<&MigrationStatus> = by_state(MigrationState::Inconsistent).collect();
-    let duplicates: Vec<&MigrationStatus> = inconsistent
-        .iter()
-        .copied()
-        .filter(|m| accepted_jobs(m).len() > 1)
-        .collect();
+    let in_progress = jobs_in_progress(status);
     let contradictions: Vec<String> = inconsistent
         .iter()
-        .filter(|m| accepted_jobs(m).len() <= 1)
         .map(|m| format!("v{}: {}", m.version, m.detail.as_deref().unwrap_or("")))
         .chain(
             status
                 .findings
                 .iter()
-                // Jobs in progress for several migrations at once are a contradiction unless
-                // they are the duplicates of one migration, which the cancel step handles.
-                .filter(|f| {
-                    f.id == "job-unreadable"
-                        || (f.id == "several-jobs-in-progress" && duplicates.is_empty())
-                })
+                .filter(|f| f.id == "job-unreadable")
                 .map(|f| f.message.clone()),
         )
         .collect();
@@ -133,7 +123,7 @@ pub fn recover(
     let next_unstarted = status
         .migrations
         .iter()
-        .find(|m| matches!(m.state, MigrationState::Pending | MigrationState::Queued));
+        .find(|m| matches!(m.state, MigrationState::Pending | MigrationState::Accepted));
     if let Some(pending) = next_unstarted {
         let defers = options.config.map(|c| c.defers());
         if defers != Some(true) {
@@ -168,80 +158,61 @@ pub fn recover(
         }
     }
 
-    for m in &duplicates {
-        let jobs = accepted_jobs(m);
-        let (keep, cancel) = jobs
-            .split_last()
-            .map_or((None, &[][..]), |(k, c)| (Some(*k), c));
-        steps.push(Step {
-            step: 0,
-            id: "cancel-duplicate-job",
-            title: format!(
-                "Cancel the extra accepted job{} of v{}",
-                if cancel.len() == 1 { "" } else { "s" },
-                m.version
-            ),
-            evidence: vec![m.detail.clone().unwrap_or_default()],
-            risk: Risk::Low,
-            explanation: format!(
-                "The server refuses to start post-deploy migrations while two jobs are accepted. \
-                 Keep the newest ({}), cancel the older; an accepted job has done no work, so \
-                 cancelling it loses nothing.",
-                keep.unwrap_or("?")
-            ),
-            commands: cancel.iter().map(|job| cancel_command(job)).collect(),
-            check: format!(
-                "`medmig status` shows one job for v{} (no longer inconsistent)",
-                m.version
-            ),
-        });
+    if in_progress.len() > 1 {
+        steps.push(cancel_duplicates(status, &in_progress));
     }
 
     for m in by_state(MigrationState::Stale) {
         let job = m.current.job_id.as_deref().unwrap_or("?");
         let status_text = m.current.job_status.as_deref().unwrap_or("?");
+        let reindex = is_reindex(m);
         let mut evidence = vec![m.detail.clone().unwrap_or_default()];
         if let Some(activity) = &snapshot.activity {
-            if activity.sessions.is_empty() {
-                evidence.push("no session held the migration lock or ran migration DDL when the snapshot was taken: nothing seems to be working on it".into());
-            } else {
-                evidence.extend(activity.sessions.iter().map(|s| {
-                    format!(
-                        "session {} ({}) was {}",
-                        s.pid,
-                        s.application_name.as_deref().unwrap_or(""),
-                        s.query.as_deref().map_or(
-                            "holding the migration lock".to_string(),
-                            |q| format!("running `{}`", crate::text::shorten(q, 80))
-                        )
+            evidence.extend(activity.sessions.iter().map(|s| {
+                format!(
+                    "session {} ({}) was {}",
+                    s.pid,
+                    s.application_name.as_deref().unwrap_or(""),
+                    s.query.as_deref().map_or(
+                        "holding the migration lock".to_string(),
+                        |q| format!("running `{}`", crate::text::shorten(q, 80))
                     )
-                }));
-            }
+                )
+            }));
         }
         let mut commands = vec![
             "# the worker's logs: look for \"PostDeployMigrationQueue worker\" and \"Post-deploy migration\" lines about this job".into(),
+            "# pg_stat_activity: SELECT pid, state, query_start, left(query, 120) FROM pg_stat_activity WHERE application_name = 'medplum-server' AND state <> 'idle' ORDER BY query_start;".into(),
         ];
         if status_text == "accepted" {
             commands.push(cancel_command(job));
         }
         commands.push(rerun_command(m.version));
+        let cancel_note = match (status_text, reindex) {
+            ("accepted", true) => "It is a reindex: a cancel takes effect at its next progress write, so it is safe to cancel before re-running.",
+            ("accepted", false) => "Cancel it only once the logs (or Redis's PostDeployMigrationQueue) confirm nothing runs it: $cancel does not stop a running custom migration, which would finish, overwrite the job as completed and raise dataVersion.",
+            _ => "The job is active (written by an older server) and cannot be cancelled: re-running queues the same migration again once the worker is healthy.",
+        };
         steps.push(Step {
             step: 0,
             id: "investigate-stale-job",
-            title: format!("Find out whether v{} is slow or dead, then restart it", m.version),
+            title: format!(
+                "Find out whether v{} is slow, delayed or dead, then restart it",
+                m.version
+            ),
             evidence,
             risk: Risk::Medium,
             explanation: format!(
-                "A slow migration still updates its job or shows in pg_stat_activity; a dead one \
-                 does neither (the worker restarted, or lost its Redis job). {}",
-                if status_text == "accepted" {
-                    "The job is accepted, so it can be cancelled before re-running."
-                } else {
-                    "The job is active and cannot be cancelled: re-running queues the same migration again once the worker is healthy."
-                }
+                "No session ran its work when medmig read, and its job has not changed for \
+                 longer than the stale limit. A custom migration writes nothing to its job while \
+                 it runs, so the worker's logs (or Redis) tell a slow run from a dead worker or a \
+                 job delayed because an older server is still registered. {cancel_note}"
             ),
             commands,
-            check: format!("`medmig status` shows v{} running with recent updates, then completed", m.version),
+            check: format!(
+                "`medmig status` shows v{} running, then completed",
+                m.version
+            ),
         });
     }
 
@@ -440,13 +411,83 @@ fn deploy_required_release(
     })
 }
 
-/// The accepted jobs of a migration, oldest first.
-fn accepted_jobs(m: &MigrationStatus) -> Vec<&str> {
-    m.runs
+/// Every system post-deploy job the server counts as in progress (`accepted` or `active`,
+/// any migration), with its migration, oldest request first.
+fn jobs_in_progress(status: &StatusReport) -> Vec<(&MigrationStatus, &JobRun)> {
+    let mut jobs: Vec<(&MigrationStatus, &JobRun)> = status
+        .migrations
         .iter()
-        .filter(|r| r.facts.job_status.as_deref() == Some("accepted"))
-        .filter_map(|r| r.facts.job_id.as_deref())
-        .collect()
+        .flat_map(|m| m.runs.iter().map(move |r| (m, r)))
+        .filter(|(_, r)| matches!(r.facts.job_status.as_deref(), Some("accepted" | "active")))
+        .collect();
+    jobs.sort_by_key(|(_, r)| r.facts.requested_at);
+    jobs
+}
+
+/// Whether the migration is a reindex, as far as its output shows.
+fn is_reindex(m: &MigrationStatus) -> bool {
+    m.current
+        .progress
+        .as_deref()
+        .is_some_and(|p| p.starts_with("reindex"))
+}
+
+/// The server refuses to queue while two or more system jobs are in progress
+/// (`preparePostDeployMigrationAsyncJob`): keep the one for the next migration and cancel the
+/// rest — where a cancel takes effect.
+fn cancel_duplicates(status: &StatusReport, jobs: &[(&MigrationStatus, &JobRun)]) -> Step {
+    let pending = status.post_deploy.pending;
+    let keep = jobs
+        .iter()
+        .rev()
+        .find(|(m, _)| Some(m.version) == pending)
+        .or(jobs.last())
+        .map(|(_, r)| r.facts.job_id.clone().unwrap_or_default());
+    let mut commands = Vec::new();
+    let mut notes = Vec::new();
+    for (m, run) in jobs {
+        let id = run.facts.job_id.clone().unwrap_or_default();
+        if Some(&id) == keep.as_ref() {
+            continue;
+        }
+        let working = run.current && !m.work_evidence.is_empty();
+        match run.facts.job_status.as_deref() {
+            Some("accepted") if working => notes.push(format!(
+                "job {id} (v{}) is being worked on by a session: $cancel would not stop it; let it end",
+                m.version
+            )),
+            Some("accepted") => commands.push(cancel_command(&id)),
+            _ => notes.push(format!(
+                "job {id} (v{}) is active, written by an older server: $cancel refuses it (\"AsyncJob \
+                 cannot be cancelled if status is not 'accepted'\"); it needs support",
+                m.version
+            )),
+        }
+    }
+    Step {
+        step: 0,
+        id: "cancel-duplicate-job",
+        title: format!(
+            "Leave one post-deploy job in progress: keep {}, cancel the others",
+            keep.as_deref().unwrap_or("the newest")
+        ),
+        evidence: status
+            .findings
+            .iter()
+            .filter(|f| f.id == "several-jobs-in-progress")
+            .map(|f| f.message.clone())
+            .chain(notes)
+            .collect(),
+        risk: Risk::Low,
+        explanation: "The server refuses to queue a post-deploy migration while two or more \
+                      system data-migration jobs are accepted or active, of any migration, and a \
+                      server that auto-runs them fails to start. Keep the job of the next \
+                      migration; cancel the others that nothing runs (an accepted job a worker \
+                      has not picked up has done no work)."
+            .into(),
+        commands,
+        check: "`medmig status` no longer reports several-jobs-in-progress".into(),
+    }
 }
 
 /// `POST /admin/super/migrate` for one migration, ready to paste.

@@ -11,7 +11,10 @@ use semver::Version;
 use serde::Serialize;
 
 use super::compat::{diff, DIFFERENCE_IDS};
-use super::migrations::{analyze, infer_from, JobRun, StatusOptions, StatusReport};
+use super::migrations::{
+    analyze, infer_from, is_migrating, JobRun, MigrationState, MigrationStatus, StatusOptions,
+    StatusReport,
+};
 use super::Impact;
 use crate::catalog::SchemaContract;
 use crate::medplum::config::DeferSettings;
@@ -165,6 +168,10 @@ pub fn rollback_check(
         known,
         covered,
         to,
+        activity_visible: snapshot
+            .activity
+            .as_ref()
+            .is_some_and(|a| a.hidden_sessions == 0),
     };
     let jobs_unreadable = snapshot
         .unreadable_tables
@@ -191,7 +198,7 @@ pub fn rollback_check(
     checks.push(newer.started(jobs_unreadable));
     checks.push(newer.queued(jobs_unreadable));
     checks.push(post_deploy_applied(snapshot, &status, manifest, known, to));
-    checks.push(migration_in_progress(snapshot));
+    checks.push(migration_in_progress(snapshot, &options.status));
     let (from, inferred_by) = match &options.from {
         Some(from) => (Some(from.clone()), None),
         None => infer_from(&status, manifest),
@@ -282,16 +289,26 @@ struct NewerMigrations<'a> {
     /// Whether the manifest covers the target (else migrations past it are indeterminate).
     covered: bool,
     to: &'a Version,
+    /// Whether every session was visible when the evidence was read.
+    activity_visible: bool,
 }
 
 impl NewerMigrations<'_> {
-    /// Every job of a migration newer than the target, with its migration number.
-    fn jobs(&self) -> impl Iterator<Item = (u32, &JobRun)> {
+    /// Every job of a migration newer than the target, with its migration.
+    fn runs(&self) -> impl Iterator<Item = (&MigrationStatus, &JobRun)> {
         self.status
             .migrations
             .iter()
             .filter(|m| m.version > self.known)
-            .flat_map(|m| m.runs.iter().map(move |run| (m.version, run)))
+            .flat_map(|m| m.runs.iter().map(move |run| (m, run)))
+    }
+
+    /// Whether this run did (or does) work: what the job records, or, for the current run,
+    /// sessions seen doing its work (a custom migration writes nothing until it ends, and
+    /// ignores $cancel once it runs).
+    fn run_started(m: &MigrationStatus, run: &JobRun) -> bool {
+        run_started(run)
+            || (run.current && m.state == MigrationState::Running && !m.work_evidence.is_empty())
     }
 
     /// Whether migration `version` is certainly unknown to the target.
@@ -341,12 +358,26 @@ impl NewerMigrations<'_> {
         }
         let mut started = Vec::new();
         let mut indeterminate = Vec::new();
-        for (version, run) in self.jobs() {
-            if !run_started(run) {
+        for (m, run) in self.runs() {
+            let version = m.version;
+            if !Self::run_started(m, run) {
+                // A cancelled job is evidence of safety only when medmig saw every session
+                // and none ran its work: a running custom migration ignores $cancel.
+                if run.current
+                    && run.facts.job_status.as_deref() == Some("cancelled")
+                    && !self.activity_visible
+                    && self.certainly_newer(version)
+                {
+                    indeterminate.push(format!(
+                        "{}; medmig could not see every session, so it cannot tell whether its \
+                         work still runs ($cancel does not stop a running custom migration)",
+                        self.describe(version, run)
+                    ));
+                }
                 continue;
             }
             if self.certainly_newer(version) {
-                started.push((version, run));
+                started.push((version, m, run));
             } else {
                 indeterminate.push(self.describe(version, run));
             }
@@ -361,7 +392,7 @@ impl NewerMigrations<'_> {
                 indeterminate.push(finding.message.clone());
             }
         }
-        if let Some((version, run)) = started.first() {
+        if let Some((version, _, run)) = started.first() {
             let facts = &run.facts;
             let when = facts
                 .started_at
@@ -374,7 +405,17 @@ impl NewerMigrations<'_> {
                 self.introduced(*version),
                 self.to
             );
-            let evidence = started.iter().map(|(v, r)| self.describe(*v, r)).collect();
+            let evidence = started
+                .iter()
+                .flat_map(|(v, m, r)| {
+                    let sessions = if r.current {
+                        m.work_evidence.clone()
+                    } else {
+                        Vec::new()
+                    };
+                    std::iter::once(self.describe(*v, r)).chain(sessions)
+                })
+                .collect();
             return Check::new(id, Impact::Blocker, Outcome::Fail, message).with(evidence);
         }
         if !indeterminate.is_empty() {
@@ -404,12 +445,13 @@ impl NewerMigrations<'_> {
                 "the post-deploy jobs could not be read, so medmig cannot tell whether one is queued");
         }
         let queued: Vec<(u32, &JobRun)> = self
-            .jobs()
-            .filter(|(v, run)| {
-                self.certainly_newer(*v)
+            .runs()
+            .filter(|(m, run)| {
+                self.certainly_newer(m.version)
                     && run.facts.job_status.as_deref() == Some("accepted")
-                    && !run_started(run)
+                    && !Self::run_started(m, run)
             })
+            .map(|(m, run)| (m.version, run))
             .collect();
         match queued.first() {
             Some((version, run)) => {
@@ -419,8 +461,12 @@ impl NewerMigrations<'_> {
                     .map(|(v, r)| {
                         let job = r.facts.job_id.as_deref().unwrap_or("?");
                         format!(
-                            "{}; cancel it before rolling back: curl -X POST -H \"Authorization: \
-                             Bearer $TOKEN\" \"$MEDPLUM_BASE_URL/fhir/R4/AsyncJob/{job}/$cancel\"",
+                            "{}; queued or running (PostgreSQL cannot tell: a custom migration \
+                             writes nothing to its job until it ends); once nothing runs it \
+                             (check pg_stat_activity and the worker's logs, or Redis), cancel it \
+                             before rolling back: curl -X POST -H \"Authorization: Bearer \
+                             $MEDPLUM_TOKEN\" \"$MEDPLUM_BASE_URL/fhir/R4/AsyncJob/{job}/$cancel\"; \
+                             $cancel does not stop a running custom migration",
                             self.describe(*v, r)
                         )
                     })
@@ -430,8 +476,8 @@ impl NewerMigrations<'_> {
                     Impact::Blocker,
                     Outcome::Fail,
                     format!(
-                        "post-deploy migration {} is queued (job {job}) and can start at any \
-                         moment: cancel it first",
+                        "post-deploy migration {} is accepted (job {job}): queued, and can \
+                         start at any moment, or already running",
                         self.introduced(*version)
                     ),
                 )
@@ -450,10 +496,15 @@ impl NewerMigrations<'_> {
     }
 
     fn cancelled(&self) -> Option<Check> {
+        if !self.activity_visible {
+            return None;
+        }
         let evidence: Vec<String> = self
-            .jobs()
-            .filter(|(_, run)| run.facts.job_status.as_deref() == Some("cancelled"))
-            .map(|(v, run)| self.describe(v, run))
+            .runs()
+            .filter(|(m, run)| {
+                run.facts.job_status.as_deref() == Some("cancelled") && !Self::run_started(m, run)
+            })
+            .map(|(m, run)| self.describe(m.version, run))
             .collect();
         (!evidence.is_empty()).then(|| {
             Check::new(
@@ -461,7 +512,8 @@ impl NewerMigrations<'_> {
                 Impact::Info,
                 Outcome::Pass,
                 format!(
-                    "{} cancelled {} of newer migrations never ran",
+                    "{} cancelled {} of newer migrations never ran (no progress recorded, no \
+                     session ran their work)",
                     evidence.len(),
                     if evidence.len() == 1 { "job" } else { "jobs" }
                 ),
@@ -471,12 +523,20 @@ impl NewerMigrations<'_> {
     }
 }
 
-/// Whether a job did any work: `active`, `completed`, `error`, or `accepted` with progress
-/// (reindex migrations stay `accepted` while they work).
+/// Whether a job recorded work: `active`, `completed`, `error`, or `accepted` or `cancelled`
+/// with progress (reindex migrations stay `accepted` while they work; a reindex cancelled
+/// after progress was partly done).
 fn run_started(run: &JobRun) -> bool {
     match run.facts.job_status.as_deref() {
         Some("active" | "completed" | "error") => true,
-        Some("accepted") => run.facts.started_at.is_some() || run.facts.progress.is_some(),
+        Some("accepted" | "cancelled") => {
+            run.facts.started_at.is_some()
+                || run
+                    .facts
+                    .progress
+                    .as_deref()
+                    .is_some_and(|p| !p.starts_with("skipped"))
+        }
         _ => false,
     }
 }
@@ -522,7 +582,7 @@ fn post_deploy_applied(
     }
 }
 
-fn migration_in_progress(snapshot: &Snapshot) -> Check {
+fn migration_in_progress(snapshot: &Snapshot, status: &StatusOptions) -> Check {
     let id = "migration-in-progress";
     let Some(activity) = &snapshot.activity else {
         return Check::new(id, Impact::Blocker, Outcome::Unknown,
@@ -531,6 +591,7 @@ fn migration_in_progress(snapshot: &Snapshot) -> Check {
     let mut evidence: Vec<String> = activity
         .sessions
         .iter()
+        .filter(|s| is_migrating(s, status))
         .map(|s| {
             let who = s
                 .application_name
@@ -539,6 +600,13 @@ fn migration_in_progress(snapshot: &Snapshot) -> Check {
                 .unwrap_or("unnamed");
             let what = if s.holds_migration_lock {
                 "holds Medplum's migration lock (advisory lock 1)".to_string()
+            } else if !s.ddl() {
+                format!(
+                    "has run `{}` for longer than the server's statement limit ({}), as only \
+                     a migration client does",
+                    crate::text::shorten(s.query.as_deref().unwrap_or(""), 120),
+                    crate::text::elapsed(status.statement_limit.num_seconds() as f64)
+                )
             } else {
                 format!(
                     "runs `{}`",
@@ -572,7 +640,8 @@ fn migration_in_progress(snapshot: &Snapshot) -> Check {
         id,
         Impact::Blocker,
         Outcome::Pass,
-        "no session holds the migration lock or runs migration DDL",
+        "no session holds the migration lock, runs migration DDL or a write longer than the \
+         server's statement limit",
     )
     .with(hidden.into_iter().collect())
 }

@@ -185,10 +185,7 @@ fn write_database(
     let report = analyze(
         &snapshot,
         &manifest,
-        StatusOptions {
-            now: snapshot.taken_at,
-            stale_after: Duration::hours(1),
-        },
+        StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
     );
     let source = ReportSource::of(&snapshot, "live", None, &manifest.origin);
     let mut status = Vec::new();

@@ -59,6 +59,7 @@ pub fn load_and_analyze(
     input: &InputArgs,
     manifest: Option<&Path>,
     stale_after: std::time::Duration,
+    statement_limit: std::time::Duration,
 ) -> Result<Analyzed> {
     let manifest = Manifest::load(manifest)?;
     let (snapshot, mut source) = load_input(input)?;
@@ -67,10 +68,7 @@ pub fn load_and_analyze(
     let status = analyze(
         &snapshot,
         &manifest,
-        StatusOptions {
-            now: snapshot.taken_at,
-            stale_after: chrono::Duration::from_std(stale_after).unwrap_or(chrono::Duration::MAX),
-        },
+        status_options(snapshot.taken_at, stale_after, statement_limit),
     );
     Ok(Analyzed {
         snapshot,
@@ -78,6 +76,19 @@ pub fn load_and_analyze(
         manifest,
         status,
     })
+}
+
+/// The status options for a snapshot taken at `now`.
+pub fn status_options(
+    now: chrono::DateTime<chrono::Utc>,
+    stale_after: std::time::Duration,
+    statement_limit: std::time::Duration,
+) -> StatusOptions {
+    let duration = |d| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    StatusOptions {
+        statement_limit: duration(statement_limit),
+        ..StatusOptions::at(now, duration(stale_after))
+    }
 }
 
 /// The Medplum config named by `--medplum-config`, if any.

@@ -16,6 +16,7 @@ pub fn run(args: &RecoverArgs, out: &mut impl Write) -> Result<u8> {
         &args.input,
         args.manifest.manifest.as_deref(),
         args.stale_after,
+        args.evidence.server_statement_timeout,
     )?;
     let steps = recover(
         &analyzed.snapshot,

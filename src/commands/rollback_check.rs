@@ -3,9 +3,7 @@
 use std::io::Write;
 
 use anyhow::{bail, Result};
-use chrono::Duration;
 
-use crate::analyze::migrations::StatusOptions;
 use crate::analyze::rollback::{is_check_id, rollback_check, RollbackOptions};
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, RollbackCheckArgs};
@@ -35,10 +33,11 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
         baseline: baseline.as_ref().map(|b| &b.schema),
         config: config.as_ref().map(MedplumConfig::defer_settings),
         ignore: &args.ignore,
-        status: StatusOptions {
-            now: snapshot.taken_at,
-            stale_after: Duration::hours(1),
-        },
+        status: super::status_options(
+            snapshot.taken_at,
+            std::time::Duration::from_secs(3600),
+            args.evidence.server_statement_timeout,
+        ),
     };
     let report = rollback_check(&snapshot, &manifest, &options);
 

@@ -13,6 +13,7 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
         &args.input,
         args.manifest.manifest.as_deref(),
         args.stale_after,
+        args.evidence.server_statement_timeout,
     )?;
     let (source, report) = (&analyzed.source, &analyzed.status);
     let mut rendered = Vec::new();

@@ -17,6 +17,7 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
         &args.input,
         args.manifest.manifest.as_deref(),
         std::time::Duration::from_secs(3600),
+        std::time::Duration::from_secs(60),
     )?;
     let (status, manifest, source) = (&analyzed.status, &analyzed.manifest, &analyzed.source);
     let (from, inferred_by) = match &args.from {

@@ -285,8 +285,35 @@ pub struct StatusJson {
     pub pre_deploy: PreDeployJson,
     pub post_deploy: PostDeployJson,
     pub migrations: Vec<MigrationJson>,
+    pub maintenance_jobs: Vec<MaintenanceJobJson>,
+    pub ignored_jobs: Vec<IgnoredJobJson>,
     pub invalid_indexes: Vec<InvalidIndexJson>,
     pub findings: Vec<FindingJson>,
+}
+
+/// A schema maintenance job (schema-drift repair and kin), shown apart from migrations.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceJobJson {
+    pub job_id: String,
+    pub request: String,
+    pub status: String,
+    pub requested_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub last_updated: String,
+    pub statements: Vec<String>,
+    pub dropped_indexes: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// A data-migration job the server ignores (inside a project).
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IgnoredJobJson {
+    pub job_id: String,
+    pub data_version: u32,
+    pub status: String,
+    pub reason: String,
 }
 
 impl StatusJson {
@@ -343,6 +370,8 @@ pub struct MigrationJson {
     pub current: RunFactsJson,
     pub attempts: usize,
     pub detail: Option<String>,
+    #[serde(default)]
+    pub work_evidence: Vec<String>,
     pub runs: Vec<RunJson>,
 }
 

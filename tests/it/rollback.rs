@@ -460,3 +460,96 @@ fn a_session_running_migration_ddl_is_seen() {
         alter.await.unwrap().unwrap();
     });
 }
+
+/// The issue's case: a custom post-deploy migration that runs for hours writes nothing to its
+/// job (packages/server/src/workers/post-deploy-migration.ts, runCustomMigration: one write at
+/// the end), and ignores $cancel (asyncjobcancel.ts patches the status; nothing in the
+/// running migration reads it, and completeJob overwrites it). A real session under the
+/// worker's application name holds the work, past the server's statement limit.
+#[test]
+fn a_running_custom_migration_is_running_and_cancelling_it_does_not_make_it_safe() {
+    let db = TestDb::build(
+        &DEFERRED,
+        "SELECT fixture.job('e5100000-0000-4000-8000-00000000c0de', 51, ARRAY['accepted'],
+           ARRAY[now() - interval '2 hours'], NULL, '5.2.1')",
+    );
+    let url = db.url();
+    let limit = ["--server-statement-timeout", "1s"];
+    let rt = runtime();
+    rt.block_on(async {
+        let worker = connect(&url).await;
+        worker
+            .batch_execute("SET application_name = 'medplum-server'; SET statement_timeout = 0")
+            .await
+            .unwrap();
+        let work = tokio::spawn(async move {
+            // A backfill that takes a while: the kind of statement a custom migration runs.
+            let _ = worker
+                .batch_execute(
+                    "UPDATE \"Patient\" SET \"__version\" = \"__version\" \
+                     WHERE pg_sleep(30) IS NOT NULL",
+                )
+                .await;
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+
+        // status: running, with the session as evidence, though the job is two hours quiet.
+        let status = crate::harness::status_json(&url, &limit);
+        let v51 = status.migration(51);
+        assert_eq!(v51.state, "running", "{v51:?}");
+        assert!(
+            v51.work_evidence[0].contains("(medplum-server) has run `UPDATE \"Patient\""),
+            "{v51:?}"
+        );
+        // recover: no $cancel for work that is running, no stale-job step.
+        let run = medmig(&["recover", "--format", "json", "--database-url", &url, "--server-statement-timeout", "1s"]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(!run.stdout.contains("$cancel"), "{}", run.stdout);
+        assert!(!run.stdout.contains("investigate-stale-job"), "{}", run.stdout);
+        // rollback-check: UNSAFE, because v51 started.
+        let mut args = vec!["--database-url", url.as_str()];
+        args.extend_from_slice(&limit);
+        args.extend_from_slice(&BACK);
+        let (code, report) = rollback(&args);
+        assert_eq!((code, report.verdict.as_str()), (1, "UNSAFE"));
+        assert_eq!(report.outcome("post-deploy-started"), "fail", "{:#?}", report.checks);
+
+        // $cancel, as the server does it (a JSON patch of the status; a new version).
+        let operator = connect(&url).await;
+        operator.batch_execute(
+            "UPDATE \"AsyncJob\" SET \"content\" = jsonb_set(\"content\"::jsonb, '{status}', '\"cancelled\"')::text,
+                 \"status\" = 'cancelled', \"lastUpdated\" = now()
+             WHERE \"id\" = 'e5100000-0000-4000-8000-00000000c0de';
+             INSERT INTO \"AsyncJob_History\" (\"versionId\", \"id\", \"content\", \"lastUpdated\")
+             SELECT gen_random_uuid(), \"id\", \"content\", \"lastUpdated\" FROM \"AsyncJob\"
+             WHERE \"id\" = 'e5100000-0000-4000-8000-00000000c0de'",
+        ).await.unwrap();
+        let (code, report) = rollback(&args);
+        assert_eq!((code, report.verdict.as_str()), (1, "UNSAFE"), "{:#?}", report.checks);
+        let started = report.check("post-deploy-started");
+        assert_eq!(started.outcome, "fail");
+        assert!(started.evidence.iter().any(|e| e.contains("is cancelled") || e.contains("has run `UPDATE")), "{started:?}");
+        assert_eq!(crate::harness::status_json(&url, &limit).migration(51).state, "running");
+
+        // Once nothing runs it any more, the cancelled job never ran: SAFE.
+        operator
+            .batch_execute(
+                "SELECT pg_cancel_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = 'medplum-server'",
+            )
+            .await
+            .unwrap();
+        work.await.unwrap();
+    });
+    let mut args = vec!["--database-url", url.as_str()];
+    args.extend_from_slice(&limit);
+    args.extend_from_slice(&BACK);
+    let (code, report) = rollback(&args);
+    assert_eq!(
+        (code, report.verdict.as_str()),
+        (0, "SAFE"),
+        "{:#?}",
+        report.checks
+    );
+    assert_eq!(report.outcome("post-deploy-cancelled"), "pass");
+}

@@ -174,27 +174,45 @@ fn job_without_updates_is_stale_until_the_limit_is_raised() {
     assert!(v48.detail.as_deref().unwrap().contains("5h"), "{v48:?}");
     assert!(report.finding_ids().contains(&"migration-stale"));
     let report = status_json(&db.url(), &["--stale-after", "6h"]);
-    assert_eq!(report.migration(48).state, "running");
+    assert_eq!(report.migration(48).state, "accepted");
 }
 
 #[test]
-fn two_accepted_jobs_are_inconsistent() {
+fn an_old_server_active_job_is_read_running_then_stale() {
+    // Servers before 4.x wrote "active"; old databases keep such jobs.
+    let db = TestDb::with(&["schema", "old-server-active-job"]);
+    let report = status_json(&db.url(), &["--stale-after", "6h"]);
+    assert_eq!(report.migration(48).state, "running");
+    let report = status_json(&db.url(), &[]);
+    assert_eq!(report.migration(48).state, "stale");
+}
+
+#[test]
+fn two_system_jobs_in_progress_make_the_server_refuse_to_queue() {
+    // packages/server/src/migrations/migration-utils.ts, preparePostDeployMigrationAsyncJob:
+    // two or more system data-migration jobs accepted or active, of any dataVersion, and the
+    // server refuses to queue ("Multiple data migration jobs with accepted status" in its
+    // database.test.ts). The newest job decides the migration's state.
     let db = TestDb::with(&["schema", "two-accepted"]);
     let report = status_json(&db.url(), &[]);
     let v49 = report.migration(49);
-    assert_eq!(v49.state, "inconsistent");
+    assert_eq!(v49.state, "accepted");
     assert_eq!(v49.attempts, 2);
-    let detail = v49.detail.as_deref().unwrap();
-    assert!(
-        detail.contains("e4900000-0000-4000-8000-000000000001"),
-        "{detail}"
+    assert_eq!(
+        v49.current.job_id.as_deref(),
+        Some("e4900000-0000-4000-8000-000000000002")
     );
-    assert!(
-        detail.contains("e4900000-0000-4000-8000-000000000002"),
-        "{detail}"
-    );
-    let ids = report.finding_ids();
-    assert!(ids.contains(&"several-jobs-in-progress") && ids.contains(&"migration-inconsistent"));
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.id == "several-jobs-in-progress")
+        .expect("the server's refusal is a finding");
+    assert!(finding
+        .message
+        .contains("e4900000-0000-4000-8000-000000000001"));
+    assert!(finding
+        .message
+        .contains("Unable to start post-deploy migration"));
 }
 
 #[test]
@@ -278,6 +296,35 @@ fn other_job_types_and_deleted_jobs_are_ignored() {
             "{ignored} leaked into the report"
         );
     }
+    // The job inside a project is ignored as the server ignores it, and listed as such.
+    assert_eq!(
+        report
+            .ignored_jobs
+            .iter()
+            .map(|j| j.job_id.as_str())
+            .collect::<Vec<_>>(),
+        ["e5300000-0000-4000-8000-00000000b0b0"]
+    );
+    assert!(report.finding_ids().contains(&"project-jobs-ignored"));
+    assert!(!report.finding_ids().contains(&"several-jobs-in-progress"));
+}
+
+#[test]
+fn a_schema_repair_job_is_shown_apart_never_as_a_migration() {
+    // packages/server/src/admin/super.ts: reconcile-db-schema-drift creates an AsyncJob with
+    // no type and no dataVersion, run on the post-deploy queue as a dynamic job.
+    let db = TestDb::with(&["schema", "schema-repair-job"]);
+    let report = status_json(&db.url(), &[]);
+    assert_eq!(report.migration(53).state, "pending");
+    assert_eq!(report.migration(53).attempts, 0);
+    let [job] = report.maintenance_jobs.as_slice() else {
+        panic!("one maintenance job: {:?}", report.maintenance_jobs)
+    };
+    assert_eq!(job.request, "/admin/super/reconcile-db-schema-drift");
+    assert_eq!(job.status, "completed");
+    assert_eq!(job.dropped_indexes, ["\"Observation_legacy_idx\""]);
+    assert!(report.finding_ids().contains(&"maintenance-job"));
+    assert!(!report.finding_ids().contains(&"job-unreadable"));
 }
 
 #[test]
