@@ -146,13 +146,7 @@ pub fn maintenance_job(record: &JobRecord) -> Option<MaintenanceJob> {
     }
     let request = resource.get("request").and_then(Value::as_str)?;
     let path = request.find("/admin/super/").map(|at| &request[at..])?;
-    let time = |name: &str| {
-        resource
-            .get(name)
-            .and_then(Value::as_str)
-            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
+    let time = |name: &str| time_field(&resource, name);
     let parameters = resource
         .pointer("/output/parameter")
         .and_then(Value::as_array)
@@ -195,6 +189,15 @@ pub fn maintenance_job(record: &JobRecord) -> Option<MaintenanceJob> {
     })
 }
 
+/// A resource's RFC 3339 time field, if it has a readable one.
+fn time_field(resource: &Value, name: &str) -> Option<DateTime<Utc>> {
+    resource
+        .get(name)
+        .and_then(Value::as_str)
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// The index a `DROP INDEX [CONCURRENTLY] [IF EXISTS] name` statement drops.
 fn dropped_index(sql: &str) -> Option<String> {
     let mut words = sql.split_whitespace();
@@ -232,13 +235,7 @@ pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
     let data_version = data_version_of(&resource).ok_or_else(|| {
         defect("its content names no post-deploy migration (no dataVersion, no request data-migration-vN)".into())
     })?;
-    let time = |name: &str| {
-        resource
-            .get(name)
-            .and_then(Value::as_str)
-            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
+    let time = |name: &str| time_field(&resource, name);
     let status_column_mismatch = record
         .status_column
         .clone()

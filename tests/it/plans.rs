@@ -176,6 +176,14 @@ fn recover(args: &[&str]) -> Vec<Step> {
     steps.steps
 }
 
+/// The `deploy-required-release` step.
+fn gate_step(steps: &[Step]) -> &Step {
+    steps
+        .iter()
+        .find(|s| s.id == "deploy-required-release")
+        .expect("a gate step")
+}
+
 fn ids(steps: &[Step]) -> Vec<&str> {
     steps.iter().map(|s| s.id.as_str()).collect()
 }
@@ -262,10 +270,7 @@ fn the_startup_gate_names_the_release_to_deploy_first() {
         "--deploying",
         "5.3.0",
     ]);
-    let gate = steps
-        .iter()
-        .find(|s| s.id == "deploy-required-release")
-        .expect("a gate step");
+    let gate = gate_step(&steps);
     // dataVersion 50: the gate of 5.3.0 checks v51 only (no requiredBefore) and starts
     // (packages/server/src/database.ts, migrate()); v53, which 5.3.0 requires, is the refusal
     // at a later restart. medmig used to print a refusal on v53 that never happens.
@@ -290,10 +295,7 @@ fn every_hop_of_a_recovery_can_run_what_it_is_asked_to() {
         "--deploying",
         "5.3.0",
     ]);
-    let gate = steps
-        .iter()
-        .find(|s| s.id == "deploy-required-release")
-        .expect("a gate step");
+    let gate = gate_step(&steps);
     assert!(
         gate.explanation.contains(
             "deploy the latest 5.1.x patch (at least 5.1.44) and let v45–v50 complete; then \
