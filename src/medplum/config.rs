@@ -188,7 +188,7 @@ impl fmt::Display for ConfigName {
 /// Medplum's server config as the server would load it from a config name (before its
 /// defaults are added, which set nothing under `database`): every source medmig can read,
 /// deep-merged left to right, and the sources it could not read.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MedplumConfig {
     name: ConfigName,
     merged: Value,
@@ -332,10 +332,11 @@ impl MedplumConfig {
             match section.get(key) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
+                // The kind only: the value may be a password.
                 Some(other) => Err(anyhow!(
                     "database.{key} in the Medplum config {} is {}, not a string",
                     self.name,
-                    describe(other)
+                    kind(other)
                 )),
             }
         };
@@ -390,9 +391,21 @@ impl MedplumConfig {
     }
 }
 
+impl fmt::Debug for MedplumConfig {
+    // Hand-written so that a stray `{:?}` never prints the config's secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MedplumConfig")
+            .field("name", &self.name.as_str())
+            .field("sources_read", &self.sources_read())
+            .field("sources_not_read", &self.not_read)
+            .field("notes", &self.notes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// `database` of the server config, typed for connecting (`MedplumDatabaseConfig` in
 /// `packages/server/src/config/types.ts`).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct DatabaseSection {
     pub host: Option<String>,
     /// A number in files; `null` when `MEDPLUM_DATABASE_PORT` is not an integer.
@@ -401,6 +414,20 @@ pub struct DatabaseSection {
     pub username: Option<String>,
     pub password: Option<String>,
     pub ssl: Option<SslSection>,
+}
+
+impl fmt::Debug for DatabaseSection {
+    // Hand-written so that a stray `{:?}` never prints the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .field("ssl", &self.ssl)
+            .finish()
+    }
 }
 
 /// `database.ssl` (node-postgres options); a value that is not a JSON boolean counts as
@@ -657,6 +684,18 @@ pub fn describe(value: &Value) -> String {
         Value::String(s) => format!("the string {}", Value::String(s.clone())),
         Value::Array(_) => "an array".to_string(),
         Value::Object(_) => "an object".to_string(),
+    }
+}
+
+/// The kind of a JSON value, without the value: `a number`, `an object`.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -1596,5 +1635,24 @@ mod tests {
         assert_eq!(config.get(&["database", "runMigrations"]), None);
         assert_eq!(config.origin(&["database", "runMigrations"]), None);
         assert!(config.database().is_err());
+    }
+
+    #[test]
+    fn a_database_value_of_the_wrong_type_is_named_without_its_value() {
+        let config = MedplumConfig::from_layers(
+            name("file:a.json"),
+            vec![(
+                ConfigSource::File("a.json".into()),
+                json!({"database": {"password": 987654321}}),
+            )],
+            Vec::new(),
+            Vec::new(),
+        );
+        let err = config.database().unwrap_err().to_string();
+        assert!(err.contains("database.password"), "{err}");
+        assert!(
+            err.contains("a number") && !err.contains("987654321"),
+            "{err}"
+        );
     }
 }
