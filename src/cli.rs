@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::analyze::migrations::MigrationState;
+use crate::medplum::config::ConfigName;
 
 /// Audit and recover the migration state of a Medplum server's PostgreSQL database.
 ///
@@ -410,11 +411,15 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "URL", help_heading = "Connection")]
     pub database_url: Option<String>,
 
-    /// Medplum's own server config (medplum.config.json): its "database" section is used to
-    /// connect (unless --snapshot is given), and rollback-check reads how it defers
-    /// post-deploy migrations.
-    #[arg(long, value_name = "FILE", help_heading = "Connection")]
-    pub medplum_config: Option<PathBuf>,
+    /// Medplum's own server config, as the server is started with it: a file path
+    /// (medplum.config.json), or a config name such as file:base.json,env (sources file:PATH,
+    /// env, aws:…, gcp:…, azure:…, deep-merged left to right, later ones winning; medmig
+    /// cannot read aws, gcp and azure and says so). The merged "database" section is used to
+    /// connect (unless --snapshot is given), and rollback-check, recover and bundle read how
+    /// it defers post-deploy migrations.
+    #[arg(long, value_name = "CONFIG", help_heading = "Connection",
+          value_parser = ConfigName::parse)]
+    pub medplum_config: Option<ConfigName>,
 
     /// TLS mode. Overrides the URL's sslmode, the config's ssl section and PGSSLMODE.
     ///

@@ -7,7 +7,7 @@
 //! the session settings: what is read lives in `collect.rs`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,16 +24,25 @@ use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::cli::{ConnectArgs, SslMode};
-use crate::medplum::config::MedplumConfig;
+use crate::medplum::config::{ConfigName, MedplumConfig};
 use crate::text::flag_duration;
 
-/// Reads one environment variable; injected so that resolution can be tested without
-/// touching the process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+/// Reads one environment variable, ignoring variables that are set but empty (as libpq
+/// does).
+type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// The process environment, ignoring variables that are set but empty (as libpq does).
-pub fn process_env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|value| !value.is_empty())
+/// The process environment as (name, value) pairs, in its order: what the commands pass to
+/// [`ConnectionSettings::resolve`] and to the Medplum config's `env` source. A name or value
+/// that is not UTF-8 is converted lossily rather than refused (Node decodes it the same way).
+pub fn process_environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(name, value)| {
+            (
+                name.to_string_lossy().into_owned(),
+                value.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Which source supplied the connection settings.
@@ -85,6 +94,9 @@ pub struct ConnectionSettings {
     pub source: ConnectionSource,
     /// Lower-precedence sources that were also present and are ignored (for a warning).
     pub ignored_sources: Vec<ConnectionSource>,
+    /// What the user should know about the settings (for stderr), e.g. Medplum config sources
+    /// medmig could not read.
+    pub warnings: Vec<String>,
     /// Limit on connecting, TLS and authentication together.
     pub connect_timeout: Duration,
     /// Per-statement limit in the session.
@@ -124,8 +136,16 @@ impl fmt::Debug for ConnectionSettings {
 }
 
 impl ConnectionSettings {
-    /// Resolves the settings from the arguments and the environment; first source wins.
-    pub fn resolve(args: &ConnectArgs, env: EnvLookup<'_>) -> Result<ConnectionSettings> {
+    /// Resolves the settings from the arguments and the environment (injected as (name,
+    /// value) pairs so that resolution can be tested without touching the process
+    /// environment); first source wins.
+    pub fn resolve(args: &ConnectArgs, vars: &[(String, String)]) -> Result<ConnectionSettings> {
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        let env: EnvLookup<'_> = &lookup;
         let present = present_sources(args, env);
         let Some(source) = present.first().cloned() else {
             bail!(
@@ -134,6 +154,7 @@ impl ConnectionSettings {
                  or read a snapshot with --snapshot FILE"
             );
         };
+        let mut warnings = Vec::new();
         let (mut config, source_tls) = match source {
             ConnectionSource::DatabaseUrlFlag => {
                 from_url(args.database_url.as_deref().unwrap_or_default())
@@ -141,10 +162,10 @@ impl ConnectionSettings {
             }
             ConnectionSource::DatabaseUrlEnv => from_url(&env("DATABASE_URL").unwrap_or_default())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?,
-            ConnectionSource::MedplumConfig => {
-                let path = args.medplum_config.as_deref().unwrap_or(Path::new(""));
-                from_medplum_config(path)?
-            }
+            ConnectionSource::MedplumConfig => match &args.medplum_config {
+                Some(name) => from_medplum_config(name, vars, &mut warnings)?,
+                None => bail!("--medplum-config is missing"),
+            },
             ConnectionSource::MedplumEnv => from_medplum_env(env)?,
             ConnectionSource::Libpq => from_libpq_env(env)?,
         };
@@ -163,6 +184,7 @@ impl ConnectionSettings {
             root_cert,
             source,
             ignored_sources: present[1..].to_vec(),
+            warnings,
             connect_timeout: args.connect_timeout,
             statement_timeout: args.statement_timeout,
             lock_timeout: args.lock_timeout,
@@ -363,16 +385,54 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     Ok((config, tls))
 }
 
-fn from_medplum_config(path: &Path) -> Result<(Config, SourceTls)> {
-    let shown = path.display();
-    let database = MedplumConfig::read(path)?.database.ok_or_else(|| {
-        anyhow!("the Medplum config {shown} has no \"database\" section: pass the server's medplum.config.json")
-    })?;
+/// The merged `database` section of the Medplum config `name` (every source medmig can read,
+/// `env` with `vars`), so that `file:base.json,env` connects with the environment's
+/// overrides. Sources medmig cannot read are named in `warnings`.
+fn from_medplum_config(
+    name: &ConfigName,
+    vars: &[(String, String)],
+    warnings: &mut Vec<String>,
+) -> Result<(Config, SourceTls)> {
+    let loaded = MedplumConfig::load(name, vars)?;
+    let not_read: Vec<String> = loaded
+        .sources_not_read()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let Some(database) = loaded.database()? else {
+        if not_read.is_empty() {
+            bail!(
+                "the Medplum config {name} has no \"database\" section: pass the server's \
+                 medplum.config.json"
+            );
+        }
+        bail!(
+            "the Medplum config {name} has no \"database\" section in the sources medmig can \
+             read, and medmig cannot read {}: pass the database with --database-url, or the \
+             resolved settings with --medplum-config file:resolved.json",
+            not_read.join(", ")
+        );
+    };
+    if !not_read.is_empty() {
+        warnings.push(format!(
+            "--medplum-config: medmig cannot read {} and connects with the \"database\" \
+             section of the sources it read, which a later source may override; if the \
+             connection is wrong, pass --database-url or the resolved settings as a file:",
+            not_read.join(", ")
+        ));
+    }
     let mut config = Config::new();
     config.host(database.host.as_deref().unwrap_or("localhost"));
     if let Some(port) = &database.port {
+        let origin = loaded
+            .origin(&["database", "port"])
+            .map(|source| format!(" (from {source})"))
+            .unwrap_or_default();
         config.port(parse_port(port).ok_or_else(|| {
-            anyhow!("database.port in {shown} is not a port number: found {port}")
+            anyhow!(
+                "database.port{origin} of the Medplum config {name} is not a port number: \
+                 found {port}"
+            )
         })?);
     }
     if let Some(dbname) = &database.dbname {
@@ -692,17 +752,16 @@ fn root_cause_text(err: &(dyn std::error::Error + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::io::Write;
 
     use super::*;
 
     fn resolve(args: ConnectArgs, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
-        let vars: HashMap<String, String> = vars
+        let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        ConnectionSettings::resolve(&args, &|name| vars.get(name).cloned())
+        ConnectionSettings::resolve(&args, &vars)
     }
 
     fn args() -> ConnectArgs {
@@ -795,7 +854,7 @@ mod tests {
         )
         .unwrap();
         let mut a = args();
-        a.medplum_config = Some(file.0.clone());
+        a.medplum_config = Some(ConfigName::parse(file.0.to_str().unwrap()).unwrap());
         let s = resolve(a, &[("PGHOST", "elsewhere")]).unwrap();
         assert_eq!(s.source, ConnectionSource::MedplumConfig);
         assert_eq!(s.target().host, "pg.internal");
@@ -803,6 +862,63 @@ mod tests {
         assert_eq!(s.ssl_mode, SslMode::Require);
         assert!(!format!("{s:?}").contains("s3cret"));
         std::fs::remove_file(file.0).unwrap();
+    }
+
+    #[test]
+    fn medplum_config_name_connects_with_the_merged_database_section() {
+        let mut file = tempfile();
+        write!(
+            file.1,
+            r#"{{"baseUrl":"https://x","database":{{"host":"pg.internal","port":5432,
+               "dbname":"medplum","username":"medplum"}}}}"#
+        )
+        .unwrap();
+        let path = file.0.to_str().unwrap().to_string();
+        let mut a = args();
+        // loader.ts loadConfig: later sources win, nested objects merge.
+        a.medplum_config = Some(ConfigName::parse(&format!("file:{path},env")).unwrap());
+        let s = resolve(
+            a.clone(),
+            &[
+                ("MEDPLUM_DATABASE_HOST", "override.internal"),
+                ("MEDPLUM_DATABASE_PORT", "6543"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.source, ConnectionSource::MedplumConfig);
+        assert_eq!(s.ignored_sources, vec![ConnectionSource::MedplumEnv]);
+        assert_eq!(
+            s.target(),
+            Target {
+                host: "override.internal".into(),
+                port: 6543,
+                database: "medplum".into(),
+                user: "medplum".into()
+            }
+        );
+        assert!(s.warnings.is_empty());
+        // parseInt gives NaN: medmig says where the value came from.
+        let err = resolve(a, &[("MEDPLUM_DATABASE_PORT", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.port (from env)"), "{err}");
+
+        let mut a = args();
+        a.medplum_config = Some(ConfigName::parse(&format!("file:{path},aws:/mp/")).unwrap());
+        let s = resolve(a, &[]).unwrap();
+        assert_eq!(s.target().host, "pg.internal");
+        assert!(
+            s.warnings[0].contains("cannot read aws:/mp/"),
+            "{:?}",
+            s.warnings
+        );
+        std::fs::remove_file(file.0).unwrap();
+
+        let mut a = args();
+        a.medplum_config = Some(ConfigName::parse("aws:/mp/").unwrap());
+        let err = resolve(a, &[]).unwrap_err().to_string();
+        assert!(err.contains("cannot read aws:/mp/"), "{err}");
+        assert!(err.contains("--database-url"), "{err}");
     }
 
     #[test]

@@ -125,35 +125,89 @@ pub fn recover(
         .iter()
         .find(|m| matches!(m.state, MigrationState::Pending | MigrationState::Accepted));
     if let Some(pending) = next_unstarted {
-        let defers = options.config.map(|c| c.defers());
-        if defers != Some(true) {
-            let mut evidence = vec![format!(
-                "v{} is {} and has not started: the rollback window is still open",
-                pending.version,
-                pending.state.as_str()
-            )];
-            match options.config {
-                Some(config) if config.disable_post_deploy_migrations == Some(true) => evidence.push(
+        // As the server evaluates the config (DeferSettings, after
+        // packages/server/src/migrations/migration-utils.ts); unknown while a source is unread.
+        let config = options.config.as_ref();
+        let known = config.filter(|c| c.all_sources_read());
+        let defers = known.map(|c| c.defers());
+        let run_migrations_off = known.is_some_and(|c| c.run_migrations_off());
+        if defers != Some(true) || run_migrations_off {
+            let mut evidence = vec![if pending.state == MigrationState::Accepted {
+                format!(
+                    "v{} is accepted with no evidence of work: if it is still queued, the \
+                     rollback window is still open",
+                    pending.version
+                )
+            } else {
+                format!(
+                    "v{} is {} and has not started: the rollback window is still open",
+                    pending.version,
+                    pending.state.as_str()
+                )
+            }];
+            match (config, known) {
+                (Some(config), None) => evidence.extend(config.gap()),
+                (Some(config), Some(_)) if run_migrations_off => evidence.push(format!(
+                    "the config has database.runMigrations: false{}: the server skips the \
+                     pre-deploy migrations and the startup gate, and POST /admin/super/migrate \
+                     answers 400 \"Cannot run post-deploy migration since pre-deploy migrations \
+                     are disabled\", so deferred migrations cannot be started until it is \
+                     flipped back",
+                    if config.key_read_defers() {
+                        ""
+                    } else {
+                        ", which is what defers them now"
+                    }
+                )),
+                (Some(config), Some(_)) if config.relies_on_documented_key() => evidence.push(
                     "the config sets only disablePostDeployMigrations, which the server code does not read".into(),
                 ),
-                Some(_) => evidence.push("the config does not defer post-deploy migrations".into()),
-                None => evidence.push("no --medplum-config given: whether automatic runs are deferred is unknown".into()),
+                (Some(_), Some(_)) => evidence.push("the config does not defer post-deploy migrations".into()),
+                (None, _) => evidence.push("no --medplum-config given: whether automatic runs are deferred is unknown".into()),
+            }
+            if let Some(config) = config {
+                use crate::medplum::config::DeferKey;
+                evidence.extend(config.values());
+                // The cost of runMigrations: false is said above, in full.
+                evidence.extend(
+                    DeferKey::ALL
+                        .into_iter()
+                        .filter(|key| !(run_migrations_off && *key == DeferKey::RunMigrations))
+                        .filter_map(|key| config.note(key)),
+                );
+                evidence.push(config.sources());
+            }
+            let mut commands = vec![
+                "# medplum.config.json: \"database\": {\"disableRunPostDeployMigrations\": true} (the key the server reads; the documented top-level \"disablePostDeployMigrations\" may be set too, but no server code reads it)".into(),
+                "# environment, read only when the server's config name includes env (e.g. file:medplum.config.json,env): MEDPLUM_DATABASE_DISABLE_RUN_POST_DEPLOY_MIGRATIONS=true".into(),
+            ];
+            if run_migrations_off {
+                let from = config.and_then(|c| c.set_by.get("database.runMigrations"));
+                commands.push(match from.map(String::as_str) {
+                    Some("env") => "# and unset MEDPLUM_DATABASE_RUN_MIGRATIONS (it makes database.runMigrations false)".to_string(),
+                    Some(source) => format!("# and remove \"runMigrations\": false from \"database\" in {source}"),
+                    None => "# and remove \"runMigrations\": false from \"database\"".to_string(),
+                });
             }
             steps.push(Step {
                 step: 0,
                 id: "defer-post-deploy",
-                title: "Defer automatic post-deploy runs while a rollback may still be needed".into(),
+                title: if run_migrations_off {
+                    "Defer automatic post-deploy runs with the key the server reads, not runMigrations: false".into()
+                } else {
+                    "Defer automatic post-deploy runs while a rollback may still be needed".into()
+                },
                 evidence,
                 risk: Risk::Low,
                 explanation: "Once a post-deploy migration starts, even partially, the rollback \
-                              window closes. Set both names: the documented one and the one the \
-                              server code reads. Deferred migrations are then started by hand."
+                              window closes. The server reads database.disableRunPostDeployMigrations \
+                              (any JavaScript-truthy value defers, even the string \"false\"). Do not \
+                              defer with database.runMigrations: false: it also skips the pre-deploy \
+                              migrations and the startup gate, and blocks starting the deferred \
+                              migrations by hand. Deferred migrations are then started by hand."
                     .into(),
-                commands: vec![
-                    "# medplum.config.json: \"disablePostDeployMigrations\": true and \"database\": {\"disableRunPostDeployMigrations\": true}".into(),
-                    "# environment: MEDPLUM_DISABLE_POST_DEPLOY_MIGRATIONS=true MEDPLUM_DATABASE_DISABLE_RUN_POST_DEPLOY_MIGRATIONS=true".into(),
-                ],
-                check: "after a restart, the server logs \"Not auto-queueing pending post-deploy migration because auto-run is disabled\"; `medmig rollback-check --medplum-config …` passes post-deploy-auto-run".into(),
+                commands,
+                check: "after a restart, the server logs \"Not auto-queueing pending post-deploy migration because auto-run is disabled\"; `medmig rollback-check --medplum-config …` passes post-deploy-auto-run and run-migrations-false".into(),
             });
         }
     }

@@ -22,7 +22,7 @@ use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
 /// The checks of `rollback-check` beside the schema differences, with their impact.
-pub const CHECK_IDS: [(&str, Impact); 13] = [
+pub const CHECK_IDS: [(&str, Impact); 14] = [
     ("target-in-manifest", Impact::Blocker),
     ("post-deploy-started", Impact::Blocker),
     ("post-deploy-queued", Impact::Blocker),
@@ -34,6 +34,7 @@ pub const CHECK_IDS: [(&str, Impact); 13] = [
     ("invalid-index", Impact::Warning),
     ("post-deploy-auto-run", Impact::Warning),
     ("defer-key-not-read", Impact::Warning),
+    ("run-migrations-false", Impact::Warning),
     ("post-deploy-cancelled", Impact::Info),
     ("evidence-unreadable", Impact::Blocker),
 ];
@@ -212,7 +213,7 @@ pub fn rollback_check(
     checks.push(not_latest_patch(manifest, to));
     checks.extend(schema_checks(snapshot, options.baseline));
     checks.push(invalid_index(snapshot));
-    checks.extend(config_checks(options.config));
+    checks.extend(config_checks(options.config.as_ref()));
     checks.extend(newer.cancelled());
 
     for check in &mut checks {
@@ -796,9 +797,18 @@ fn invalid_index(snapshot: &Snapshot) -> Check {
     }
 }
 
-fn config_checks(config: Option<DeferSettings>) -> Vec<Check> {
+/// The server config's deferral switches, evaluated as the server does (the rules live in
+/// `DeferSettings`, after `packages/server/src/migrations/migration-utils.ts`).
+fn config_checks(config: Option<&DeferSettings>) -> Vec<Check> {
+    use crate::medplum::config::DeferKey;
+
+    const IDS: [&str; 3] = [
+        "post-deploy-auto-run",
+        "defer-key-not-read",
+        "run-migrations-false",
+    ];
     let Some(config) = config else {
-        return ["post-deploy-auto-run", "defer-key-not-read"]
+        return IDS
             .into_iter()
             .map(|id| {
                 Check::new(
@@ -810,37 +820,49 @@ fn config_checks(config: Option<DeferSettings>) -> Vec<Check> {
             })
             .collect();
     };
-    let mut evidence = Vec::new();
-    let shown = |v: Option<bool>| v.map_or("not set".to_string(), |b| b.to_string());
-    evidence.push(format!(
-        "disablePostDeployMigrations: {}",
-        shown(config.disable_post_deploy_migrations)
-    ));
-    evidence.push(format!(
-        "database.disableRunPostDeployMigrations: {}",
-        shown(config.disable_run_post_deploy_migrations)
-    ));
-    evidence.push(format!(
-        "database.runMigrations: {}",
-        shown(config.run_migrations)
-    ));
-    let auto_run = if config.defers() {
-        Check::new("post-deploy-auto-run", Impact::Warning, Outcome::Pass,
-            "the config defers post-deploy migrations: the rollback window stays open until someone starts them")
+    // Each check shows the switches it is about.
+    let evidence = [
+        config.evidence(),
+        config.evidence_about(&[DeferKey::DisableRun, DeferKey::Documented]),
+        config.evidence_about(&[DeferKey::RunMigrations]),
+    ];
+    if let Some(gap) = config.gap() {
+        return IDS
+            .into_iter()
+            .zip(evidence)
+            .map(|(id, evidence)| {
+                Check::new(id, Impact::Warning, Outcome::Skipped, gap.clone()).with(evidence)
+            })
+            .collect();
+    }
+    let auto_run = if config.key_read_defers() {
+        Check::new(
+            "post-deploy-auto-run",
+            Impact::Warning,
+            Outcome::Pass,
+            "the config defers post-deploy migrations (database.disableRunPostDeployMigrations): \
+             the rollback window stays open until someone starts them",
+        )
+    } else if config.defers() {
+        Check::new(
+            "post-deploy-auto-run",
+            Impact::Warning,
+            Outcome::Pass,
+            "the config defers post-deploy migrations, but only by database.runMigrations: false, \
+             which is not a safe deferral (see run-migrations-false)",
+        )
     } else {
         Check::new("post-deploy-auto-run", Impact::Warning, Outcome::Fail,
             "nothing the server reads in this config defers post-deploy migrations: they start by \
              themselves and can close the rollback window at any moment (set database.disableRunPostDeployMigrations: true)")
     };
-    let not_read = if config.disable_post_deploy_migrations == Some(true)
-        && config.disable_run_post_deploy_migrations.is_none()
-    {
+    let not_read = if config.relies_on_documented_key() {
         Check::new(
             "defer-key-not-read",
             Impact::Warning,
             Outcome::Fail,
-            "only the documented disablePostDeployMigrations is set; the server code reads \
-             database.disableRunPostDeployMigrations: set that too",
+            "the documented disablePostDeployMigrations asks for deferral, but no server code \
+             reads it; the server reads database.disableRunPostDeployMigrations: set that too",
         )
     } else {
         Check::new(
@@ -850,7 +872,30 @@ fn config_checks(config: Option<DeferSettings>) -> Vec<Check> {
             "the config does not rely on the key the server ignores",
         )
     };
-    vec![auto_run.with(evidence.clone()), not_read.with(evidence)]
+    let run_migrations = if config.run_migrations_off() {
+        Check::new(
+            "run-migrations-false",
+            Impact::Warning,
+            Outcome::Fail,
+            "database.runMigrations is false, which is not a safe deferral: the server also skips \
+             the pre-deploy migrations and the startup gate, and POST /admin/super/migrate answers \
+             400 \"Cannot run post-deploy migration since pre-deploy migrations are disabled\" \
+             until it is flipped back; defer with database.disableRunPostDeployMigrations: true",
+        )
+    } else {
+        Check::new(
+            "run-migrations-false",
+            Impact::Warning,
+            Outcome::Pass,
+            "database.runMigrations is not false: pre-deploy migrations and the startup gate run",
+        )
+    };
+    let [auto_run_evidence, not_read_evidence, run_migrations_evidence] = evidence;
+    vec![
+        auto_run.with(auto_run_evidence),
+        not_read.with(not_read_evidence),
+        run_migrations.with(run_migrations_evidence),
+    ]
 }
 
 fn minute(at: &DateTime<Utc>) -> String {

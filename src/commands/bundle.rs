@@ -61,12 +61,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     };
     // Everything that can be wrong with the request fails before the database is touched.
     logs::check_paths(&args.logs)?;
-    let config = args
-        .connect
-        .medplum_config
-        .as_deref()
-        .map(MedplumConfig::read_with_json)
-        .transpose()?;
+    let config = super::medplum_config(&args.connect)?;
     if out.exists() && !args.force {
         anyhow::bail!(
             "{} already exists: choose another --out or pass --force to replace it",
@@ -120,8 +115,8 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     }
     write_logs(&mut staging, &ingest, &mut gaps)?;
 
-    if let (Some(path), Some(config)) = (args.connect.medplum_config.as_deref(), config) {
-        write_config(&mut staging, &mut redactor, path, config)?;
+    if let Some(config) = &config {
+        write_config(&mut staging, &mut redactor, config, &mut gaps)?;
     }
 
     let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
@@ -330,32 +325,78 @@ fn write_logs(staging: &mut Staging, ingest: &LogIngest, gaps: &mut Vec<Gap>) ->
     )
 }
 
-/// `config/medplum.config.json` with every secret replaced, and how it defers post-deploy
-/// migrations.
+/// `config/medplum.config.json`: the merged config of the sources read, with every secret
+/// replaced; `config/sources.json`: which sources were read and which not (each unread one is
+/// also a gap); `config/post-deploy.json`: what the server will do about post-deploy
+/// migrations, by the rules of `DeferSettings`.
 fn write_config(
     staging: &mut Staging,
     redactor: &mut Redactor,
-    path: &Path,
-    (config, mut value): (MedplumConfig, Value),
+    config: &MedplumConfig,
+    gaps: &mut Vec<Gap>,
 ) -> Result<()> {
+    let mut value = config.value().clone();
     redactor.json(&mut value);
     staging.write_json("config/medplum.config.json", &value)?;
+
+    let not_read: Vec<Value> = config
+        .sources_not_read()
+        .iter()
+        .map(|source| json!({"source": source.to_string(), "why": source.why_not_read()}))
+        .collect();
+    for source in config.sources_not_read() {
+        gaps.push(Gap {
+            what: format!("config source {source}"),
+            why: source.why_not_read().unwrap_or_default(),
+        });
+    }
+    let read: Vec<String> = config
+        .sources_read()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let mut sources = json!({
+        "config_name": config.name().as_str(),
+        "read": read,
+        "not_read": not_read,
+        "complete": config.is_complete(),
+        "loader_notes": config.notes(),
+    });
+    redactor.json(&mut sources);
+    staging.write_json("config/sources.json", &sources)?;
+
     let defer = config.defer_settings();
-    staging.write_json(
-        "config/post-deploy.json",
-        &json!({
-            "file": redactor.text(&path.display().to_string()),
-            "switches": defer,
-            "server_defers_post_deploy_migrations": defer.defers(),
-            "meaning": if defer.defers() {
-                "the server does not start post-deploy migrations by itself: the rollback window stays open until someone does"
-            } else if defer.disable_post_deploy_migrations == Some(true) {
-                "only the documented disablePostDeployMigrations is set, which the server code does not read: post-deploy migrations start by themselves"
-            } else {
-                "post-deploy migrations start by themselves after each deployment"
-            },
-        }),
-    )
+    let meaning = if !defer.all_sources_read() {
+        defer.gap().unwrap_or_default()
+    } else if defer.run_migrations_off() {
+        "database.runMigrations is false: the server does not start post-deploy migrations by itself, but it also skips the pre-deploy migrations and the startup gate, and refuses to start post-deploy migrations by hand (POST /admin/super/migrate answers 400) until it is flipped back".to_string()
+    } else if defer.defers() {
+        "the server does not start post-deploy migrations by itself: the rollback window stays open until someone does".to_string()
+    } else if defer.relies_on_documented_key() {
+        "only the documented disablePostDeployMigrations asks for deferral, and no server code reads it: post-deploy migrations start by themselves".to_string()
+    } else {
+        "post-deploy migrations start by themselves after each deployment".to_string()
+    };
+    let mut post_deploy = json!({
+        "config_name": config.name().as_str(),
+        "switches": {
+            "database.disableRunPostDeployMigrations": defer.disable_run_post_deploy_migrations,
+            "database.runMigrations": defer.run_migrations,
+            "disablePostDeployMigrations": defer.disable_post_deploy_migrations,
+        },
+        "set_by": defer.set_by,
+        "sources_read": defer.sources_read,
+        "sources_not_read": defer.sources_not_read,
+        "complete": defer.all_sources_read(),
+        // null when a source could not be read: the read ones alone do not decide it.
+        "server_defers_post_deploy_migrations": defer.all_sources_read().then(|| defer.defers()),
+        "run_migrations_false": defer.all_sources_read().then(|| defer.run_migrations_off()),
+        "defers_by_the_sources_read": defer.defers(),
+        "notes": defer.notes(),
+        "meaning": meaning,
+    });
+    redactor.json(&mut post_deploy);
+    staging.write_json("config/post-deploy.json", &post_deploy)
 }
 
 /// `summary.txt`: what a person reads first.

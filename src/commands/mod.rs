@@ -12,7 +12,7 @@ use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
 use crate::collect::{collect, collect_for_file, collect_with_diagnostics};
-use crate::connect::{process_env, ConnectionSettings};
+use crate::connect::{process_environment, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::{RenderedSchema, Snapshot};
@@ -91,11 +91,12 @@ pub fn status_options(
     }
 }
 
-/// The Medplum config named by `--medplum-config`, if any.
+/// The Medplum config named by `--medplum-config`, if any, loaded as the server loads it
+/// (its `env` source from the process environment).
 pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
     args.medplum_config
-        .as_deref()
-        .map(MedplumConfig::read)
+        .as_ref()
+        .map(|name| MedplumConfig::load(name, &process_environment()))
         .transpose()
 }
 
@@ -108,7 +109,7 @@ pub fn gate_settings(
     crate::medplum::gate::GateSettings {
         strict: args.strict_version_checks.unwrap_or(true),
         strict_assumed: args.strict_version_checks.is_none(),
-        run_migrations: config.is_none_or(|c| c.defer_settings().run_migrations != Some(false)),
+        run_migrations: config.is_none_or(|c| !c.defer_settings().run_migrations_off()),
     }
 }
 
@@ -143,9 +144,12 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Resolves the connection settings and notes ignored sources on stderr.
+/// Resolves the connection settings and notes ignored sources and other warnings on stderr.
 fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
-    let settings = ConnectionSettings::resolve(args, &process_env)?;
+    let settings = ConnectionSettings::resolve(args, &process_environment())?;
+    for warning in &settings.warnings {
+        eprintln!("medmig: {warning}");
+    }
     if !settings.ignored_sources.is_empty() {
         let ignored: Vec<String> = settings
             .ignored_sources

@@ -28,7 +28,7 @@ fn connect_args(url: &str) -> ConnectArgs {
 #[test]
 fn the_session_cannot_write_and_carries_its_limits() {
     let db = TestDb::with(&["schema", "steady-state"]);
-    let settings = ConnectionSettings::resolve(&connect_args(&db.url()), &|_| None).unwrap();
+    let settings = ConnectionSettings::resolve(&connect_args(&db.url()), &[]).unwrap();
     let rt = runtime();
     rt.block_on(async {
         let mut session = settings.connect().await.unwrap();

@@ -373,21 +373,26 @@ fn an_invalid_index_is_a_warning() {
 #[test]
 fn the_config_says_whether_post_deploy_migrations_are_deferred() {
     let snapshot = "fixtures/snapshots/deferred-new-minor.json";
-    for (config, auto_run, not_read) in [
-        (r#"{"database": {"host": "db"}}"#, "fail", "pass"),
+    // As packages/server/src/migrations/migration-utils.ts evaluates them
+    // (maybeAutoRunPendingPostDeployMigration); the top-level key is read by no server code.
+    for (config, auto_run, not_read, run_migrations_false) in [
+        (r#"{"database": {"host": "db"}}"#, "fail", "pass", "pass"),
         (
             r#"{"disablePostDeployMigrations": true, "database": {}}"#,
             "fail",
             "fail",
+            "pass",
         ),
         (
             r#"{"database": {"disableRunPostDeployMigrations": true}}"#,
+            "pass",
             "pass",
             "pass",
         ),
         (
             r#"{"disablePostDeployMigrations": true, "database": {"runMigrations": false}}"#,
             "pass",
+            "fail",
             "fail",
         ),
     ] {
@@ -404,7 +409,18 @@ fn the_config_says_whether_post_deploy_migrations_are_deferred() {
         std::fs::remove_file(&path).unwrap();
         assert_eq!(report.outcome("post-deploy-auto-run"), auto_run, "{config}");
         assert_eq!(report.outcome("defer-key-not-read"), not_read, "{config}");
-        assert_eq!(report.check("post-deploy-auto-run").evidence.len(), 3);
+        assert_eq!(
+            report.outcome("run-migrations-false"),
+            run_migrations_false,
+            "{config}"
+        );
+        let evidence = &report.check("post-deploy-auto-run").evidence;
+        assert!(
+            evidence[0].starts_with("database.disableRunPostDeployMigrations: ")
+                && evidence[1].starts_with("database.runMigrations: ")
+                && evidence[2].starts_with("disablePostDeployMigrations (top level"),
+            "{evidence:?}"
+        );
         assert_eq!(
             report.verdict, "SAFE",
             "{config}: warnings never decide the verdict"
