@@ -2,6 +2,10 @@
 //! the lines that matter — the migration messages of Medplum's logger, and every warning and
 //! error — within the time window, redact them, and count what was read, kept and dropped.
 //!
+//! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
+//! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level and
+//! message. What a message means (its kind) is the timeline's business (`timeline.rs`).
+//!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
 //! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
 //! parsed for their time. A truncated `.gz` or a binary file is noted and skipped, never fatal.
@@ -10,7 +14,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use flate2::read::MultiGzDecoder;
@@ -25,21 +29,95 @@ const MAX_LINE: usize = 64 * 1024;
 /// The timeline keeps at most this many log events; the rest are counted.
 const MAX_EVENTS: usize = 20_000;
 
-/// Messages of Medplum's logger about migrations (see `shared/medplum.md`). Matched
-/// case-insensitively anywhere in a line.
-pub const MIGRATION_MESSAGES: [&str; 12] = [
+/// Every message Medplum's server writes about migrations, or its constant part where the
+/// message carries a number (see `shared/medplum.md`, "Log lines worth keeping"). Matched
+/// case-insensitively anywhere in a line, whatever its level: several are logged at info
+/// level, some even for failures. Grouped by the server source file that writes them
+/// (under `packages/server/src/`); older wordings are kept beside current ones. The
+/// timeline sorts them into kinds (`timeline.rs`); a test checks that each one gets one.
+pub const MIGRATION_MESSAGES: [&str; 71] = [
+    // database.ts: pre-deploy migrations at startup, the migration lock, the startup gate
     "Database pre-deploy migration",
     "Database schema migration",
+    "Database schema migration error",
     "Failed to acquire migration lock",
     "Pending post-deploy migration",
     "Data migration ready to run",
-    "Not auto-queueing pending post-deploy migration",
+    "Unable to run this version of Medplum server",
+    "Unable to run data migration against the current server version",
+    "Unable to run post-deploy migration v",
+    // database.ts, older releases: starting a post-deploy migration by hand
+    "Cannot run post-deploy migration since pre-deploy migrations did not run",
+    "Post-deploy migration assertion failed",
+    "Cannot run data migration; schema migrations did not run",
+    "Data migration assertion failed",
+    "Data migration unable to start due to more than one existing data-migration AsyncJob with accepted status",
+    // migrations/migration-utils.ts: queueing the pending post-deploy migration
+    "Not auto-queueing pending post-deploy migration because auto-run is disabled",
+    "Auto-queueing pending post-deploy migration",
+    "Unable to add post-deploy migration job",
+    "Unable to start post-deploy migration since there are more than one existing data-migration AsyncJob with accepted status",
+    "Data migration unable to start due to existing data-migration AsyncJob with accepted status in a project",
+    "Cannot run post-deploy migration since pre-deploy migrations are disabled",
+    "Cannot run post-deploy migration since post-deploy version is unknown",
+    "Cannot run post-deploy migrations; next post-deploy migration version is unknown",
+    "post-deploy migration number must be greater than zero",
+    "Requested post-deploy migration v",
+    "Migration definition not found",
+    // server-registry.ts, older releases
+    "Not auto-queueing pending post-deploy migration because cluster is not homogeneous",
+    "No pending post-deploy migrations",
+    // workers/post-deploy-migration.ts: the queue and its worker
+    "Adding post-deploy migration job",
+    "Added post-deploy migration job",
+    "PostDeployMigrationQueue processor skipping job since AsyncJob is not active",
+    "Post-deploy migration delayed since this worker is not compatible",
+    "Post-deploy migration delayed since migration definition was not found on this worker",
+    "delayed since the server cluster is not compatible",
+    "Post-deploy migration delayed since worker is not eligible to execute it",
+    "Post-deploy migration threw an error",
+    "Post-deploy migration number (AsyncJob.dataVersion) not found",
+    "Unexpected PostDeployMigration.run(",
+    "Skipping custom post-deploy migration since server is in firstBoot mode",
+    // workers/post-deploy-migration.ts: any other line naming the queue or a post-deploy
+    // migration, such as Post-deploy migration N is not a reindex migration
     "PostDeployMigrationQueue",
     "Post-deploy migration",
+    // workers/utils.ts: the queues' worker events (all at info level) and delaying a job
+    "PostDeployMigrationQueue worker: active",
+    "PostDeployMigrationQueue worker: completed",
+    "PostDeployMigrationQueue worker: failed",
+    "PostDeployMigrationQueue worker: error",
+    "PostDeployMigrationQueue worker: stalled",
+    "PostDeployMigrationQueue worker: closing",
+    "PostDeployMigrationQueue worker: closed",
+    "ReindexQueue worker: active",
+    "ReindexQueue worker: completed",
+    "ReindexQueue worker: failed",
+    "ReindexQueue worker: error",
+    "ReindexQueue worker: stalled",
+    "ReindexQueue worker: closing",
+    "ReindexQueue worker: closed",
+    "Cannot delay job since job.token is not available",
+    "Cannot delay Post-deploy migration job since job.token is not available",
+    // workers/reindex.ts: reindex migrations
     "Reindex in progress",
     "Reindex completed",
-    "AsyncJob execution",
-    "Unable to run this version of Medplum server",
+    "Reindex completed for resourceType",
+    "Reindex iteration failed, retrying",
+    "Reindex job delayed since worker is not eligible to execute it",
+    "ReindexJob delayed since queue is closing",
+    "Reindex job detected queue is closing",
+    "Skipping reindex post-deploy migration since server is in firstBoot mode",
+    // fhir/operations/utils/asyncjobexecutor.ts: completing a post-deploy job, other admin
+    // jobs (older releases said Async job)
+    "Marking post-deploy migration complete",
+    "AsyncJob execution starting",
+    "AsyncJob execution completed",
+    "AsyncJob execution failed",
+    "Async job starting",
+    "Async job completed",
+    "Async job failed",
 ];
 
 /// How warnings and errors look in JSON and plain-text logs.
@@ -136,9 +214,12 @@ impl LineFilter {
             .chain(LEVEL_MARKERS.iter())
             .copied()
             .collect();
+        // A DFA: one table lookup per byte, whatever the number of patterns. No prefilter
+        // applies to this many case-insensitive patterns, so the scan is the whole cost.
         let keep = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .context("the log keep-patterns")?;
         Ok(LineFilter {
@@ -148,7 +229,7 @@ impl LineFilter {
     }
 
     /// `None` when the line is not kept; `Some(true)` for a migration message.
-    fn classify(&self, line: &[u8]) -> Option<bool> {
+    pub(crate) fn classify(&self, line: &[u8]) -> Option<bool> {
         let mut kept = None;
         for found in self.keep.find_iter(line) {
             if found.pattern().as_usize() < self.migration_patterns {
@@ -538,6 +619,27 @@ mod tests {
             classify("2025-06-02 10:04:05 [WARN] slow query"),
             Some(false)
         );
+    }
+
+    #[test]
+    fn every_migration_message_is_kept_at_any_level() {
+        // The messages come from several server files (database.ts, migration-utils.ts,
+        // server-registry.ts, workers/post-deploy-migration.ts, workers/utils.ts,
+        // workers/reindex.ts, asyncjobexecutor.ts; see MIGRATION_MESSAGES); several are
+        // logged at info level, even failures (ReindexQueue worker: failed).
+        let filter = LineFilter::new().unwrap();
+        for message in MIGRATION_MESSAGES {
+            let msg = serde_json::to_string(message).unwrap();
+            for line in [
+                format!(r#"{{"level":"INFO","timestamp":"2026-03-01T10:00:00.000Z","msg":{msg}}}"#),
+                format!(r#"{{"level":"DEBUG","msg":{msg},"version":"v45"}}"#),
+                format!(r#"{{"level":30,"time":1748858645000,"msg":{msg}}}"#),
+                format!("2026-03-01 10:00:00 INFO {message}"),
+                format!("2026-03-01 10:00:00 info {}", message.to_lowercase()),
+            ] {
+                assert_eq!(filter.classify(line.as_bytes()), Some(true), "{line}");
+            }
+        }
     }
 
     #[test]
