@@ -3,8 +3,9 @@
 //! error — within the time window, redact them, and count what was read, kept and dropped.
 //!
 //! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
-//! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level and
-//! message. What a message means (its kind) is the timeline's business (`timeline.rs`).
+//! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level,
+//! message, the fields that say which migration, and the migration number those fields name.
+//! What a message means (its kind) is the timeline's business (`timeline.rs`).
 //!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
 //! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
@@ -179,8 +180,14 @@ pub struct LogFileReport {
 pub struct LogEvent {
     pub at: Option<DateTime<Utc>>,
     pub level: Option<String>,
-    /// The message, redacted.
+    /// The logger's message (`msg`), redacted; a line that is not JSON, whole.
     pub message: String,
+    /// The fields of a JSON line that say which migration and why, as ` key=value` (version,
+    /// dataVersion, duration, err, error), redacted; empty when there are none.
+    pub fields: String,
+    /// The migration number a `version: "vN"` (or `version: N`) or `dataVersion: N` field
+    /// names. Whether it is a pre- or a post-deploy migration depends on the message.
+    pub version: Option<u32>,
     pub source: String,
 }
 
@@ -425,6 +432,8 @@ fn ingest_file(
                     level: parsed.level,
                     message: redactor
                         .text(&parsed.message.unwrap_or_else(|| text.trim().to_string())),
+                    fields: redactor.text(&parsed.fields),
+                    version: parsed.version,
                     source: source.clone(),
                 });
             } else {
@@ -490,6 +499,10 @@ struct ParsedLine {
     at: Option<DateTime<Utc>>,
     level: Option<String>,
     message: Option<String>,
+    /// ` key=value` for each field that says which migration and why.
+    fields: String,
+    /// The number a `version: "vN"` or `dataVersion: N` field names.
+    version: Option<u32>,
     is_error: bool,
 }
 
@@ -515,19 +528,29 @@ fn parse_line(text: &str) -> ParsedLine {
             let message = ["msg", "message"]
                 .iter()
                 .find_map(|key| object.get(*key).and_then(Value::as_str))
-                .map(|m| {
-                    // Keep the fields that say which migration: version, duration, error.
-                    let mut text = m.to_string();
-                    for key in ["version", "dataVersion", "duration", "err", "error"] {
-                        if let Some(value) = object.get(key) {
-                            let shown = value
-                                .as_str()
-                                .map_or_else(|| value.to_string(), str::to_string);
-                            text.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
-                        }
+                .map(str::to_string);
+            // The fields that say which migration: version, duration, error.
+            let mut fields = String::new();
+            if message.is_some() {
+                for key in ["version", "dataVersion", "duration", "err", "error"] {
+                    if let Some(value) = object.get(key) {
+                        let shown = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_string);
+                        fields.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
                     }
-                    text
-                });
+                }
+            }
+            // `version: "v45"` (or the bare number some lines give), `dataVersion: 45`.
+            let number = |value: &Value| match value {
+                Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Value::String(s) => migration_number(s.strip_prefix(['v', 'V']).unwrap_or(s)),
+                _ => None,
+            };
+            let version = ["version", "dataVersion"]
+                .iter()
+                .find_map(|key| object.get(*key).and_then(number))
+                .filter(|n| *n > 0);
             let is_error = level
                 .as_deref()
                 .is_some_and(|l| l == "error" || l == "fatal");
@@ -535,6 +558,8 @@ fn parse_line(text: &str) -> ParsedLine {
                 at,
                 level,
                 message,
+                fields,
+                version,
                 is_error,
             };
         }
@@ -547,8 +572,19 @@ fn parse_line(text: &str) -> ParsedLine {
         at,
         level: is_error.then(|| "error".to_string()),
         message: None,
+        fields: String::new(),
+        version: None,
         is_error,
     }
+}
+
+/// The number written in `digits` (ASCII digits only, nothing else), if it fits a `u32` and
+/// is not 0. Parsing is bounded: a run of more than ten digits is refused unread.
+pub(crate) fn migration_number(digits: &str) -> Option<u32> {
+    if !(1..=10).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u32>().ok().filter(|n| *n > 0)
 }
 
 /// A JSON time: RFC 3339 text or epoch milliseconds.
@@ -643,6 +679,41 @@ mod tests {
     }
 
     #[test]
+    fn the_migration_number_of_a_line_comes_from_its_fields() {
+        let version = |line: &str| parse_line(line).version;
+        assert_eq!(
+            version(r#"{"msg":"Pending post-deploy migration","version":"v45"}"#),
+            Some(45)
+        );
+        assert_eq!(
+            version(r#"{"msg":"Unable to add post-deploy migration job","version":46}"#),
+            Some(46)
+        );
+        assert_eq!(
+            version(r#"{"msg":"Post-deploy migration threw an error","dataVersion":47}"#),
+            Some(47)
+        );
+        assert_eq!(version(r#"{"msg":"x","dataVersion":"48"}"#), Some(48));
+        assert_eq!(
+            version(r#"{"msg":"x","version":"5.2.2","dataVersion":49}"#),
+            Some(49)
+        );
+        for absurd in [
+            r#"{"msg":"x","version":"v99999999999999999999999"}"#,
+            r#"{"msg":"x","dataVersion":4294967296}"#,
+            r#"{"msg":"x","dataVersion":-1}"#,
+            r#"{"msg":"x","dataVersion":0}"#,
+            r#"{"msg":"x","dataVersion":4.5}"#,
+            r#"{"msg":"x","version":"v"}"#,
+            r#"{"msg":"x","version":"v4x"}"#,
+            r#"{"msg":"x","version":{"n":4}}"#,
+        ] {
+            assert_eq!(version(absurd), None, "{absurd}");
+        }
+        assert_eq!(migration_number(&"9".repeat(100_000)), None);
+    }
+
+    #[test]
     fn json_and_plain_lines_give_their_time() {
         let parsed = parse_line(
             r#"{"level":"ERROR","timestamp":"2025-06-02T10:04:05.000Z","msg":"Post-deploy migration threw an error","err":"boom"}"#,
@@ -651,8 +722,9 @@ mod tests {
         assert!(parsed.is_error);
         assert_eq!(
             parsed.message.as_deref(),
-            Some("Post-deploy migration threw an error err=boom")
+            Some("Post-deploy migration threw an error")
         );
+        assert_eq!(parsed.fields, " err=boom");
         let plain = parse_line(
             "2025-06-02 10:04:05.250 ERROR Unable to run this version of Medplum server",
         );

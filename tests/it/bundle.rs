@@ -331,11 +331,7 @@ fn logs_of_every_kind_are_read_filtered_by_time_and_accounted_for() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    for kind in [
-        "pre-deploy-migration",
-        "post-deploy-migration",
-        "startup-gate",
-    ] {
+    for kind in ["pre-deploy-migration", "post-deploy-worker", "startup-gate"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     // A bundle without a database cannot answer status.
