@@ -2,8 +2,8 @@
 //! and the migration messages and errors of the server logs, merged by time.
 //!
 //! This module owns the timeline's event kinds: which kind each of Medplum's log messages is
-//! ([`LOG_KINDS`]), and which post-deploy migration a log event concerns. Which lines reach
-//! it is decided in `logs.rs`.
+//! ([`LOG_KINDS`], the README's table of log kinds), and which post-deploy migration a log
+//! event concerns. Which lines reach it is decided in `logs.rs`.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -536,6 +536,21 @@ mod tests {
                 kind.id
             );
         }
+    }
+
+    #[test]
+    fn the_readme_lists_the_kinds_in_the_order_they_are_tried() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("### Log kinds").unwrap()..];
+        let section = &section[..section.find("\n`version`").unwrap()];
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `"))
+            .filter_map(|line| line.split('`').next())
+            .collect();
+        let mut ids: Vec<&str> = LOG_KINDS.iter().map(|kind| kind.id).collect();
+        ids.push("warning");
+        assert_eq!(documented, ids);
     }
 
     #[test]
