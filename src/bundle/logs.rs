@@ -2,6 +2,11 @@
 //! the lines that matter — the migration messages of Medplum's logger, and every warning and
 //! error — within the time window, redact them, and count what was read, kept and dropped.
 //!
+//! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
+//! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level,
+//! message, the fields that say which migration, and the migration number those fields name.
+//! What a message means (its kind) is the timeline's business (`timeline.rs`).
+//!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
 //! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
 //! parsed for their time. A truncated `.gz` or a binary file is noted and skipped, never fatal.
@@ -10,7 +15,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use flate2::read::MultiGzDecoder;
@@ -25,21 +30,95 @@ const MAX_LINE: usize = 64 * 1024;
 /// The timeline keeps at most this many log events; the rest are counted.
 const MAX_EVENTS: usize = 20_000;
 
-/// Messages of Medplum's logger about migrations (see `shared/medplum.md`). Matched
-/// case-insensitively anywhere in a line.
-pub const MIGRATION_MESSAGES: [&str; 12] = [
+/// Every message Medplum's server writes about migrations, or its constant part where the
+/// message carries a number (see `shared/medplum.md`, "Log lines worth keeping"). Matched
+/// case-insensitively anywhere in a line, whatever its level: several are logged at info
+/// level, some even for failures. Grouped by the server source file that writes them
+/// (under `packages/server/src/`); older wordings are kept beside current ones. The
+/// timeline sorts them into kinds (`timeline.rs`); a test checks that each one gets one.
+pub const MIGRATION_MESSAGES: [&str; 71] = [
+    // database.ts: pre-deploy migrations at startup, the migration lock, the startup gate
     "Database pre-deploy migration",
     "Database schema migration",
+    "Database schema migration error",
     "Failed to acquire migration lock",
     "Pending post-deploy migration",
     "Data migration ready to run",
-    "Not auto-queueing pending post-deploy migration",
+    "Unable to run this version of Medplum server",
+    "Unable to run data migration against the current server version",
+    "Unable to run post-deploy migration v",
+    // database.ts, older releases: starting a post-deploy migration by hand
+    "Cannot run post-deploy migration since pre-deploy migrations did not run",
+    "Post-deploy migration assertion failed",
+    "Cannot run data migration; schema migrations did not run",
+    "Data migration assertion failed",
+    "Data migration unable to start due to more than one existing data-migration AsyncJob with accepted status",
+    // migrations/migration-utils.ts: queueing the pending post-deploy migration
+    "Not auto-queueing pending post-deploy migration because auto-run is disabled",
+    "Auto-queueing pending post-deploy migration",
+    "Unable to add post-deploy migration job",
+    "Unable to start post-deploy migration since there are more than one existing data-migration AsyncJob with accepted status",
+    "Data migration unable to start due to existing data-migration AsyncJob with accepted status in a project",
+    "Cannot run post-deploy migration since pre-deploy migrations are disabled",
+    "Cannot run post-deploy migration since post-deploy version is unknown",
+    "Cannot run post-deploy migrations; next post-deploy migration version is unknown",
+    "post-deploy migration number must be greater than zero",
+    "Requested post-deploy migration v",
+    "Migration definition not found",
+    // server-registry.ts, older releases
+    "Not auto-queueing pending post-deploy migration because cluster is not homogeneous",
+    "No pending post-deploy migrations",
+    // workers/post-deploy-migration.ts: the queue and its worker
+    "Adding post-deploy migration job",
+    "Added post-deploy migration job",
+    "PostDeployMigrationQueue processor skipping job since AsyncJob is not active",
+    "Post-deploy migration delayed since this worker is not compatible",
+    "Post-deploy migration delayed since migration definition was not found on this worker",
+    "delayed since the server cluster is not compatible",
+    "Post-deploy migration delayed since worker is not eligible to execute it",
+    "Post-deploy migration threw an error",
+    "Post-deploy migration number (AsyncJob.dataVersion) not found",
+    "Unexpected PostDeployMigration.run(",
+    "Skipping custom post-deploy migration since server is in firstBoot mode",
+    // workers/post-deploy-migration.ts: any other line naming the queue or a post-deploy
+    // migration, such as Post-deploy migration N is not a reindex migration
     "PostDeployMigrationQueue",
     "Post-deploy migration",
+    // workers/utils.ts: the queues' worker events (all at info level) and delaying a job
+    "PostDeployMigrationQueue worker: active",
+    "PostDeployMigrationQueue worker: completed",
+    "PostDeployMigrationQueue worker: failed",
+    "PostDeployMigrationQueue worker: error",
+    "PostDeployMigrationQueue worker: stalled",
+    "PostDeployMigrationQueue worker: closing",
+    "PostDeployMigrationQueue worker: closed",
+    "ReindexQueue worker: active",
+    "ReindexQueue worker: completed",
+    "ReindexQueue worker: failed",
+    "ReindexQueue worker: error",
+    "ReindexQueue worker: stalled",
+    "ReindexQueue worker: closing",
+    "ReindexQueue worker: closed",
+    "Cannot delay job since job.token is not available",
+    "Cannot delay Post-deploy migration job since job.token is not available",
+    // workers/reindex.ts: reindex migrations
     "Reindex in progress",
     "Reindex completed",
-    "AsyncJob execution",
-    "Unable to run this version of Medplum server",
+    "Reindex completed for resourceType",
+    "Reindex iteration failed, retrying",
+    "Reindex job delayed since worker is not eligible to execute it",
+    "ReindexJob delayed since queue is closing",
+    "Reindex job detected queue is closing",
+    "Skipping reindex post-deploy migration since server is in firstBoot mode",
+    // fhir/operations/utils/asyncjobexecutor.ts: completing a post-deploy job, other admin
+    // jobs (older releases said Async job)
+    "Marking post-deploy migration complete",
+    "AsyncJob execution starting",
+    "AsyncJob execution completed",
+    "AsyncJob execution failed",
+    "Async job starting",
+    "Async job completed",
+    "Async job failed",
 ];
 
 /// How warnings and errors look in JSON and plain-text logs.
@@ -101,8 +180,14 @@ pub struct LogFileReport {
 pub struct LogEvent {
     pub at: Option<DateTime<Utc>>,
     pub level: Option<String>,
-    /// The message, redacted.
+    /// The logger's message (`msg`), redacted; a line that is not JSON, whole.
     pub message: String,
+    /// The fields of a JSON line that say which migration and why, as ` key=value` (version,
+    /// dataVersion, duration, err, error), redacted; empty when there are none.
+    pub fields: String,
+    /// The migration number a `version: "vN"` (or `version: N`) or `dataVersion: N` field
+    /// names. Whether it is a pre- or a post-deploy migration depends on the message.
+    pub version: Option<u32>,
     pub source: String,
 }
 
@@ -136,9 +221,12 @@ impl LineFilter {
             .chain(LEVEL_MARKERS.iter())
             .copied()
             .collect();
+        // A DFA: one table lookup per byte, whatever the number of patterns. No prefilter
+        // applies to this many case-insensitive patterns, so the scan is the whole cost.
         let keep = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostFirst)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&patterns)
             .context("the log keep-patterns")?;
         Ok(LineFilter {
@@ -148,7 +236,7 @@ impl LineFilter {
     }
 
     /// `None` when the line is not kept; `Some(true)` for a migration message.
-    fn classify(&self, line: &[u8]) -> Option<bool> {
+    pub(crate) fn classify(&self, line: &[u8]) -> Option<bool> {
         let mut kept = None;
         for found in self.keep.find_iter(line) {
             if found.pattern().as_usize() < self.migration_patterns {
@@ -344,6 +432,8 @@ fn ingest_file(
                     level: parsed.level,
                     message: redactor
                         .text(&parsed.message.unwrap_or_else(|| text.trim().to_string())),
+                    fields: redactor.text(&parsed.fields),
+                    version: parsed.version,
                     source: source.clone(),
                 });
             } else {
@@ -409,6 +499,10 @@ struct ParsedLine {
     at: Option<DateTime<Utc>>,
     level: Option<String>,
     message: Option<String>,
+    /// ` key=value` for each field that says which migration and why.
+    fields: String,
+    /// The number a `version: "vN"` or `dataVersion: N` field names.
+    version: Option<u32>,
     is_error: bool,
 }
 
@@ -434,19 +528,29 @@ fn parse_line(text: &str) -> ParsedLine {
             let message = ["msg", "message"]
                 .iter()
                 .find_map(|key| object.get(*key).and_then(Value::as_str))
-                .map(|m| {
-                    // Keep the fields that say which migration: version, duration, error.
-                    let mut text = m.to_string();
-                    for key in ["version", "dataVersion", "duration", "err", "error"] {
-                        if let Some(value) = object.get(key) {
-                            let shown = value
-                                .as_str()
-                                .map_or_else(|| value.to_string(), str::to_string);
-                            text.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
-                        }
+                .map(str::to_string);
+            // The fields that say which migration: version, duration, error.
+            let mut fields = String::new();
+            if message.is_some() {
+                for key in ["version", "dataVersion", "duration", "err", "error"] {
+                    if let Some(value) = object.get(key) {
+                        let shown = value
+                            .as_str()
+                            .map_or_else(|| value.to_string(), str::to_string);
+                        fields.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
                     }
-                    text
-                });
+                }
+            }
+            // `version: "v45"` (or the bare number some lines give), `dataVersion: 45`.
+            let number = |value: &Value| match value {
+                Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+                Value::String(s) => migration_number(s.strip_prefix(['v', 'V']).unwrap_or(s)),
+                _ => None,
+            };
+            let version = ["version", "dataVersion"]
+                .iter()
+                .find_map(|key| object.get(*key).and_then(number))
+                .filter(|n| *n > 0);
             let is_error = level
                 .as_deref()
                 .is_some_and(|l| l == "error" || l == "fatal");
@@ -454,6 +558,8 @@ fn parse_line(text: &str) -> ParsedLine {
                 at,
                 level,
                 message,
+                fields,
+                version,
                 is_error,
             };
         }
@@ -466,8 +572,19 @@ fn parse_line(text: &str) -> ParsedLine {
         at,
         level: is_error.then(|| "error".to_string()),
         message: None,
+        fields: String::new(),
+        version: None,
         is_error,
     }
+}
+
+/// The number written in `digits` (ASCII digits only, nothing else), if it fits a `u32` and
+/// is not 0. Parsing is bounded: a run of more than ten digits is refused unread.
+pub(crate) fn migration_number(digits: &str) -> Option<u32> {
+    if !(1..=10).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u32>().ok().filter(|n| *n > 0)
 }
 
 /// A JSON time: RFC 3339 text or epoch milliseconds.
@@ -541,6 +658,62 @@ mod tests {
     }
 
     #[test]
+    fn every_migration_message_is_kept_at_any_level() {
+        // The messages come from several server files (database.ts, migration-utils.ts,
+        // server-registry.ts, workers/post-deploy-migration.ts, workers/utils.ts,
+        // workers/reindex.ts, asyncjobexecutor.ts; see MIGRATION_MESSAGES); several are
+        // logged at info level, even failures (ReindexQueue worker: failed).
+        let filter = LineFilter::new().unwrap();
+        for message in MIGRATION_MESSAGES {
+            let msg = serde_json::to_string(message).unwrap();
+            for line in [
+                format!(r#"{{"level":"INFO","timestamp":"2026-03-01T10:00:00.000Z","msg":{msg}}}"#),
+                format!(r#"{{"level":"DEBUG","msg":{msg},"version":"v45"}}"#),
+                format!(r#"{{"level":30,"time":1748858645000,"msg":{msg}}}"#),
+                format!("2026-03-01 10:00:00 INFO {message}"),
+                format!("2026-03-01 10:00:00 info {}", message.to_lowercase()),
+            ] {
+                assert_eq!(filter.classify(line.as_bytes()), Some(true), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_migration_number_of_a_line_comes_from_its_fields() {
+        let version = |line: &str| parse_line(line).version;
+        assert_eq!(
+            version(r#"{"msg":"Pending post-deploy migration","version":"v45"}"#),
+            Some(45)
+        );
+        assert_eq!(
+            version(r#"{"msg":"Unable to add post-deploy migration job","version":46}"#),
+            Some(46)
+        );
+        assert_eq!(
+            version(r#"{"msg":"Post-deploy migration threw an error","dataVersion":47}"#),
+            Some(47)
+        );
+        assert_eq!(version(r#"{"msg":"x","dataVersion":"48"}"#), Some(48));
+        assert_eq!(
+            version(r#"{"msg":"x","version":"5.2.2","dataVersion":49}"#),
+            Some(49)
+        );
+        for absurd in [
+            r#"{"msg":"x","version":"v99999999999999999999999"}"#,
+            r#"{"msg":"x","dataVersion":4294967296}"#,
+            r#"{"msg":"x","dataVersion":-1}"#,
+            r#"{"msg":"x","dataVersion":0}"#,
+            r#"{"msg":"x","dataVersion":4.5}"#,
+            r#"{"msg":"x","version":"v"}"#,
+            r#"{"msg":"x","version":"v4x"}"#,
+            r#"{"msg":"x","version":{"n":4}}"#,
+        ] {
+            assert_eq!(version(absurd), None, "{absurd}");
+        }
+        assert_eq!(migration_number(&"9".repeat(100_000)), None);
+    }
+
+    #[test]
     fn json_and_plain_lines_give_their_time() {
         let parsed = parse_line(
             r#"{"level":"ERROR","timestamp":"2025-06-02T10:04:05.000Z","msg":"Post-deploy migration threw an error","err":"boom"}"#,
@@ -549,8 +722,9 @@ mod tests {
         assert!(parsed.is_error);
         assert_eq!(
             parsed.message.as_deref(),
-            Some("Post-deploy migration threw an error err=boom")
+            Some("Post-deploy migration threw an error")
         );
+        assert_eq!(parsed.fields, " err=boom");
         let plain = parse_line(
             "2025-06-02 10:04:05.250 ERROR Unable to run this version of Medplum server",
         );

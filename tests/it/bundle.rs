@@ -331,16 +331,156 @@ fn logs_of_every_kind_are_read_filtered_by_time_and_accounted_for() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    for kind in [
-        "pre-deploy-migration",
-        "post-deploy-migration",
-        "startup-gate",
-    ] {
+    for kind in ["pre-deploy-migration", "post-deploy-worker", "startup-gate"] {
         assert!(kinds.contains(&kind), "{kind} missing from {kinds:?}");
     }
     // A bundle without a database cannot answer status.
     let run = medmig(&["status", "--bundle", out.to_str().unwrap()]);
     assert!(run.single_error().contains("--no-db"), "{run:?}");
+    std::fs::remove_file(&out).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// One JSON line as Medplum's logger writes it (`level`, `timestamp`, `msg`, then the fields),
+/// and the kind and post-deploy version the timeline must give it.
+struct Logged {
+    level: &'static str,
+    msg: &'static str,
+    fields: &'static str,
+    kind: &'static str,
+    version: Option<u32>,
+}
+
+const fn logged(
+    level: &'static str,
+    msg: &'static str,
+    fields: &'static str,
+    kind: &'static str,
+    version: Option<u32>,
+) -> Logged {
+    Logged {
+        level,
+        msg,
+        fields,
+        kind,
+        version,
+    }
+}
+
+/// Every migration message at the level Medplum logs it, with the fields it logs beside it.
+/// Paths are under Medplum's `packages/server/src/`. Messages that Medplum throws rather
+/// than logs reach a log as the error of the line that reports the failure (the startup
+/// gate, the lock), or as a line of their own at error level (here).
+const LOGGED: &[Logged] = &[
+    // database.ts: pre-deploy migrations, the lock, the startup gate in every wording
+    logged("INFO", "Database pre-deploy migration", r#""shardId":"global","version":"v121","duration":"1800 ms""#, "pre-deploy-migration", None),
+    logged("INFO", "Database schema migration", r#""version":"v98","duration":"20 ms""#, "pre-deploy-migration", None),
+    logged("ERROR", "Database schema migration error", r#""error":"error: relation \"Foo\" does not exist","stack":["error: relation \"Foo\" does not exist"]"#, "migration-error", None),
+    logged("ERROR", "Database schema migration error", r#""error":"Error: Failed to acquire migration lock","stack":["Error: Failed to acquire migration lock"]"#, "migration-lock", None),
+    logged("ERROR", "Database schema migration error", r#""error":"Error: Unable to run this version of Medplum server. Pending post-deploy migration v45 requires server at version 5.1.37 <= version < 5.2.0, but current server version is 5.2.2""#, "startup-gate", Some(45)),
+    logged("ERROR", "Database schema migration error", r#""error":"Error: Unable to run data migration against the current server version. Migration requires server at version 3.3.0 <= version < 4.0.0, but current server version is 4.0.0""#, "startup-gate", None),
+    logged("ERROR", "Database schema migration error", r#""error":"Error: Unable to run post-deploy migration v12 on this server. v12 requires server at version 4.1.12 <= version < 4.2.0, but current server version is 4.2.0""#, "startup-gate", Some(12)),
+    logged("ERROR", "Unable to run this version of Medplum server. Pending post-deploy migration v45 requires server at version 5.1.37 <= version < 5.2.0, but current server version is 5.2.2", "", "startup-gate", Some(45)),
+    logged("ERROR", "Failed to acquire migration lock", "", "migration-lock", None),
+    logged("INFO", "Pending post-deploy migration", r#""version":"v45""#, "post-deploy-pending", Some(45)),
+    logged("INFO", "Data migration ready to run", r#""dataVersion":45"#, "post-deploy-pending", Some(45)),
+    // database.ts, older releases: starting a post-deploy migration by hand (thrown)
+    logged("ERROR", "Cannot run post-deploy migration since pre-deploy migrations did not run", "", "post-deploy-not-queued", None),
+    logged("ERROR", "Cannot run data migration; schema migrations did not run", "", "post-deploy-not-queued", None),
+    logged("ERROR", "Data migration unable to start due to more than one existing data-migration AsyncJob with accepted status", "", "post-deploy-not-queued", None),
+    // migrations/migration-utils.ts: queueing the pending post-deploy migration
+    logged("INFO", "Not auto-queueing pending post-deploy migration because auto-run is disabled", r#""version":"v46""#, "post-deploy-not-queued", Some(46)),
+    logged("DEBUG", "Auto-queueing pending post-deploy migration", r#""version":"v46""#, "post-deploy-queued", Some(46)),
+    logged("ERROR", "Unable to add post-deploy migration job", r#""version":46,"asyncJob":"AsyncJob/5f1c""#, "post-deploy-not-queued", Some(46)),
+    logged("ERROR", "Unable to start post-deploy migration since there are more than one existing data-migration AsyncJob with accepted status", "", "post-deploy-not-queued", None),
+    logged("ERROR", "Cannot run post-deploy migration since pre-deploy migrations are disabled", "", "post-deploy-not-queued", None),
+    logged("ERROR", "Cannot run post-deploy migrations; next post-deploy migration version is unknown", "", "post-deploy-not-queued", None),
+    logged("ERROR", "Requested post-deploy migration v47, but the pending post-deploy migration is v46.", "", "post-deploy-not-queued", Some(47)),
+    logged("ERROR", "Migration definition not found for v54", "", "post-deploy-error", Some(54)),
+    // server-registry.ts, an older release
+    logged("INFO", "Not auto-queueing pending post-deploy migration because cluster is not homogeneous", r#""version":"v17","clusterStatus":{"totalServers":2}"#, "post-deploy-not-queued", Some(17)),
+    // workers/post-deploy-migration.ts: the queue and its worker
+    logged("DEBUG", "Adding post-deploy migration job", r#""version":"v46","asyncJobId":"5f1c""#, "post-deploy-queued", Some(46)),
+    logged("DEBUG", "Added post-deploy migration job", r#""jobId":"1","asyncJob":"AsyncJob/5f1c","jobType":"custom""#, "post-deploy-queued", None),
+    logged("INFO", "PostDeployMigrationQueue processor skipping job since AsyncJob is not active", r#""jobId":"1","asyncJobStatus":"cancelled""#, "post-deploy-worker", None),
+    logged("INFO", "Post-deploy migration delayed since this worker is not compatible", r#""queueName":"PostDeployMigrationQueue","jobId":"1","delayMs":60000"#, "post-deploy-delayed", None),
+    logged("INFO", "Post-deploy migration delayed since migration definition was not found on this worker", r#""queueName":"PostDeployMigrationQueue","jobId":"1","delayMs":60000"#, "post-deploy-delayed", None),
+    logged("INFO", "Post-deploy migration v51 delayed since the server cluster is not compatible", r#""queueName":"PostDeployMigrationQueue","jobId":"1","delayMs":60000"#, "post-deploy-delayed", Some(51)),
+    logged("INFO", "Post-deploy migration delayed since worker is not eligible to execute it", r#""queueName":"PostDeployMigrationQueue","jobId":"1","delayMs":60000"#, "post-deploy-delayed", None),
+    logged("ERROR", "Post-deploy migration threw an error", r#""error":"canceling statement due to statement timeout","asyncJob":"AsyncJob/5f1c","type":"custom","dataVersion":45"#, "post-deploy-error", Some(45)),
+    logged("ERROR", "Post-deploy migration 13 is not a reindex migration", "", "post-deploy-error", Some(13)),
+    // workers/utils.ts: worker events (info level, failures included); delaying a job
+    logged("INFO", "PostDeployMigrationQueue worker: active", r#""jobId":"1","asyncJob":"AsyncJob/5f1c","jobType":"custom""#, "post-deploy-worker", None),
+    logged("INFO", "PostDeployMigrationQueue worker: failed", r#""jobId":"1","error":"Migration definition not found for v54""#, "post-deploy-worker", Some(54)),
+    logged("INFO", "PostDeployMigrationQueue worker: stalled", r#""jobId":"1""#, "post-deploy-worker", None),
+    logged("INFO", "PostDeployMigrationQueue worker: completed", r#""jobId":"1""#, "post-deploy-worker", None),
+    logged("INFO", "ReindexQueue worker: failed", r#""jobId":"7","asyncJob":"AsyncJob/9a2e","jobType":"reindex","error":"canceling statement due to statement timeout""#, "reindex", None),
+    logged("INFO", "ReindexQueue worker: stalled", r#""jobId":"7""#, "reindex", None),
+    logged("ERROR", "Cannot delay job since job.token is not available", r#""queueName":"PostDeployMigrationQueue","jobId":"1","reason":"Post-deploy migration delayed since this worker is not compatible""#, "post-deploy-delayed", None),
+    // workers/reindex.ts: reindex migrations
+    logged("INFO", "Reindex in progress", r#""resourceType":"Patient","count":50000"#, "reindex", None),
+    logged("WARN", "Reindex iteration failed, retrying", r#""resourceType":"Patient","attempt":1,"error":"canceling statement due to statement timeout""#, "reindex", None),
+    logged("INFO", "Reindex completed for resourceType", r#""resourceType":"Patient","count":120000,"durationMs":5000"#, "reindex", None),
+    logged("INFO", "Reindex completed", r#""resourceType":"Observation","count":5,"durationMs":6000"#, "reindex", None),
+    logged("INFO", "Reindex job delayed since worker is not eligible to execute it", r#""queueName":"PostDeployMigrationQueue","jobId":"2","delayMs":60000"#, "post-deploy-delayed", None),
+    logged("INFO", "Reindex job detected queue is closing", r#""queueName":"PostDeployMigrationQueue","asyncJob":"AsyncJob/9a2e""#, "post-deploy-delayed", None),
+    logged("INFO", "ReindexJob delayed since queue is closing", r#""queueName":"PostDeployMigrationQueue","jobId":"2","delayMs":60000"#, "post-deploy-delayed", None),
+    logged("INFO", "Skipping reindex post-deploy migration since server is in firstBoot mode", r#""asyncJob":"AsyncJob/9a2e","version":"v52""#, "reindex-skipped", Some(52)),
+    // fhir/operations/utils/asyncjobexecutor.ts: completing a post-deploy job; admin jobs
+    logged("INFO", "Marking post-deploy migration complete", r#""version":"v45""#, "post-deploy-completed", Some(45)),
+    logged("INFO", "AsyncJob execution starting", r#""name":"callback","asyncJobId":"77""#, "async-job", None),
+    logged("ERROR", "AsyncJob execution failed", r#""name":"callback","asyncJobId":"77","error":"boom""#, "async-job", None),
+    logged("INFO", "Async job completed", r#""name":"callback","asyncJobId":"78","duration":"12 ms""#, "async-job", None),
+];
+
+#[test]
+fn every_migration_message_reaches_the_timeline_with_its_kind_and_version() {
+    let dir = std::env::temp_dir().join(unique_name("medmig_messages"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut log = String::new();
+    for (i, line) in LOGGED.iter().enumerate() {
+        let fields = if line.fields.is_empty() {
+            String::new()
+        } else {
+            format!(",{}", line.fields)
+        };
+        log.push_str(&format!(
+            r#"{{"level":"{}","timestamp":"2026-03-01T10:{:02}:{:02}.000Z","msg":{}{fields}}}"#,
+            line.level,
+            i / 60,
+            i % 60,
+            serde_json::to_string(line.msg).unwrap(),
+        ));
+        log.push('\n');
+        // Info lines that are no migration message are left out.
+        log.push_str(r#"{"level":"INFO","timestamp":"2026-03-01T10:00:00.500Z","msg":"Request served","path":"/fhir/R4/Patient"}"#);
+        log.push('\n');
+    }
+    std::fs::write(dir.join("server.log"), &log).unwrap();
+    let (out, run) = bundle(&["--no-db", "--logs", dir.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = unpack(&out);
+    let ingest: Value = serde_json::from_slice(&files["logs/ingest.json"]).unwrap();
+    assert_eq!(ingest["files"][0]["lines_read"], LOGGED.len() * 2);
+    assert_eq!(ingest["files"][0]["lines_kept"], LOGGED.len());
+    let timeline: Value = serde_json::from_slice(&files["timeline.json"]).unwrap();
+    let events = timeline.as_array().unwrap();
+    assert_eq!(events.len(), LOGGED.len(), "{timeline:#}");
+    for (line, event) in LOGGED.iter().zip(events) {
+        let message = event["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(line.msg),
+            "{message} is not {}",
+            line.msg
+        );
+        assert_eq!(event["source"], "log");
+        assert_eq!(event["kind"], line.kind, "{message}");
+        assert_eq!(
+            event["version"].as_u64(),
+            line.version.map(u64::from),
+            "{message}"
+        );
+    }
     std::fs::remove_file(&out).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
