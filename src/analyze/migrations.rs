@@ -278,14 +278,8 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
     }
 
     let pending = (done < highest).then_some(done + 1);
-    job_findings(&jobs, &defects, done, &mut findings);
-    reuse_findings(
-        &jobs,
-        pending,
-        &ignored_jobs,
-        &maintenance_jobs,
-        &mut findings,
-    );
+    job_findings(&jobs, &defects, done, pending, &mut findings);
+    other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
     manifest_findings(manifest, done, highest, &mut findings);
     for index in &snapshot.invalid_indexes {
@@ -484,7 +478,8 @@ fn work_evidence(activity: Option<&MigrationActivity>, options: &StatusOptions) 
     };
     let mut sessions = Vec::new();
     for session in &activity.sessions {
-        if session.holds_migration_lock {
+        // Lock holders are the startup's pre-deploy migrations, not post-deploy work.
+        if session.holds_migration_lock || !is_migrating(session, options) {
             continue;
         }
         let who = session
@@ -493,11 +488,10 @@ fn work_evidence(activity: Option<&MigrationActivity>, options: &StatusOptions) 
             .filter(|a| !a.is_empty())
             .unwrap_or("unnamed");
         let query = crate::text::shorten(session.query.as_deref().unwrap_or(""), 100);
-        let ran = session
+        let for_how_long = session
             .query_start
             .map(|start| options.now - start)
-            .filter(|ran| *ran >= Duration::zero());
-        let for_how_long = ran
+            .filter(|ran| *ran >= Duration::zero())
             .map(|r| format!(" for {}", elapsed(r.num_seconds() as f64)))
             .unwrap_or_default();
         if session.ddl() {
@@ -506,7 +500,7 @@ fn work_evidence(activity: Option<&MigrationActivity>, options: &StatusOptions) 
                  startup migration lock",
                 session.pid
             ));
-        } else if ran.is_some_and(|r| r > options.statement_limit) {
+        } else {
             sessions.push(format!(
                 "session {} ({who}) has run `{query}`{for_how_long}, longer than the server's \
                  statement limit ({}): only a client with statement_timeout raised runs that \
@@ -682,11 +676,13 @@ fn decide(
 }
 
 /// Findings about jobs as such: damaged ones, status-column drift, out-of-order runs, more
-/// than one in progress, migrations counted complete though their last run failed.
+/// than one in progress or the one the server will reuse, migrations counted complete though
+/// their last run failed.
 fn job_findings(
     jobs: &BTreeMap<u32, Vec<DataMigrationJob>>,
     defects: &BTreeMap<Option<u32>, Vec<JobDefect>>,
     done: u32,
+    pending: Option<u32>,
     findings: &mut Vec<Finding>,
 ) {
     for (version, list) in defects {
@@ -723,7 +719,7 @@ fn job_findings(
                 ));
             }
             if job.status.in_progress() {
-                in_progress.push(format!("{} (v{version})", job.id));
+                in_progress.push(job);
             }
             if *version > done + 1 && matches!(job.status, JobStatus::Error) {
                 findings.push(Finding::about(
@@ -755,11 +751,25 @@ fn job_findings(
             ));
         }
     }
-    if in_progress.len() > 1 {
-        // preparePostDeployMigrationAsyncJob (packages/server/src/migrations/migration-utils.ts)
-        // searches system data-migration jobs that are accepted or active, of any dataVersion,
-        // and refuses on two or more.
-        findings.push(Finding::new(
+    // preparePostDeployMigrationAsyncJob (packages/server/src/migrations/migration-utils.ts)
+    // searches system data-migration jobs that are accepted or active, of any dataVersion: two
+    // or more and it refuses; exactly one is rewritten in place for the migration it queues
+    // (its dataVersion and request changed, its output — recorded reindex progress — cleared).
+    match (in_progress.as_slice(), pending) {
+        ([job], Some(pending)) if job.data_version != pending => findings.push(Finding::about(
+            job.data_version,
+            "job-will-be-reused",
+            Severity::Warning,
+            format!(
+                "job {} (v{}) is {}: the next time the server queues v{pending} it reuses \
+                 this job, rewriting its dataVersion and clearing its output, instead of \
+                 creating one",
+                job.id,
+                job.data_version,
+                job.status.as_str()
+            ),
+        )),
+        ([_, _, ..], _) => findings.push(Finding::new(
             "several-jobs-in-progress",
             Severity::Error,
             format!(
@@ -769,45 +779,24 @@ fn job_findings(
                  accepted status\"), and a server that auto-runs them fails to start, until all \
                  but one are cancelled",
                 in_progress.len(),
-                in_progress.join(", ")
+                in_progress
+                    .iter()
+                    .map(|j| format!("{} (v{})", j.id, j.data_version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-        ));
+        )),
+        _ => {}
     }
 }
 
-/// The server's job reuse (`preparePostDeployMigrationAsyncJob`): exactly one system job in
-/// progress is rewritten in place for the next migration it queues (its `dataVersion` and
-/// `request` changed, its `output` — recorded reindex progress — cleared). Also the jobs the
-/// server ignores, and the maintenance jobs that run on the same queue.
-fn reuse_findings(
-    jobs: &BTreeMap<u32, Vec<DataMigrationJob>>,
-    pending: Option<u32>,
+/// The jobs the server ignores (inside a project), and the maintenance jobs that run on the
+/// post-deploy queue.
+fn other_job_findings(
     ignored: &[IgnoredJob],
     maintenance: &[MaintenanceJob],
     findings: &mut Vec<Finding>,
 ) {
-    let in_progress: Vec<&DataMigrationJob> = jobs
-        .values()
-        .flatten()
-        .filter(|j| j.status.in_progress())
-        .collect();
-    if let ([job], Some(pending)) = (in_progress.as_slice(), pending) {
-        if job.data_version != pending {
-            findings.push(Finding::about(
-                job.data_version,
-                "job-will-be-reused",
-                Severity::Warning,
-                format!(
-                    "job {} (v{}) is {}: the next time the server queues v{pending} it reuses \
-                     this job, rewriting its dataVersion and clearing its output, instead of \
-                     creating one",
-                    job.id,
-                    job.data_version,
-                    job.status.as_str()
-                ),
-            ));
-        }
-    }
     if !ignored.is_empty() {
         findings.push(Finding::new(
             "project-jobs-ignored",

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::migrations::infer_from;
 use super::migrations::{JobRun, MigrationState, MigrationStatus, StatusReport};
-use super::upgrade::{migration_row, plan, version_ranges};
+use super::upgrade::{latent_refusal, migration_row, plan, version_ranges};
 use crate::medplum::config::DeferSettings;
 use crate::medplum::gate::{predict, required_but_not_run, GatePrediction, GateSettings};
 use crate::medplum::manifest::Manifest;
@@ -370,18 +370,10 @@ fn deploy_required_release(
         GatePrediction::Refuses { message, .. } => (message, true),
         GatePrediction::Starts { .. } => {
             let latent = required_but_not_run(manifest, deploying, data_version);
-            let first = *latent.first()?;
-            (
-                format!(
-                    "{deploying} would start (the gate checks only v{}), but its code requires \
-                     {} which {} not run: once the migrations before v{first} complete, a \
-                     restart of {deploying} is refused on v{first}",
-                    data_version.saturating_add(1),
-                    version_ranges(&latent),
-                    if latent.len() == 1 { "has" } else { "have" }
-                ),
-                false,
-            )
+            if latent.is_empty() {
+                return None;
+            }
+            (latent_refusal(deploying, data_version, &latent), false)
         }
         GatePrediction::NotChecked { .. } => return None,
     };

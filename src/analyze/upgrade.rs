@@ -189,18 +189,7 @@ pub fn plan(
             *first,
             "latent-gate-refusal",
             Severity::Warning,
-            format!(
-                "{to} would start now (the gate checks only v{}), but its code requires {} \
-                 which {} not run: once the migrations before v{first} complete, a restart of \
-                 {to} is refused on v{first}",
-                data_version.saturating_add(1),
-                version_ranges(&direct_deploy_restart_refused_on),
-                if direct_deploy_restart_refused_on.len() == 1 {
-                    "has"
-                } else {
-                    "have"
-                },
-            ),
+            latent_refusal(to, data_version, &direct_deploy_restart_refused_on),
         ));
     }
 
@@ -278,6 +267,21 @@ pub fn plan(
         findings,
         notes,
     })
+}
+
+/// The latent refusal in a sentence: `release` starts at `data_version`, but a restart is
+/// refused once the first of `latent` (migrations its code requires that have not run, from
+/// `gate::required_but_not_run`, not empty) is pending.
+pub fn latent_refusal(release: &Version, data_version: i64, latent: &[u32]) -> String {
+    let first = latent.first().copied().unwrap_or_default();
+    format!(
+        "{release} would start (the gate checks only v{}), but its code requires {} which {} \
+         not run: once the migrations before v{first} complete, a restart of {release} is \
+         refused on v{first}",
+        data_version.saturating_add(1),
+        version_ranges(latent),
+        if latent.len() == 1 { "has" } else { "have" }
+    )
 }
 
 /// What must be completed before `release` starts: every migration not in `done` up to the

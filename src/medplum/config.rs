@@ -57,11 +57,6 @@ impl ConfigSource {
         }
     }
 
-    /// Whether medmig can read this source (files and the environment).
-    pub fn is_readable(&self) -> bool {
-        matches!(self, ConfigSource::File(_) | ConfigSource::Env)
-    }
-
     /// Why medmig cannot read it, for a source it cannot read.
     pub fn why_not_read(&self) -> Option<String> {
         let store = match self {

@@ -19,7 +19,7 @@ fn temp(name: &str, extension: &str) -> PathBuf {
 }
 
 /// Every file of a bundle, by path.
-fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
+pub fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut archive = tar::Archive::new(GzDecoder::new(std::fs::File::open(path).unwrap()));
     let mut files = BTreeMap::new();
     for entry in archive.entries().unwrap() {

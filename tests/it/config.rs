@@ -6,11 +6,8 @@
 //! Each test names the Medplum source its expectation comes from (paths in the
 //! `medplum/medplum` repository).
 
-use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use flate2::read::GzDecoder;
 use serde_json::Value;
 
 use crate::harness::{medmig, medmig_with_env, server_user, unique_name, Run, TestDb};
@@ -356,20 +353,6 @@ fn an_object_variable_that_is_not_json_is_one_error_line() {
     assert!(!line.contains("hunter2"), "{line}");
 }
 
-/// Every file of a bundle, by path.
-fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut archive = tar::Archive::new(GzDecoder::new(std::fs::File::open(path).unwrap()));
-    let mut files = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        files.insert(name, bytes);
-    }
-    files
-}
-
 #[test]
 fn the_bundle_holds_the_merged_config_and_which_sources_were_read() {
     // packages/server/src/config/loader.ts: "file:…,env,aws:…" merges the file and the
@@ -404,7 +387,7 @@ fn the_bundle_holds_the_merged_config_and_which_sources_were_read() {
         run.stderr.contains("cannot read aws:/medplum/prod/"),
         "{run:?}"
     );
-    let files = unpack(&out);
+    let files = crate::bundle::unpack(&out);
     std::fs::remove_file(&out).unwrap();
     for (file, bytes) in &files {
         assert!(
