@@ -531,12 +531,13 @@ fn no_seeded_secret_survives_anywhere_in_a_bundle() {
     std::fs::write(
         &config,
         format!(
-            r#"{{"baseUrl":"https://api.example.com/","database":{{"host":"127.0.0.1","port":5432,
+            r#"{{"baseUrl":"https://api.example.com/","database":{{{endpoint},
                 "dbname":"{}","username":"{}","password":"db-Pa55word"}},
                 "googleClientSecret":"client-s3cret","signingKey":"signing-key-material",
                 "redis":{{"host":"10.77.1.23","password":"redis-pw-99"}},"adminEmail":"zebulon.q@example.org"}}"#,
             db.name,
-            server_user()
+            server_user(),
+ endpoint = crate::harness::config_endpoint()
         ),
     )
     .unwrap();

@@ -217,9 +217,10 @@ fn file_then_env_connects_and_defers_with_the_environment_s_overrides() {
     // true), and MEDPLUM_DATABASE_DBNAME to database.dbname.
     let db = TestDb::with(&DEFERRED);
     let base = ConfigFile::new(&format!(
-        r#"{{"baseUrl":"http://localhost:8103/","database":{{"host":"127.0.0.1","port":5432,
+        r#"{{"baseUrl":"http://localhost:8103/","database":{{{endpoint},
             "dbname":"not_this_one","username":"{}","disableRunPostDeployMigrations":false}}}}"#,
-        server_user()
+        server_user(),
+        endpoint = crate::harness::config_endpoint()
     ));
     let name = format!("file:{},env", base.path());
     let env = [
@@ -359,10 +360,11 @@ fn the_bundle_holds_the_merged_config_and_which_sources_were_read() {
     // environment (env wins); the aws source is not read by medmig and is named as a gap.
     let db = TestDb::with(&DEFERRED);
     let base = ConfigFile::new(&format!(
-        r#"{{"baseUrl":"http://localhost:8103/","database":{{"host":"127.0.0.1","port":5432,
+        r#"{{"baseUrl":"http://localhost:8103/","database":{{{endpoint},
             "dbname":"{}","username":"{}","runMigrations":false}}}}"#,
         db.name,
-        server_user()
+        server_user(),
+        endpoint = crate::harness::config_endpoint()
     ));
     let out = std::env::temp_dir().join(format!("{}.tar.gz", unique_name("medmig_bundle")));
     let name = format!("file:{},env,aws:/medplum/prod/", base.path());

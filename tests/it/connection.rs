@@ -277,10 +277,12 @@ fn unknown_format_is_one_line_with_the_choices() {
 #[test]
 fn libpq_variables_are_a_source() {
     let db = TestDb::with(&["schema", "cancelled-job"]);
+    let (host, port) = crate::harness::server_host_port();
     let run = medmig_with_env(
         &["status", "--format", "json"],
         &[
-            ("PGHOST", "127.0.0.1"),
+            ("PGHOST", &host),
+            ("PGPORT", &port.to_string()),
             ("PGUSER", &server_user()),
             ("PGDATABASE", &db.name),
         ],
@@ -301,11 +303,12 @@ fn medplum_config_is_a_source() {
     std::fs::write(
         &config,
         format!(
-            r#"{{"baseUrl":"http://localhost:8103/","database":{{"host":"127.0.0.1","port":5432,
+            r#"{{"baseUrl":"http://localhost:8103/","database":{{{endpoint},
                 "dbname":"{}","username":"{}","password":"medplum-db-pw"}},
                 "redis":{{"host":"localhost","port":6379}}}}"#,
             db.name,
-            server_user()
+            server_user(),
+            endpoint = crate::harness::config_endpoint()
         ),
     )
     .unwrap();

@@ -39,6 +39,29 @@ pub fn server_user() -> String {
     }
 }
 
+/// The test server's host and port, from its URL (port 5432 when the URL names none).
+pub fn server_host_port() -> (String, u16) {
+    let server = server_url();
+    let rest = &server[server.find("://").map_or(0, |i| i + 3)..];
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    match host_port.rsplit_once(':') {
+        Some((host, port)) => (
+            host.to_string(),
+            port.parse()
+                .expect("a port number in the test server's URL"),
+        ),
+        None => (host_port.to_string(), 5432),
+    }
+}
+
+/// The test server's endpoint as the members of a Medplum config's `database` section:
+/// `"host":"…","port":…`.
+pub fn config_endpoint() -> String {
+    let (host, port) = server_host_port();
+    format!(r#""host":"{host}","port":{port}"#)
+}
+
 /// The test server's URL as `user` (with `password`, if any) on `database`.
 pub fn url_as(user: &str, password: Option<&str>, database: &str) -> String {
     let server = server_url();

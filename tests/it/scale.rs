@@ -18,15 +18,8 @@ struct CountingProxy {
 
 impl CountingProxy {
     fn start() -> CountingProxy {
-        let server = server_url();
-        let rest = &server[server.find("://").map_or(0, |i| i + 3)..];
-        let authority = rest.split('/').next().unwrap();
-        let host_port = authority.rsplit('@').next().unwrap();
-        let upstream = if host_port.contains(':') {
-            host_port.to_string()
-        } else {
-            format!("{host_port}:5432")
-        };
+        let (host, port) = crate::harness::server_host_port();
+        let upstream = format!("{host}:{port}");
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let statements = Arc::new(AtomicUsize::new(0));
