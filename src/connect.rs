@@ -238,6 +238,11 @@ impl ConnectionSettings {
                     flag_duration(self.connect_timeout)
                 ),
             };
+        // The server says its version in the handshake: one older than medmig reads is refused
+        // before any query that would fail on it obscurely.
+        if let Some(version) = connection.parameter("server_version") {
+            check_server_version(version, &target)?;
+        }
         let connection = tokio::spawn(connection);
         Ok(Session {
             client,
@@ -593,6 +598,27 @@ impl ServerCertVerifier for EncryptOnly {
     }
 }
 
+/// The oldest PostgreSQL major medmig reads: the oldest Medplum supports (4.x: 13 to 17; 5.x:
+/// 14 and later). Every catalog query says the oldest major it needs, none newer than this.
+pub const OLDEST_POSTGRESQL: u32 = 13;
+
+/// Refuses a server older than [`OLDEST_POSTGRESQL`], from the version it reports
+/// (`server_version`: `12.22`, `9.6.24`, `18.4 (Debian 18.4-1)`, `19beta1`).
+fn check_server_version(version: &str, target: &Target) -> Result<()> {
+    let major: Option<u32> = version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|major| major.parse().ok());
+    match major {
+        Some(major) if major < OLDEST_POSTGRESQL => bail!(
+            "{target} runs PostgreSQL {}, older than medmig reads (PostgreSQL {OLDEST_POSTGRESQL} \
+             and later, as Medplum requires): run medmig against a server of a supported version",
+            version.escape_debug()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// An open session. Queries go through [`Session::client`]; failures go through
 /// [`Session::explain`] so that a dead connection reports its real cause.
 pub struct Session {
@@ -762,6 +788,44 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         ConnectionSettings::resolve(&args, &vars)
+    }
+
+    #[test]
+    fn servers_older_than_13_are_refused_by_the_version_they_report() {
+        let target = Target {
+            host: "db".into(),
+            port: 5432,
+            database: "medplum".into(),
+            user: "medmig".into(),
+        };
+        for old in [
+            "12.22",
+            "9.6.24",
+            "12.1 (Debian 12.1-1.pgdg110+1)",
+            "11beta2",
+        ] {
+            let err = check_server_version(old, &target).unwrap_err().to_string();
+            assert!(err.contains(&format!("runs PostgreSQL {old}")), "{err}");
+            assert!(err.contains("PostgreSQL 13 and later"), "{err}");
+        }
+        for supported in [
+            "13.0",
+            "14.23",
+            "18.4 (Debian 18.4-1)",
+            "19beta1",
+            "19devel",
+        ] {
+            assert!(
+                check_server_version(supported, &target).is_ok(),
+                "{supported}"
+            );
+        }
+        // A version that cannot be read is left to the probe, not refused.
+        assert!(check_server_version("EnterpriseDB", &target).is_ok());
+        let err = check_server_version("12.0\x1b[2J", &target)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\x1b'), "{err}");
     }
 
     fn args() -> ConnectArgs {
