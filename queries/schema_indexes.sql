@@ -15,7 +15,8 @@
 -- The tests on the text of the node trees are cheap ones (a regular expression over them
 -- costs more than deparsing). Other expressions and predicates are deparsed here, and the
 -- whole definition only for the rare index the parts cannot describe (storage parameters,
--- NULLS NOT DISTINCT, an expression whose collation is not the default).
+-- NULLS NOT DISTINCT, operator class parameters, an expression whose collation or whose
+-- index column's collation is not the default).
 -- Deparsing opens the table (ACCESS SHARE), which queues behind a migration's ALTER TABLE,
 -- so it runs only for tables no ACCESS EXCLUSIVE lock is granted or queued on; elsewhere
 -- `expressions`, `predicate` and `full_definition` are null and medmig keeps a lock-free
@@ -32,9 +33,13 @@
 --   function's printed name and the node tree), expressions text[] (otherwise: one per
 --   expression column, in order), predicate_tree text (a predicate medmig prints: its node
 --   tree), predicate text (otherwise), needs_full_definition bool, full_definition text,
---   is_partial bool, is_unique bool, is_primary bool, is_valid bool, is_ready bool
--- Oldest PostgreSQL: 11 (indnkeyatts, starts_with, prokind); NULLS NOT DISTINCT (15) is read
---   through to_jsonb so that the query runs on older servers too.
+--   is_partial bool, is_unique bool, is_primary bool, is_valid bool, is_ready bool,
+--   parameterized int2[] (the index columns, numbered from 1, whose operator class has
+--   parameters: `gist_trgm_ops (siglen='64')`; empty for most)
+-- Oldest PostgreSQL: 13 (operator class parameters, pg_attribute.attoptions of an index;
+--   indnkeyatts, starts_with and prokind are 11). NULLS NOT DISTINCT (15) is read through
+--   to_jsonb so that the query runs on older servers too, where it is false.
+-- Every column is of the same type, and none is null but where said, on every major.
 -- User functions an index expression may call (immutable, not variadic), with their names as
 -- pg_get_expr prints them, or null when that depends on the arguments (an overloaded name).
 -- Functions written in C come from extensions, by the hundred, and are left to the server.
@@ -49,6 +54,14 @@ WITH callable AS (
     JOIN pg_language l ON l.oid = p.prolang
     WHERE p.oid >= 16384 AND p.prokind = 'f' AND p.provariadic = 0 AND p.provolatile = 'i'
       AND l.lanname NOT IN ('c', 'internal')
+),
+-- The index columns whose operator class has parameters (one scan; tables' own columns with
+-- attoptions, such as n_distinct, match no index).
+parameterized AS (
+    SELECT attrelid, array_agg(attnum ORDER BY attnum)::int2[] AS positions
+    FROM pg_attribute
+    WHERE attoptions IS NOT NULL AND attrelid >= 16384
+    GROUP BY attrelid
 )
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
@@ -100,11 +113,13 @@ SELECT x.indexrelid AS index_oid,
        x.indisunique AS is_unique,
        x.indisprimary AS is_primary,
        x.indisvalid AS is_valid,
-       x.indisready AS is_ready
+       x.indisready AS is_ready,
+       coalesce(parameterized.positions, '{}'::int2[]) AS parameterized
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_am am ON am.oid = i.relam
 LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = x.indrelid
+LEFT JOIN parameterized ON parameterized.attrelid = x.indexrelid
 CROSS JOIN LATERAL (
     SELECT x.indexprs::text AS expression, x.indpred::text AS predicate
 ) tree
@@ -134,13 +149,26 @@ CROSS JOIN LATERAL (
 ) printable
 LEFT JOIN callable call ON call.oid = printable.funcid
 -- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
--- so that the query runs before PostgreSQL 15 too), or an expression index with a collation
--- other than the default (the catalog does not say whether it is the expression's own).
+-- null before PostgreSQL 15), operator class parameters, or an expression index where a
+-- collation other than the default is in play: as the index column's (the catalog does not
+-- say whether it is the expression's own) or anywhere in the expressions' node trees, whose
+-- collation fields all end in `collid` or are `collOid`. An expression of the default
+-- collation indexed with another, or the reverse, prints a COLLATE clause that only
+-- pg_get_indexdef knows to print (`((c || 'x') COLLATE "default")` on a "C" column).
 CROSS JOIN LATERAL (
     SELECT i.reloptions IS NOT NULL
            OR (x.indisunique AND NOT x.indisprimary
-               AND (to_jsonb(x) ->> 'indnullsnotdistinct')::bool)
-           OR (x.indexprs IS NOT NULL AND NOT x.indcollation::oid[] <@ '{0,100}'::oid[])
+               AND coalesce((to_jsonb(x) ->> 'indnullsnotdistinct')::bool, false))
+           OR parameterized.positions IS NOT NULL
+           OR (x.indexprs IS NOT NULL
+               AND (NOT x.indcollation::oid[] <@ '{0,100}'::oid[]
+                    OR strpos(tree.expression, ':collOid ') > 0
+                    OR (octet_length(tree.expression)
+                        - octet_length(replace(tree.expression, 'collid ', ''))) / 7
+                       <> (octet_length(tree.expression)
+                           - octet_length(replace(tree.expression, 'collid 0 ', ''))) / 9
+                          + (octet_length(tree.expression)
+                             - octet_length(replace(tree.expression, 'collid 100 ', ''))) / 11))
            AS needed
 ) full_definition
 WHERE x.indrelid >= 16384

@@ -28,6 +28,9 @@ pub struct SchemaContract {
 /// One table.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableContract {
+    /// `materialized view` for one; left out for a table (ordinary or partitioned).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// Columns in table order.
     pub columns: Vec<ColumnContract>,
     /// Indexes by name.
@@ -37,6 +40,11 @@ pub struct TableContract {
 }
 
 impl TableContract {
+    /// What the contract's "table" is, for messages: `table` or `materialized view`.
+    pub fn noun(&self) -> &str {
+        self.kind.as_deref().unwrap_or("table")
+    }
+
     /// Column `name`, if the table has it.
     pub fn column(&self, name: &str) -> Option<&ColumnContract> {
         self.columns.iter().find(|c| c.name == name)
@@ -50,6 +58,10 @@ pub struct ColumnContract {
     /// The type as `format_type` prints it, e.g. `timestamp with time zone`, `uuid[]`.
     pub data_type: String,
     pub not_null: bool,
+    /// A NOT NULL constraint added `NOT VALID` (PostgreSQL 18): new rows are checked, existing
+    /// ones may still be null. Left out of the file when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_null_not_valid: bool,
     /// The default expression, if any. (The three properties most columns lack are left out
     /// of the file rather than written as null: a tenth of a large snapshot.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +69,7 @@ pub struct ColumnContract {
     /// `always` or `by-default` for identity columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
-    /// `stored` for generated columns.
+    /// `stored` or `virtual` (PostgreSQL 18) for generated columns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generated: Option<String>,
 }
@@ -312,9 +324,12 @@ pub struct IndexParts {
     /// Whether the index has a predicate, and its deparsed text when available.
     pub partial: bool,
     pub predicate: Option<String>,
+    /// The key columns (numbered from 1) whose operator class has parameters.
+    pub parameterized: Vec<i16>,
     /// Whether the parts cannot describe the index exactly (storage parameters, NULLS NOT
-    /// DISTINCT, an expression with a collation of its own), so that only `pg_get_indexdef`
-    /// can; `full_definition` is that, when it could be read.
+    /// DISTINCT, operator class parameters, a collation other than the default in an
+    /// expression), so that only `pg_get_indexdef` can; `full_definition` is that, when it
+    /// could be read.
     pub needs_full_definition: bool,
     pub full_definition: Option<String>,
 }
@@ -404,25 +419,31 @@ impl IndexParts {
             {
                 suffix.push_str(&format!(" {opclass}"));
             }
+            // Operator class parameters are in the full definition only; the shape says they
+            // are there, so that a shape comparison is not blind to them all.
+            let mut shape_suffix = suffix.clone();
+            if self.parameterized.contains(&(position as i16 + 1)) {
+                shape_suffix.push_str(" (parameters)");
+            }
             let option = self.options.get(position).copied().unwrap_or(0);
             let (descending, nulls_first) = (option & 1 == 1, option & 2 == 2);
-            if descending {
-                suffix.push_str(" DESC");
-            }
-            match (descending, nulls_first) {
-                (false, true) => suffix.push_str(" NULLS FIRST"),
-                (true, false) => suffix.push_str(" NULLS LAST"),
-                _ => {}
-            }
+            let order = match (descending, nulls_first) {
+                (false, false) => "",
+                (false, true) => " NULLS FIRST",
+                (true, false) => " DESC NULLS LAST",
+                (true, true) => " DESC",
+            };
+            suffix.push_str(order);
+            shape_suffix.push_str(order);
             if *attnum == 0 {
                 match expressions.as_mut().and_then(Iterator::next) {
                     Some(expression) => keys.push(format!("{expression}{suffix}")),
                     None => exact = false,
                 }
-                shape_keys.push(format!("(expression){suffix}"));
+                shape_keys.push(format!("(expression){shape_suffix}"));
             } else {
                 keys.push(format!("{name}{suffix}"));
-                shape_keys.push(format!("{name}{suffix}"));
+                shape_keys.push(format!("{name}{shape_suffix}"));
             }
         }
         let head = format!(

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Result};
 use futures_util::{pin_mut, TryStreamExt};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, Row, RowStream, Transaction};
 
 use crate::catalog::{
@@ -85,6 +85,8 @@ enum Failure {
     Query(tokio_postgres::Error, &'static str),
     /// The database is not what medmig can read (not Medplum's, privileges missing).
     Refused(anyhow::Error),
+    /// A row came back that medmig cannot decode; `reading` names what it read.
+    Unreadable(Unreadable, &'static str),
 }
 
 impl From<(tokio_postgres::Error, &'static str)> for Failure {
@@ -170,6 +172,11 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
         Ok(collected) => Ok(collected),
         Err(Failure::Refused(err)) => Err(err),
         Err(Failure::Query(err, reading)) => Err(session.explain(err, reading).await),
+        Err(Failure::Unreadable(unreadable, reading)) => Err(anyhow!(
+            "reading {reading} from {} failed: {unreadable}; this server's catalog is not what \
+             medmig knows (it reads PostgreSQL 13 to 18): report it with the server's version",
+            session.target
+        )),
     };
     session.close().await;
     result
@@ -542,13 +549,13 @@ async fn folded<T>(
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
     mut state: T,
-    add: fn(&mut T, Row) -> Result<(), tokio_postgres::Error>,
+    add: fn(&mut T, Row) -> Result<(), Unreadable>,
 ) -> Result<T, Failure> {
     let at = |err| Failure::Query(err, reading);
     if let Some(rows) = rows.await.map_err(at)? {
         pin_mut!(rows);
         while let Some(row) = rows.try_next().await.map_err(at)? {
-            add(&mut state, row).map_err(at)?;
+            add(&mut state, row).map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
         }
     }
     Ok(state)
@@ -559,66 +566,116 @@ async fn folded<T>(
 async fn decoded<T>(
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
-    decode: fn(&[Row]) -> Result<T, tokio_postgres::Error>,
+    decode: fn(&[Row]) -> Result<T, Unreadable>,
 ) -> Result<T, Failure> {
     let push = |rows: &mut Vec<Row>, row| {
         rows.push(row);
         Ok(())
     };
     let rows = folded(reading, rows, Vec::new(), push).await?;
-    decode(&rows).map_err(|err| Failure::Query(err, reading))
+    decode(&rows).map_err(|unreadable| Failure::Unreadable(unreadable, reading))
 }
 
-fn decode_migration(rows: &[Row]) -> Result<Vec<serde_json::Value>, tokio_postgres::Error> {
-    rows.iter().map(|row| row.try_get("row")).collect()
+/// A catalog value medmig could not decode (a column missing, null or of another type on
+/// this server): its column, the object its row describes, and why.
+struct Unreadable {
+    column: &'static str,
+    object: Option<String>,
+    cause: tokio_postgres::Error,
 }
 
-fn decode_jobs(rows: &[Row]) -> Result<Vec<JobRecord>, tokio_postgres::Error> {
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "column \"{}\"", self.column)?;
+        if let Some(object) = &self.object {
+            write!(f, " of {object}")?;
+        }
+        // The driver's own text names the column by number; its cause says what was wrong.
+        match std::error::Error::source(&self.cause) {
+            Some(cause) => write!(f, " cannot be read: {cause}"),
+            None => write!(f, " cannot be read: {}", self.cause),
+        }
+    }
+}
+
+/// `column` of `row`, or what was wrong with it.
+fn field<'r, T: FromSql<'r>>(row: &'r Row, column: &'static str) -> Result<T, Unreadable> {
+    row.try_get(column).map_err(|cause| Unreadable {
+        column,
+        object: None,
+        cause,
+    })
+}
+
+/// A row whose failures name the object it describes (`object`, made only on failure).
+struct Fields<'r> {
+    row: &'r Row,
+    object: &'r dyn Fn() -> String,
+}
+
+impl<'r> Fields<'r> {
+    fn of(row: &'r Row, object: &'r dyn Fn() -> String) -> Fields<'r> {
+        Fields { row, object }
+    }
+
+    fn get<T: FromSql<'r>>(&self, column: &'static str) -> Result<T, Unreadable> {
+        field(self.row, column).map_err(|unreadable| Unreadable {
+            object: Some((self.object)()),
+            ..unreadable
+        })
+    }
+}
+
+fn decode_migration(rows: &[Row]) -> Result<Vec<serde_json::Value>, Unreadable> {
+    rows.iter().map(|row| field(row, "row")).collect()
+}
+
+fn decode_jobs(rows: &[Row]) -> Result<Vec<JobRecord>, Unreadable> {
     rows.iter()
         .map(|row| {
             Ok(JobRecord {
-                id: row.try_get("id")?,
-                last_updated: row.try_get("last_updated")?,
-                status_column: row.try_get("status")?,
-                project_id: row.try_get("project_id")?,
-                content: row.try_get("content")?,
+                id: field(row, "id")?,
+                last_updated: field(row, "last_updated")?,
+                status_column: field(row, "status")?,
+                project_id: field(row, "project_id")?,
+                content: field(row, "content")?,
             })
         })
         .collect()
 }
 
-fn decode_job_history(rows: &[Row]) -> Result<Vec<JobVersion>, tokio_postgres::Error> {
+fn decode_job_history(rows: &[Row]) -> Result<Vec<JobVersion>, Unreadable> {
     rows.iter()
         .map(|row| {
             Ok(JobVersion {
-                job_id: row.try_get("job_id")?,
-                version_id: row.try_get("version_id")?,
-                last_updated: row.try_get("last_updated")?,
-                status: row.try_get("status")?,
-                has_output: row.try_get("has_output")?,
+                job_id: field(row, "job_id")?,
+                version_id: field(row, "version_id")?,
+                last_updated: field(row, "last_updated")?,
+                status: field(row, "status")?,
+                has_output: field(row, "has_output")?,
             })
         })
         .collect()
 }
 
 /// Who holds the migration lock or runs migration DDL, from `queries/migration_activity.sql`.
-fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, tokio_postgres::Error> {
+fn decode_activity(rows: &[Row]) -> Result<MigrationActivity, Unreadable> {
     let mut activity = MigrationActivity::default();
     for row in rows {
-        let holds_migration_lock: bool = row.try_get("holds_migration_lock")?;
-        let hidden: bool = row.try_get("query_hidden")?;
+        let holds_migration_lock: bool = field(row, "holds_migration_lock")?;
+        let hidden: bool = field(row, "query_hidden")?;
         if hidden && !holds_migration_lock {
             activity.hidden_sessions += 1;
             continue;
         }
         activity.sessions.push(MigratingSession {
-            pid: row.try_get("pid")?,
-            application_name: row.try_get("application_name")?,
-            state: row.try_get("state")?,
-            query_start: row.try_get("query_start")?,
-            query: if hidden { None } else { row.try_get("query")? },
+            pid: field(row, "pid")?,
+            application_name: field(row, "application_name")?,
+            state: field(row, "state")?,
+            query_start: field(row, "query_start")?,
+            query: if hidden { None } else { field(row, "query")? },
             holds_migration_lock,
-            runs_ddl: Some(row.try_get("runs_ddl")?),
+            runs_ddl: Some(field(row, "runs_ddl")?),
         });
     }
     Ok(activity)
@@ -637,34 +694,47 @@ struct TableRead {
 /// than sorting here).
 #[derive(Default)]
 struct ColumnsRead {
-    /// Each table's schema and name.
-    tables: HashMap<u32, (String, String)>,
+    /// Each table's schema, name and kind (`materialized view`, or none for a table).
+    tables: HashMap<u32, (String, String, Option<String>)>,
     /// Each column, with its table, position and collation.
     columns: Vec<(u32, i16, ColumnContract, u32)>,
 }
 
 impl ColumnsRead {
-    fn add(&mut self, row: Row) -> Result<(), tokio_postgres::Error> {
-        let oid: u32 = row.try_get("table_oid")?;
+    fn add(&mut self, row: Row) -> Result<(), Unreadable> {
+        let row = &row;
+        let oid: u32 = field(row, "table_oid")?;
         if let Entry::Vacant(entry) = self.tables.entry(oid) {
-            entry.insert((row.try_get("schema_name")?, row.try_get("table_name")?));
+            let object = || format!("the table with oid {oid}");
+            let fields = Fields::of(row, &object);
+            let kind = match fields.get::<&str>("relation_kind")? {
+                "m" => Some("materialized view".to_string()),
+                _ => None,
+            };
+            entry.insert((fields.get("schema_name")?, fields.get("table_name")?, kind));
         }
-        let Some(name) = row.try_get::<_, Option<String>>("column_name")? else {
+        let Some(name) = field::<Option<String>>(row, "column_name")? else {
             return Ok(());
         };
+        let object = || format!("column {name:?} of the table with oid {oid}");
+        let row = Fields::of(row, &object);
+        let not_null = row.get("not_null")?;
         let contract = ColumnContract {
-            name,
-            data_type: row.try_get("data_type")?,
-            not_null: row.try_get("not_null")?,
-            default: row.try_get("default_expr")?,
+            data_type: row.get("data_type")?,
+            not_null,
+            // Only PostgreSQL 18 has NOT NULL constraints that are not valid; before, null.
+            not_null_not_valid: not_null
+                && row.get::<Option<bool>>("not_null_validated")? == Some(false),
+            default: row.get("default_expr")?,
             identity: row
-                .try_get::<_, Option<&str>>("identity")?
+                .get::<Option<&str>>("identity")?
                 .map(|code| if code == "a" { "always" } else { "by-default" }.to_string()),
             generated: row
-                .try_get::<_, Option<&str>>("generated")?
-                .map(|_| "stored".to_string()),
+                .get::<Option<&str>>("generated")?
+                .map(|code| if code == "v" { "virtual" } else { "stored" }.to_string()),
+            name: name.clone(),
         };
-        let (position, collation) = (row.try_get("position")?, row.try_get("collation")?);
+        let (position, collation) = (row.get("position")?, row.get("collation")?);
         self.columns.push((oid, position, contract, collation));
         Ok(())
     }
@@ -675,7 +745,7 @@ impl ColumnsRead {
         let mut tables: HashMap<u32, TableRead> = self
             .tables
             .into_iter()
-            .map(|(oid, (schema, table))| {
+            .map(|(oid, (schema, table, kind))| {
                 let read = TableRead {
                     key: qualified(&schema, &table),
                     names: TableNames {
@@ -683,7 +753,10 @@ impl ColumnsRead {
                         quoted_table: names.quote(&table),
                         columns: BTreeMap::new(),
                     },
-                    contract: TableContract::default(),
+                    contract: TableContract {
+                        kind,
+                        ..TableContract::default()
+                    },
                 };
                 (oid, read)
             })
@@ -705,16 +778,16 @@ impl ColumnsRead {
 }
 
 /// `queries/schema_names.sql`.
-fn decode_names(rows: &[Row]) -> Result<CatalogNames, tokio_postgres::Error> {
+fn decode_names(rows: &[Row]) -> Result<CatalogNames, Unreadable> {
     let mut names = CatalogNames::default();
     for row in rows {
-        let name: String = row.try_get("name")?;
-        match row.try_get("kind")? {
+        let name: String = field(row, "name")?;
+        match field(row, "kind")? {
             "opclass" => {
-                names.opclasses.insert(row.try_get("oid")?, name);
+                names.opclasses.insert(field(row, "oid")?, name);
             }
             "collation" => {
-                names.collations.insert(row.try_get("oid")?, name);
+                names.collations.insert(field(row, "oid")?, name);
             }
             "keyword" => {
                 names.keywords.insert(name);
@@ -744,52 +817,57 @@ impl IndexesRead {
         }
     }
 
-    fn add(&mut self, row: Row) -> Result<(), tokio_postgres::Error> {
-        let Some(table) = self.tables.get_mut(&row.try_get("table_oid")?) else {
+    fn add(&mut self, row: Row) -> Result<(), Unreadable> {
+        let row = &row;
+        let Some(table) = self.tables.get_mut(&field(row, "table_oid")?) else {
             return Ok(());
         };
-        let collations: Vec<u32> = row.try_get("collations")?;
+        let name: String = field(row, "index_name")?;
+        let object = || format!("index {name:?} on {}", table.key);
+        let row = Fields::of(row, &object);
+        let collations: Vec<u32> = row.get("collations")?;
         // The rare collation other than the default comes named with its index.
-        if let Some(named) = row.try_get::<_, Option<Vec<Option<String>>>>("collation_names")? {
+        if let Some(named) = row.get::<Option<Vec<Option<String>>>>("collation_names")? {
             for (oid, name) in collations.iter().zip(named) {
                 if let Some(name) = name {
                     self.names.collations.insert(*oid, name);
                 }
             }
         }
-        let name: String = row.try_get("index_name")?;
         let parts = IndexParts {
             quoted_index: self.names.quote(&name),
-            on_partitioned: row.try_get("on_partitioned")?,
-            method: row.try_get("method")?,
-            unique: row.try_get("is_unique")?,
-            key_count: usize::try_from(row.try_get::<_, i32>("key_count")?).unwrap_or(0),
-            keys: row.try_get("keys")?,
-            opclasses: row.try_get("opclasses")?,
-            options: row.try_get("options")?,
+            on_partitioned: row.get("on_partitioned")?,
+            method: row.get("method")?,
+            unique: row.get("is_unique")?,
+            key_count: usize::try_from(row.get::<i32>("key_count")?).unwrap_or(0),
+            keys: row.get("keys")?,
+            opclasses: row.get("opclasses")?,
+            options: row.get("options")?,
             collations,
             // Medplum's shapes come as node trees, printed here (see `nodetree`).
-            expressions: match row.try_get::<_, Option<&str>>("call_name")? {
+            expressions: match row.get::<Option<&str>>("call_name")? {
                 Some(function) => {
-                    let tree = row.try_get("call_tree")?;
+                    let tree = row.get("call_tree")?;
                     call_on_columns(function, tree, &table.names.columns).map(|call| vec![call])
                 }
-                None => row.try_get("expressions")?,
+                None => row.get("expressions")?,
             },
-            partial: row.try_get("is_partial")?,
-            predicate: match row.try_get::<_, Option<&str>>("predicate_tree")? {
+            partial: row.get("is_partial")?,
+            predicate: match row.get::<Option<&str>>("predicate_tree")? {
                 Some(tree) => boolean_equality(tree, &table.names.columns),
-                None => row.try_get("predicate")?,
+                None => row.get("predicate")?,
             },
-            needs_full_definition: row.try_get("needs_full_definition")?,
-            full_definition: row.try_get("full_definition")?,
+            parameterized: row.get("parameterized")?,
+            needs_full_definition: row.get("needs_full_definition")?,
+            full_definition: row.get("full_definition")?,
         };
         let (definition, shape) = parts.assemble(&table.names, &self.names);
-        let primary = row.try_get("is_primary")?;
+        let primary = row.get("is_primary")?;
         if primary {
             self.primary_keys
-                .insert(row.try_get("index_oid")?, (parts.keys, parts.key_count));
+                .insert(row.get("index_oid")?, (parts.keys, parts.key_count));
         }
+        let (valid, ready) = (row.get("is_valid")?, row.get("is_ready")?);
         table.contract.indexes.insert(
             name,
             IndexContract {
@@ -797,8 +875,8 @@ impl IndexesRead {
                 shape,
                 unique: parts.unique,
                 primary,
-                valid: row.try_get("is_valid")?,
-                ready: row.try_get("is_ready")?,
+                valid,
+                ready,
             },
         );
         Ok(())
@@ -816,45 +894,45 @@ struct ConstraintRow {
     validated: bool,
 }
 
-fn decode_constraints(rows: &[Row]) -> Result<Vec<ConstraintRow>, tokio_postgres::Error> {
+fn decode_constraints(rows: &[Row]) -> Result<Vec<ConstraintRow>, Unreadable> {
     let mut constraints = Vec::with_capacity(rows.len());
     for row in rows {
-        let Some(kind) = ConstraintKind::from_catalog(row.try_get("kind")?) else {
+        let name: String = field(row, "constraint_name")?;
+        let table_oid = field(row, "table_oid")?;
+        let object = || format!("constraint {name:?} of the table with oid {table_oid}");
+        let row = Fields::of(row, &object);
+        let Some(kind) = ConstraintKind::from_catalog(row.get("kind")?) else {
             continue;
         };
         constraints.push(ConstraintRow {
-            table_oid: row.try_get("table_oid")?,
-            name: row.try_get("constraint_name")?,
             kind,
-            index_oid: row.try_get("index_oid")?,
-            keys: row
-                .try_get::<_, Option<Vec<i16>>>("keys")?
-                .unwrap_or_default(),
-            definition: row.try_get("definition")?,
-            validated: row.try_get("validated")?,
+            index_oid: row.get("index_oid")?,
+            keys: row.get::<Option<Vec<i16>>>("keys")?.unwrap_or_default(),
+            definition: row.get("definition")?,
+            validated: row.get("validated")?,
+            table_oid,
+            name,
         });
     }
     Ok(constraints)
 }
 
 /// `queries/schema_functions.sql`, by `schema.signature`.
-fn decode_functions(
-    rows: &[Row],
-) -> Result<BTreeMap<String, FunctionContract>, tokio_postgres::Error> {
+fn decode_functions(rows: &[Row]) -> Result<BTreeMap<String, FunctionContract>, Unreadable> {
     rows.iter()
         .map(|row| {
-            let kind = match row.try_get("kind")? {
+            let kind = match field(row, "kind")? {
                 "p" => "procedure",
                 "a" => "aggregate",
                 "w" => "window",
                 _ => "function",
             };
             Ok((
-                qualified(row.try_get("schema_name")?, row.try_get("signature")?),
+                qualified(field(row, "schema_name")?, field(row, "signature")?),
                 FunctionContract {
-                    result: row.try_get("result")?,
+                    result: field(row, "result")?,
                     kind: kind.to_string(),
-                    definition_hash: row.try_get("definition_hash")?,
+                    definition_hash: field(row, "definition_hash")?,
                 },
             ))
         })
@@ -862,16 +940,14 @@ fn decode_functions(
 }
 
 /// `queries/schema_extensions.sql`, by name.
-fn decode_extensions(
-    rows: &[Row],
-) -> Result<BTreeMap<String, ExtensionContract>, tokio_postgres::Error> {
+fn decode_extensions(rows: &[Row]) -> Result<BTreeMap<String, ExtensionContract>, Unreadable> {
     rows.iter()
         .map(|row| {
             Ok((
-                row.try_get("name")?,
+                field(row, "name")?,
                 ExtensionContract {
-                    version: row.try_get("version")?,
-                    schema: row.try_get("schema_name")?,
+                    version: field(row, "version")?,
+                    schema: field(row, "schema_name")?,
                 },
             ))
         })

@@ -23,7 +23,7 @@ pub struct SchemaDifference {
 }
 
 /// Every id `diff` can produce, with its impact, in README order.
-pub const DIFFERENCE_IDS: [(&str, Impact); 24] = [
+pub const DIFFERENCE_IDS: [(&str, Impact); 25] = [
     ("table-dropped", Impact::Blocker),
     ("column-dropped", Impact::Blocker),
     ("column-type-changed", Impact::Blocker),
@@ -48,6 +48,7 @@ pub const DIFFERENCE_IDS: [(&str, Impact); 24] = [
     ("function-added", Impact::Info),
     ("extension-added", Impact::Info),
     ("extension-updated", Impact::Info),
+    ("index-compared-by-shape", Impact::Info),
 ];
 
 /// The impact of difference `id`.
@@ -79,14 +80,14 @@ pub fn diff(baseline: &SchemaContract, current: &SchemaContract) -> Vec<SchemaDi
             None => found.push(
                 "table-dropped",
                 name,
-                format!("table {name} no longer exists"),
+                format!("{} {name} no longer exists", old.noun()),
             ),
             Some(new) => compare_table(name, old, new, &mut found),
         }
     }
-    for name in current.tables.keys() {
+    for (name, new) in &current.tables {
         if !baseline.tables.contains_key(name) {
-            found.push("table-added", name, format!("table {name} is new"));
+            found.push("table-added", name, format!("{} {name} is new", new.noun()));
         }
     }
     for (name, old) in &baseline.functions {
@@ -173,7 +174,14 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
             found.push(
                 "column-made-not-null",
                 &object,
-                format!("column {object} is now NOT NULL: older code may write nulls"),
+                format!(
+                    "column {object} is now NOT NULL{}: older code may write nulls",
+                    if now.not_null_not_valid {
+                        " (NOT VALID: checked on new rows only)"
+                    } else {
+                        ""
+                    }
+                ),
             );
         }
         if now.not_null
@@ -237,6 +245,24 @@ fn compare_table(table: &str, old: &TableContract, new: &TableContract, found: &
                     ),
                 );
             }
+            Some(now) if now.definition.is_none() || index.definition.is_none() => found.push(
+                "index-compared-by-shape",
+                name,
+                format!(
+                    "index {name} on {table}: its definition was not read {} (a \
+                     migration held the table locked, or it needs what only the server prints), \
+                     so only its shape `{}` was compared, which is blind to expression, \
+                     predicate and parameter text; capture again when the table is free",
+                    if now.definition.is_none() && index.definition.is_none() {
+                        "on either side"
+                    } else if now.definition.is_none() {
+                        "in the current schema"
+                    } else {
+                        "in the baseline"
+                    },
+                    now.shape
+                ),
+            ),
             Some(_) => {}
         }
     }
@@ -342,6 +368,7 @@ mod tests {
             name: name.into(),
             data_type: data_type.into(),
             not_null,
+            not_null_not_valid: false,
             default: default.map(Into::into),
             identity: None,
             generated: None,
@@ -588,9 +615,10 @@ mod tests {
             .get_mut("Patient_birthdate_idx")
             .unwrap();
         idx.definition = None;
-        assert!(
-            ids(&now).is_empty(),
-            "same shape, no definition: no difference"
+        assert_eq!(
+            ids(&now),
+            ["index-compared-by-shape"],
+            "same shape, no definition: said, never silently the same"
         );
         let idx = patient(&mut now)
             .indexes

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::harness::{connect, medmig, runtime, server_url, unique_name, TestDb};
+use crate::harness::{connect, medmig, runtime, unique_name, TestDb};
 
 /// A TCP proxy in front of the test server that counts the statements clients execute:
 /// protocol messages `Q` (simple query) and `E` (execute of a prepared statement).

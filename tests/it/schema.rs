@@ -418,3 +418,93 @@ fn validating_a_not_valid_constraint_is_no_difference() {
     assert_eq!(code, 0);
     assert!(report.differences.is_empty(), "{:?}", report.differences);
 }
+
+/// The major version of the test server (`server_version_num` / 10000).
+fn server_major(db: &TestDb) -> i32 {
+    crate::harness::runtime().block_on(async {
+        let client = crate::harness::connect(&db.url()).await;
+        let row = client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int / 10000",
+                &[],
+            )
+            .await
+            .unwrap();
+        row.get(0)
+    })
+}
+
+#[test]
+fn generated_columns_and_not_valid_not_null_are_captured_as_the_server_has_them() {
+    // PostgreSQL 18 added virtual generated columns (attgenerated 'v') and NOT NULL
+    // constraints in pg_constraint that may be NOT VALID (attnotnull is true all the same).
+    // The matrix (scripts/test-matrix) runs this on 13 to 18; each major asserts its own.
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let major = server_major(&db);
+    db.execute(
+        "CREATE TABLE \"Generated\" (a int, stored int GENERATED ALWAYS AS (a * 2) STORED, n int);",
+    );
+    if major >= 18 {
+        db.execute(
+            "ALTER TABLE \"Generated\" ADD COLUMN virtual int GENERATED ALWAYS AS (a * 3) VIRTUAL;",
+        );
+    }
+    let baseline = capture(&db);
+    let column = |path: &std::path::Path, name: &str| -> serde_json::Value {
+        let captured: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let columns = captured["schema"]["tables"]["public.Generated"]["columns"]
+            .as_array()
+            .unwrap()
+            .clone();
+        columns
+            .into_iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no column {name} captured"))
+    };
+    assert_eq!(column(&baseline, "stored")["generated"], "stored");
+    assert_eq!(column(&baseline, "n")["not_null"], false);
+    if major >= 18 {
+        assert_eq!(column(&baseline, "virtual")["generated"], "virtual");
+        assert_eq!(column(&baseline, "virtual")["default"], "(a * 3)");
+    }
+    if major < 18 {
+        // NOT VALID is for CHECK constraints only before 18; plain NOT NULL is validated.
+        db.execute("ALTER TABLE \"Generated\" ALTER COLUMN n SET NOT NULL");
+        let (code, report) = diff(&db, &baseline);
+        assert_eq!(code, 1);
+        assert_eq!(report.differences.len(), 1, "{report:?}");
+        assert_eq!(report.differences[0].id, "column-made-not-null");
+        assert!(!report.differences[0].message.contains("NOT VALID"));
+        std::fs::remove_file(&baseline).unwrap();
+        return;
+    }
+    db.execute(
+        "INSERT INTO \"Generated\" (a, n) VALUES (1, NULL);
+         ALTER TABLE \"Generated\" ADD CONSTRAINT generated_n_not_null NOT NULL n NOT VALID;",
+    );
+    let not_valid = capture(&db);
+    assert_eq!(column(&not_valid, "n")["not_null"], true);
+    assert_eq!(column(&not_valid, "n")["not_null_not_valid"], true);
+    let (code, report) = diff(&db, &baseline);
+    assert_eq!(code, 1, "{report:?}");
+    assert_eq!(report.differences.len(), 1, "{report:?}");
+    assert_eq!(report.differences[0].id, "column-made-not-null");
+    assert!(
+        report.differences[0].message.contains("NOT VALID"),
+        "{report:?}"
+    );
+    // Validating it is no difference, as for a CHECK constraint.
+    db.execute(
+        "DELETE FROM \"Generated\";
+         ALTER TABLE \"Generated\" VALIDATE CONSTRAINT generated_n_not_null;",
+    );
+    let validated = capture(&db);
+    assert_eq!(column(&validated, "n")["not_null"], true);
+    assert!(column(&validated, "n").get("not_null_not_valid").is_none());
+    let (code, report) = diff(&db, &not_valid);
+    assert_eq!((code, report.differences.len()), (0, 0), "{report:?}");
+    for path in [baseline, not_valid, validated] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
