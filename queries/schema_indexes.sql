@@ -36,9 +36,9 @@
 --   is_partial bool, is_unique bool, is_primary bool, is_valid bool, is_ready bool,
 --   parameterized int2[] (the index columns, numbered from 1, whose operator class has
 --   parameters: `gist_trgm_ops (siglen='64')`; empty for most)
--- Oldest PostgreSQL: 13 (operator class parameters, pg_attribute.attoptions of an index;
---   indnkeyatts, starts_with and prokind are 11). NULLS NOT DISTINCT (15) is read through
---   to_jsonb so that the query runs on older servers too, where it is false.
+-- Oldest PostgreSQL: 11 (indnkeyatts, starts_with, prokind). Operator class parameters (13)
+--   are in the index's pg_attribute.attoptions, null before. NULLS NOT DISTINCT (15) is read
+--   through to_jsonb so that the query runs on older servers too, where it is false.
 -- Every column is of the same type, and none is null but where said, on every major.
 -- User functions an index expression may call (immutable, not variadic), with their names as
 -- pg_get_expr prints them, or null when that depends on the arguments (an overloaded name).

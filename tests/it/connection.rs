@@ -256,6 +256,38 @@ fn tls_require_encrypts_and_verify_full_checks_the_host_name() {
 }
 
 #[test]
+fn a_server_older_than_13_is_refused_in_one_line_and_a_supported_one_is_read() {
+    // Against the suite's server (13 or later) status runs; scripts/test-matrix runs this test
+    // against PostgreSQL 12 as well, where medmig must refuse by the version in the handshake.
+    let rt = runtime();
+    let major: i32 = rt.block_on(async {
+        let client = connect(&server_url()).await;
+        client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int / 10000",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    });
+    if major >= 13 {
+        let db = TestDb::with(&["schema", "fresh-first-boot"]);
+        let run = medmig(&["status", "--database-url", &db.url()]);
+        assert_eq!(run.code, 0, "{run:?}");
+        return;
+    }
+    // No fixture on a server medmig does not read: the refusal comes before any query.
+    let run = medmig(&["status", "--database-url", &server_url()]);
+    let line = run.single_error();
+    assert!(
+        line.contains(&format!("runs PostgreSQL {major}."))
+            && line.contains("PostgreSQL 13 and later"),
+        "{line}"
+    );
+}
+
+#[test]
 fn no_source_at_all_says_every_way_to_give_one() {
     let line = medmig(&["status"]).single_error().to_string();
     assert!(
