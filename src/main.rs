@@ -33,7 +33,9 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // The cause chain quotes names and messages from outside: one line, shown inert.
+            let message = format!("{err:#}");
+            eprintln!("error: {}", medmig::text::escape_controls(&message));
             ExitCode::from(2)
         }
     }

@@ -1,7 +1,48 @@
 //! Human-readable text shared by messages and reports: elapsed times, numbers, one-line
-//! excerpts. Pure functions, no knowledge of Medplum.
+//! excerpts, and the escaping of control characters that every printer applies to text from
+//! outside. Pure functions, no knowledge of Medplum.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::time::Duration;
+
+/// Whether `c` must not reach a terminal raw: the C0 controls (escape sequences, carriage
+/// return, newline, tab…), DEL, the C1 controls (U+0080–U+009F, `U+009B` is a CSI on some
+/// terminals), the line and paragraph separators, and the bidirectional marks, embeddings,
+/// overrides and isolates that reorder what is shown (U+061C, U+200E–U+200F, U+202A–U+202E,
+/// U+2066–U+2069).
+pub fn needs_escape(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{61c}' | '\u{200e}' | '\u{200f}'
+        | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `text` with every character of [`needs_escape`] written visibly, as Rust writes it:
+/// `\n`, `\r`, `\t`, `\x1b` for the other C0 controls and DEL, `\u{202e}` above. Everything
+/// medmig prints for people (tables, Markdown, CSV, messages, `error:` lines) passes through
+/// here, so that a name or message from a database, a file or an archive can neither move the
+/// cursor nor start a line of its own. A backslash is left as it is.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => escaped.push_str("\\n"),
+            '\r' => escaped.push_str("\\r"),
+            '\t' => escaped.push_str("\\t"),
+            c if needs_escape(c) && u32::from(c) <= 0x7f => {
+                let _ = write!(escaped, "\\x{:02x}", u32::from(c));
+            }
+            c if needs_escape(c) => {
+                let _ = write!(escaped, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => escaped.push(c),
+        }
+    }
+    Cow::Owned(escaped)
+}
 
 /// An elapsed time for people: `850ms`, `42s`, `3m 12s`, `2h 05m`, `3d 04h`.
 pub fn elapsed(seconds: f64) -> String {
@@ -95,5 +136,25 @@ mod tests {
         assert_eq!(group_thousands(1234567), "1,234,567");
         assert_eq!(shorten("a  b\nc", 10), "a b");
         assert_eq!(shorten("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert!(matches!(escape_controls("plain – text…"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("a\u{1b}[31mred\r\nerror: all good\t\u{7f}"),
+            "a\\x1b[31mred\\r\\nerror: all good\\t\\x7f"
+        );
+        assert_eq!(escape_controls("\u{0}\u{7}"), "\\x00\\x07");
+        assert_eq!(
+            escape_controls("x\u{9b}1m\u{202e}txt.exe\u{2066}\u{2028}"),
+            "x\\u{9b}1m\\u{202e}txt.exe\\u{2066}\\u{2028}"
+        );
+        // A backslash stays: Windows paths and regular expressions read as written.
+        assert_eq!(escape_controls("C:\\logs\\x1b"), "C:\\logs\\x1b");
+        for c in (0u32..0x30000).filter_map(char::from_u32) {
+            let shown = escape_controls(&c.to_string()).into_owned();
+            assert!(!shown.chars().any(needs_escape), "{c:?} -> {shown:?}");
+        }
     }
 }

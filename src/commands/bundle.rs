@@ -23,6 +23,7 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 use crate::render::{self, ReportSource};
 use crate::snapshot::{Snapshot, FORMAT_VERSION};
+use crate::text::escape_controls;
 
 /// A transaction open longer than this is listed in `diagnostics/long_transactions.json`.
 const LONG_TRANSACTION_SECONDS: f64 = 300.0;
@@ -152,12 +153,12 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         ingest.total(|f| f.lines_read),
     );
     let redacted: u64 = manifest.redactions.values().sum();
-    eprintln!(
-        "medmig: wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
+    super::note(format_args!(
+        "wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
         out.display(),
         manifest.files.len() + 1,
         manifest.not_collected.len()
-    );
+    ));
     Ok(0)
 }
 
@@ -442,7 +443,8 @@ fn summary(
     if !gaps.is_empty() {
         text.push_str("\nNot collected\n");
         for gap in gaps {
-            text.push_str(&format!("  {}: {}\n", gap.what, gap.why));
+            let gap = format!("{}: {}", gap.what, gap.why);
+            text.push_str(&format!("  {}\n", escape_controls(&gap)));
         }
     }
     text
@@ -452,16 +454,22 @@ fn summary(
 fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     let verification = archive::verify(file)?;
     let mut text = String::new();
+    // Entry names and the file name come from outside: shown, never obeyed.
     for (path, outcome) in &verification.files {
+        let path = escape_controls(path);
         match outcome {
             Ok(size) => text.push_str(&format!("ok        {path} ({size} bytes)\n")),
-            Err(problem) => text.push_str(&format!("DAMAGED   {path}: {problem}\n")),
+            Err(problem) => {
+                text.push_str(&format!("DAMAGED   {path}: {}\n", escape_controls(problem)))
+            }
         }
     }
     for path in &verification.unexpected {
+        let path = escape_controls(path);
         text.push_str(&format!("UNLISTED  {path}: not in the manifest\n"));
     }
-    let shown = file.display();
+    let shown = file.display().to_string();
+    let shown = escape_controls(&shown);
     if verification.is_intact() {
         text.push_str(&format!(
             "bundle {shown} is intact: {} files match the manifest of {}\n",
@@ -481,7 +489,7 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
             verification
                 .stopped
                 .as_ref()
-                .map(|why| format!(" ({why})"))
+                .map(|why| format!(" ({})", escape_controls(why)))
                 .unwrap_or_default()
         ));
     }

@@ -148,7 +148,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
     let settings = ConnectionSettings::resolve(args, &process_environment())?;
     for warning in &settings.warnings {
-        eprintln!("medmig: {warning}");
+        note(warning);
     }
     if !settings.ignored_sources.is_empty() {
         let ignored: Vec<String> = settings
@@ -156,11 +156,20 @@ fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
             .iter()
             .map(ToString::to_string)
             .collect();
-        eprintln!(
-            "medmig: connecting with {}; also set but ignored: {}",
+        note(format_args!(
+            "connecting with {}; also set but ignored: {}",
             settings.source,
             ignored.join(", ")
-        );
+        ));
     }
     Ok(settings)
+}
+
+/// Prints one `medmig: …` line on stderr, its control characters escaped: a note names
+/// files, hosts and config values that came from outside.
+pub fn note(message: impl std::fmt::Display) {
+    eprintln!(
+        "medmig: {}",
+        crate::text::escape_controls(&message.to_string())
+    );
 }

@@ -15,13 +15,13 @@ use crate::snapshot::FORMAT_VERSION;
 pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
     let capture = current_schema(&args.input)?;
     capture.write(&args.out.path, args.out.force)?;
-    eprintln!(
-        "medmig: wrote {} ({} tables, {} functions, {} extensions)",
+    super::note(format_args!(
+        "wrote {} ({} tables, {} functions, {} extensions)",
         args.out.path.display(),
         capture.schema.tables.len(),
         capture.schema.functions.len(),
         capture.schema.extensions.len()
-    );
+    ));
     super::end_with(capture);
     Ok(0)
 }

@@ -9,12 +9,12 @@ use crate::cli::SnapshotArgs;
 pub fn run(args: &SnapshotArgs) -> Result<u8> {
     let (mut snapshot, schema) = super::collect_live_for_file(&args.connect)?;
     snapshot.write_rendered(&schema, &args.out.path, args.out.force)?;
-    eprintln!(
-        "medmig: wrote {} ({} post-deploy jobs, {} invalid indexes)",
+    super::note(format_args!(
+        "wrote {} ({} post-deploy jobs, {} invalid indexes)",
         args.out.path.display(),
         snapshot.jobs.len(),
         snapshot.invalid_indexes.len()
-    );
+    ));
     super::end_with(snapshot);
     Ok(0)
 }

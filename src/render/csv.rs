@@ -1,5 +1,9 @@
 //! The CSV format: a header row, then one row per post-deploy migration with the same fields
 //! as the JSON `migrations` entries (run history and findings are JSON-only).
+//!
+//! Fields are quoted by the `csv` crate where RFC 4180 needs it (a comma, a quote, a line
+//! break); control characters from outside are escaped first ([`escape_controls`]), so that
+//! every record is one line and no field can steer the terminal that shows it.
 
 use std::io::Write;
 
@@ -9,6 +13,7 @@ use super::timestamp;
 use crate::analyze::compat::SchemaDifference;
 use crate::analyze::migrations::StatusReport;
 use crate::analyze::rollback::RollbackReport;
+use crate::text::escape_controls;
 
 const HEADER: [&str; 15] = [
     "version",
@@ -52,7 +57,7 @@ pub fn status(out: &mut impl Write, report: &StatusReport) -> Result<()> {
             c.error.clone(),
             m.detail.clone(),
         ];
-        writer.write_record(fields.iter().map(|f| f.as_deref().unwrap_or("")))?;
+        writer.write_record(record(fields.iter().map(|f| f.as_deref().unwrap_or(""))))?;
     }
     writer.flush()?;
     Ok(())
@@ -63,7 +68,7 @@ pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Re
     let mut writer = ::csv::Writer::from_writer(out);
     writer.write_record(["severity", "id", "object", "message"])?;
     for d in differences {
-        writer.write_record([d.impact.as_str(), d.id, &d.object, &d.message])?;
+        writer.write_record(record([d.impact.as_str(), d.id, &d.object, &d.message]))?;
     }
     writer.flush()?;
     Ok(())
@@ -76,14 +81,22 @@ pub fn rollback(out: &mut impl Write, report: &RollbackReport) -> Result<()> {
     writer.write_record(["id", "severity", "outcome", "message", "evidence"])?;
     for check in &report.checks {
         let outcome = serde_json::to_value(check.outcome)?;
-        writer.write_record([
+        writer.write_record(record([
             check.id,
             check.severity.as_str(),
             outcome.as_str().unwrap_or_default(),
             &check.message,
             &check.evidence.join(" | "),
-        ])?;
+        ]))?;
     }
     writer.flush()?;
     Ok(())
+}
+
+/// The fields of one record with their control characters escaped.
+fn record<'a>(fields: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    fields
+        .into_iter()
+        .map(|field| escape_controls(field).into_owned())
+        .collect()
 }

@@ -11,10 +11,11 @@ use crate::analyze::upgrade::version_ranges as versions;
 use crate::analyze::upgrade::UpgradePlan;
 
 fn heading(out: &mut impl Write, title: &str, source: &ReportSource) -> Result<()> {
-    writeln!(out, "## {title}\n")?;
-    writeln!(
+    writeln_escaped!(out, "## {title}")?;
+    writeln!(out)?;
+    writeln_escaped!(
         out,
-        "Database `{}` on `{}:{}`, PostgreSQL {}, read at {} by medmig {}.\n",
+        "Database `{}` on `{}:{}`, PostgreSQL {}, read at {} by medmig {}.",
         source.database,
         source.host,
         source.port,
@@ -22,6 +23,7 @@ fn heading(out: &mut impl Write, title: &str, source: &ReportSource) -> Result<(
         timestamp(&source.taken_at),
         env!("CARGO_PKG_VERSION")
     )?;
+    writeln!(out)?;
     Ok(())
 }
 
@@ -29,7 +31,7 @@ fn heading(out: &mut impl Write, title: &str, source: &ReportSource) -> Result<(
 pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> Result<()> {
     heading(out, "Recovery plan", source)?;
     for step in steps {
-        writeln!(
+        writeln_escaped!(
             out,
             "{}. **{}** (`{}`, risk: {})",
             step.step,
@@ -38,17 +40,18 @@ pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> R
             step.risk.as_str()
         )?;
         for evidence in &step.evidence {
-            writeln!(out, "   - Evidence: {evidence}")?;
+            writeln_escaped!(out, "   - Evidence: {evidence}")?;
         }
-        writeln!(out, "   - Why: {}", step.explanation)?;
+        writeln_escaped!(out, "   - Why: {}", step.explanation)?;
         if !step.commands.is_empty() {
             writeln!(out, "\n   ```sh")?;
             for command in &step.commands {
-                writeln!(out, "   {command}")?;
+                writeln_escaped!(out, "   {command}")?;
             }
             writeln!(out, "   ```\n")?;
         }
-        writeln!(out, "   - Check: {}\n", step.check)?;
+        writeln_escaped!(out, "   - Check: {}", step.check)?;
+        writeln!(out)?;
     }
     Ok(())
 }
@@ -61,51 +64,58 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         source,
     )?;
     if let Some(how) = &plan.from_inferred_by {
-        writeln!(out, "Deployed release inferred as {how}.\n")?;
+        writeln_escaped!(out, "Deployed release inferred as {how}.")?;
+        writeln!(out)?;
     }
     match &plan.direct_deploy_refused {
-        Some(message) => writeln!(
-            out,
-            "Deploying {} now would be refused:\n\n> {message}\n",
-            plan.to
-        )?,
-        None => writeln!(out, "Deploying {} now would start.\n", plan.to)?,
+        Some(message) => {
+            writeln_escaped!(out, "Deploying {} now would be refused:", plan.to)?;
+            writeln!(out)?;
+            writeln_escaped!(out, "> {message}")?;
+        }
+        None => writeln_escaped!(out, "Deploying {} now would start.", plan.to)?,
     }
-    writeln!(out, "The gate predictions assume: {}.\n", plan.gate_assumes)?;
+    writeln!(out)?;
+    writeln_escaped!(out, "The gate predictions assume: {}.", plan.gate_assumes)?;
+    writeln!(out)?;
     for finding in &plan.findings {
-        writeln!(
+        writeln_escaped!(
             out,
-            "> **{}** ({}): {}\n",
+            "> **{}** ({}): {}",
             finding.severity.as_str(),
             finding.id,
             finding.message
         )?;
+        writeln!(out)?;
     }
     for hop in &plan.hops {
-        writeln!(
+        writeln_escaped!(
             out,
             "{}. **Deploy {}** ({})",
-            hop.step, hop.release, hop.pick
+            hop.step,
+            hop.release,
+            hop.pick
         )?;
-        writeln!(
+        writeln_escaped!(
             out,
             "   - Complete first: {}",
             versions(&hop.complete_before)
         )?;
         if let Some(gate) = &hop.gate_if_deployed_now {
-            writeln!(out, "   - Deployed now it would refuse: `{gate}`")?;
+            writeln_escaped!(out, "   - Deployed now it would refuse: `{gate}`")?;
         } else if let Some(first) = hop.restart_refused_on.first() {
-            writeln!(
+            writeln_escaped!(
                 out,
                 "   - Deployed now it starts, but a restart is refused once v{first} is pending ({} not run)",
                 versions(&hop.restart_refused_on)
             )?;
         }
-        writeln!(out, "   - Then runs: {}", versions(&hop.introduces))?;
-        writeln!(out, "   - Rollback window: {}", hop.rollback_window)?;
+        writeln_escaped!(out, "   - Then runs: {}", versions(&hop.introduces))?;
+        writeln_escaped!(out, "   - Rollback window: {}", hop.rollback_window)?;
     }
     for note in &plan.notes {
-        writeln!(out, "\n> Note: {note}")?;
+        writeln!(out)?;
+        writeln_escaped!(out, "> Note: {note}")?;
     }
     Ok(())
 }

@@ -3,11 +3,32 @@
 //!
 //! This module owns presentation only — column choice, folding, time formatting. It computes
 //! no state: everything it prints comes from `analyze/`.
+//!
+//! Names and messages in a report come from outside (a database, a snapshot, a bundle, a
+//! config): every line of the table and Markdown formats is written with
+//! [`writeln_escaped!`], every CSV field escaped, and JSON strings are escaped by
+//! [`json`]; see [`crate::text::escape_controls`].
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::snapshot::Snapshot;
+
+/// `writeln!` for one line of a report for people: the formatted line with every control
+/// character escaped ([`crate::text::escape_controls`]), then a newline. The line must not
+/// contain a newline of its own: medmig writes blank lines with `writeln!(out)`, and a newline
+/// from outside is shown as `\n`, so that no value can start a line of its own.
+macro_rules! writeln_escaped {
+    ($out:expr, $($arg:tt)*) => {
+        $crate::render::write_escaped_line($out, &format!($($arg)*))
+    };
+}
+
+/// What [`writeln_escaped!`] does with the formatted line.
+pub(crate) fn write_escaped_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
+    out.write_all(crate::text::escape_controls(line).as_bytes())?;
+    out.write_all(b"\n")
+}
 
 pub mod csv;
 pub mod json;

@@ -14,7 +14,7 @@ use crate::analyze::recover::Step;
 use crate::analyze::rollback::{Outcome, RollbackReport};
 use crate::analyze::upgrade::{version_ranges as versions, UpgradePlan};
 use crate::analyze::Impact;
-use crate::text::{elapsed, shorten};
+use crate::text::{elapsed, escape_controls, shorten};
 
 /// No borders and no column rules, a dashed line under the header (comfy-table's preset
 /// alphabet): reads like `kubectl get` and survives any terminal or log viewer.
@@ -64,7 +64,7 @@ pub fn status(
         ("Manifest", source.manifest.clone()),
     ];
     for (label, value) in header {
-        writeln!(out, "{label:<20} {value}")?;
+        writeln_escaped!(out, "{label:<20} {value}")?;
     }
     writeln!(out)?;
 
@@ -106,7 +106,9 @@ pub fn status(
             i += run;
             continue;
         }
-        table.add_row(migration_row(&migrations[i]));
+        // Escaped before the layout, so that columns are measured as they are shown.
+        table
+            .add_row(migration_row(&migrations[i]).map(|cell| escape_controls(&cell).into_owned()));
         i += 1;
     }
     for line in table.lines() {
@@ -116,17 +118,20 @@ pub fn status(
     if !report.invalid_indexes.is_empty() {
         writeln!(out, "\nInvalid indexes")?;
         for index in &report.invalid_indexes {
-            writeln!(
+            writeln_escaped!(
                 out,
                 "  {}.{} on {}: {}",
-                index.schema, index.index, index.table, index.definition
+                index.schema,
+                index.index,
+                index.table,
+                index.definition
             )?;
         }
     }
     if !report.findings.is_empty() {
         writeln!(out, "\nFindings")?;
         for finding in &report.findings {
-            writeln!(
+            writeln_escaped!(
                 out,
                 "  {:<8} {:<26} {}",
                 finding.severity.as_str(),
@@ -239,7 +244,7 @@ pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Re
         count(Impact::Info)
     )?;
     for d in differences {
-        writeln!(out, "  {:<8} {:<26} {}", d.impact.as_str(), d.id, d.message)?;
+        writeln_escaped!(out, "  {:<8} {:<26} {}", d.impact.as_str(), d.id, d.message)?;
     }
     Ok(())
 }
@@ -251,7 +256,7 @@ pub fn rollback(
     source: &ReportSource,
     report: &RollbackReport,
 ) -> Result<()> {
-    writeln!(out, "{}", report.headline)?;
+    writeln_escaped!(out, "{}", report.headline)?;
     writeln!(out)?;
     let origin = origin(source);
     let from = match (&report.from, &report.from_inferred_by) {
@@ -272,7 +277,7 @@ pub fn rollback(
         ("Deployed", from),
         ("Manifest", source.manifest.clone()),
     ] {
-        writeln!(out, "{label:<14} {value}")?;
+        writeln_escaped!(out, "{label:<14} {value}")?;
     }
     writeln!(out)?;
     for check in &report.checks {
@@ -283,7 +288,7 @@ pub fn rollback(
             Outcome::Ignored => "ignored",
             Outcome::Unknown => "UNKNOWN",
         };
-        writeln!(
+        writeln_escaped!(
             out,
             "  {outcome:<8} {:<8} {:<26} {}",
             check.severity.as_str(),
@@ -291,7 +296,7 @@ pub fn rollback(
             check.message
         )?;
         for evidence in &check.evidence {
-            writeln!(out, "{:46}- {evidence}", "")?;
+            writeln_escaped!(out, "{:46}- {evidence}", "")?;
         }
     }
     Ok(())
@@ -303,7 +308,7 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         Some(how) => format!("{} ({how})", plan.from),
         None => plan.from.clone(),
     };
-    writeln!(
+    writeln_escaped!(
         out,
         "Upgrade {} → {} on {} ({})",
         plan.from,
@@ -311,19 +316,19 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         source.database,
         origin(source)
     )?;
-    writeln!(out, "{:<14} {from}", "Deployed")?;
-    writeln!(out, "{:<14} v{}", "dataVersion", plan.data_version)?;
+    writeln_escaped!(out, "{:<14} {from}", "Deployed")?;
+    writeln_escaped!(out, "{:<14} v{}", "dataVersion", plan.data_version)?;
     match &plan.direct_deploy_refused {
-        Some(message) => writeln!(
+        Some(message) => writeln_escaped!(
             out,
             "{:<14} refused: {message}",
             format!("Deploying {}", plan.to)
         )?,
-        None => writeln!(out, "{:<14} would start", format!("Deploying {}", plan.to))?,
+        None => writeln_escaped!(out, "{:<14} would start", format!("Deploying {}", plan.to))?,
     }
-    writeln!(out, "{:<14} {}", "Gate assumes", plan.gate_assumes)?;
+    writeln_escaped!(out, "{:<14} {}", "Gate assumes", plan.gate_assumes)?;
     for finding in &plan.findings {
-        writeln!(
+        writeln_escaped!(
             out,
             "{}: {} [{}]",
             finding.severity.as_str(),
@@ -332,33 +337,35 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         )?;
     }
     for hop in &plan.hops {
-        writeln!(out, "\n{}. Deploy {} ({})", hop.step, hop.release, hop.pick)?;
-        writeln!(
+        writeln!(out)?;
+        writeln_escaped!(out, "{}. Deploy {} ({})", hop.step, hop.release, hop.pick)?;
+        writeln_escaped!(
             out,
             "   complete first:  {}",
             versions(&hop.complete_before)
         )?;
         if let Some(gate) = &hop.gate_if_deployed_now {
-            writeln!(out, "   deployed now:    refused: {gate}")?;
+            writeln_escaped!(out, "   deployed now:    refused: {gate}")?;
         } else if let Some(first) = hop.restart_refused_on.first() {
-            writeln!(
+            writeln_escaped!(
                 out,
                 "   deployed now:    starts, but a restart is refused once v{first} is pending ({} not run)",
                 versions(&hop.restart_refused_on)
             )?;
         }
-        writeln!(out, "   then runs:       {}", versions(&hop.introduces))?;
-        writeln!(out, "   rollback window: {}", hop.rollback_window)?;
+        writeln_escaped!(out, "   then runs:       {}", versions(&hop.introduces))?;
+        writeln_escaped!(out, "   rollback window: {}", hop.rollback_window)?;
     }
     for note in &plan.notes {
-        writeln!(out, "\nnote: {note}")?;
+        writeln!(out)?;
+        writeln_escaped!(out, "note: {note}")?;
     }
     Ok(())
 }
 
 /// Writes the recovery steps, numbered, each with evidence, risk, commands and check.
 pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> Result<()> {
-    writeln!(
+    writeln_escaped!(
         out,
         "Recovery steps for {} on {}:{} ({})",
         source.database,
@@ -367,22 +374,23 @@ pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> R
         origin(source)
     )?;
     for step in steps {
-        writeln!(
+        writeln!(out)?;
+        writeln_escaped!(
             out,
-            "\n{}. {} [{}, risk {}]",
+            "{}. {} [{}, risk {}]",
             step.step,
             step.title,
             step.id,
             step.risk.as_str()
         )?;
         for evidence in &step.evidence {
-            writeln!(out, "   evidence: {evidence}")?;
+            writeln_escaped!(out, "   evidence: {evidence}")?;
         }
-        writeln!(out, "   why:      {}", step.explanation)?;
+        writeln_escaped!(out, "   why:      {}", step.explanation)?;
         for command in &step.commands {
-            writeln!(out, "   $ {command}")?;
+            writeln_escaped!(out, "   $ {command}")?;
         }
-        writeln!(out, "   check:    {}", step.check)?;
+        writeln_escaped!(out, "   check:    {}", step.check)?;
     }
     Ok(())
 }

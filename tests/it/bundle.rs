@@ -33,7 +33,7 @@ pub fn unpack(path: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Writes `files` as a bundle-shaped archive (manifest first), for tampering tests.
-fn repack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
+pub fn repack(path: &Path, files: &BTreeMap<String, Vec<u8>>) {
     let mut tar = tar::Builder::new(GzEncoder::new(
         std::fs::File::create(path).unwrap(),
         flate2::Compression::default(),

@@ -12,3 +12,4 @@ mod scale;
 mod schema;
 mod snapshot;
 mod status;
+mod terminal;
