@@ -4,13 +4,15 @@
 //! state lists). It does not resolve connection sources or read files: `connect.rs` turns
 //! [`ConnectArgs`] into settings, and each command module consumes the rest.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::analyze::migrations::MigrationState;
 use crate::medplum::config::ConfigName;
+use crate::text::escape_controls;
 
 /// Audit and recover the migration state of a Medplum server's PostgreSQL database.
 ///
@@ -103,6 +105,9 @@ pub struct OutFileArgs {
 
 /// Arguments of `medmig schema diff`.
 #[derive(Debug, Args)]
+#[command(mut_arg("format", |a| a.help(
+    "Output format; csv: a header row, then one row per difference (severity, id, object, message)"
+)))]
 pub struct SchemaDiffArgs {
     /// The schema to compare with: a `medmig schema capture` file or a snapshot.
     #[arg(long, value_name = "FILE")]
@@ -117,6 +122,10 @@ pub struct SchemaDiffArgs {
 
 /// Arguments of `medmig status`.
 #[derive(Debug, Args)]
+#[command(mut_arg("format", |a| a.help(
+    "Output format; csv: a header row, then one row per post-deploy migration (the fields of \
+     json's migrations; run history and findings are json only)"
+)))]
 pub struct StatusArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -333,6 +342,10 @@ pub enum PlanFormat {
 
 /// Arguments of `medmig rollback-check`.
 #[derive(Debug, Args)]
+#[command(mut_arg("format", |a| a.help(
+    "Output format; csv: a header row, then one row per check (id, severity, outcome, message, \
+     evidence)"
+)))]
 pub struct RollbackCheckArgs {
     /// The release to go back to, e.g. 4.2.6.
     #[arg(long, value_name = "VERSION", value_parser = parse_release)]
@@ -363,6 +376,107 @@ pub struct RollbackCheckArgs {
 
     #[command(flatten)]
     pub manifest: ManifestArgs,
+}
+
+/// The command line as medmig parses it: the definitions of [`Cli`], with the ids that
+/// `rollback-check --ignore` takes listed in its `--help`. The ids belong to the checks, which
+/// this module does not import: the caller passes them (see `medmig::command`).
+pub fn command(ignorable_ids: &[&str]) -> clap::Command {
+    let ids = ignorable_ids.join(", ");
+    Cli::command().mut_subcommand("rollback-check", |rollback| {
+        rollback.mut_arg("ignore", |ignore| {
+            let help = ignore
+                .get_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            ignore
+                .help(format!("{help} (--help lists the ids)"))
+                .long_help(format!("{help}.\n\nIds: {ids}."))
+        })
+    })
+}
+
+/// What medmig prints for `err`, a bad argument in `args` (the program name first) as
+/// `command` parses them: clap's message with the problem on one `error:` line (clap spreads a
+/// list of missing arguments or possible values over indented lines), then clap's tips and
+/// usage, then the `--help` of the subcommand that `args` invoked.
+pub fn argument_error(command: &clap::Command, err: &clap::Error, args: &[OsString]) -> String {
+    // clap quotes arguments back, and its plain text drops their escape sequences but keeps
+    // their line breaks. Rendered from the arguments as medmig shows them, the message quotes
+    // them escaped, and each line of it stays one line.
+    let shown: Vec<OsString> = args
+        .iter()
+        .map(|arg| OsString::from(escape_controls(&arg.to_string_lossy()).into_owned()))
+        .collect();
+    let again = (shown != args)
+        .then(|| command.clone().try_get_matches_from(&shown).err())
+        .flatten()
+        .filter(|again| again.kind() == err.kind());
+    let rendered = again.as_ref().unwrap_or(err).render().to_string();
+    let mut text = String::new();
+    let blocks = rendered
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty());
+    for (i, block) in blocks.enumerate() {
+        let mut lines = block.lines();
+        let first = lines.next().unwrap_or_default().trim_end();
+        if first.starts_with("For more information") {
+            continue;
+        }
+        if i == 0 {
+            let rest: Vec<&str> = lines.map(str::trim).collect();
+            let mut problem = first.to_string();
+            if !rest.is_empty() {
+                problem = format!("{problem} {}", rest.join(", "));
+            }
+            text.push_str(&escape_controls(&problem));
+            text.push('\n');
+        } else {
+            for line in std::iter::once(first).chain(lines) {
+                text.push_str(&escape_controls(line));
+                text.push('\n');
+            }
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "For more information, try '{} --help'.\n",
+        invoked_command(args.get(1..).unwrap_or_default())
+    ));
+    text
+}
+
+/// The (sub)command that `args` invoke, as `medmig schema diff`: option values and positional
+/// arguments are skipped as clap would, by the definitions.
+pub fn invoked_command(args: &[OsString]) -> String {
+    let mut command = Cli::command();
+    let mut path = vec![command.get_name().to_string()];
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else { break };
+        if arg == "--" {
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let takes_value = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .is_some_and(|a| a.get_action().takes_values());
+            if takes_value {
+                args.next();
+            }
+            continue;
+        }
+        if arg.starts_with('-') {
+            continue;
+        }
+        let Some(sub) = command.find_subcommand(arg).cloned() else {
+            break;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }
 
 /// Parses a Medplum release: `4.2.6` or `v4.2.6`.
@@ -405,7 +519,16 @@ pub struct InputArgs {
 /// variables PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ConnectArgs {
-    /// PostgreSQL URL or key=value connection string [env: DATABASE_URL].
+    /// PostgreSQL URL or key=value connection string. Without it, the first source set wins:
+    /// DATABASE_URL, --medplum-config, MEDPLUM_DATABASE_*, then the libpq variables PGHOST,
+    /// PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE.
+    ///
+    /// MEDPLUM_DATABASE_HOST selects the Medplum variables, with MEDPLUM_DATABASE_PORT, _DBNAME,
+    /// _USERNAME and _PASSWORD. Any of PGHOST, PGPORT, PGDATABASE, PGUSER selects the libpq
+    /// ones (PGSSLMODE sets their TLS mode). Whichever source wins, what it leaves out is
+    /// filled in as libpq does: the host from PGHOST (else localhost), the user from PGUSER
+    /// (else USER, else postgres), the password from PGPASSWORD; and PGSSLROOTCERT names the
+    /// certificate authorities when --ssl-root-cert is not given.
     ///
     /// For example: postgres://medmig@db.internal:5432/medplum?sslmode=require
     #[arg(long, value_name = "URL", help_heading = "Connection")]
@@ -489,7 +612,7 @@ pub enum Format {
     Table,
     /// One JSON document with "format_version": 1.
     Json,
-    /// One row per migration with a header row.
+    /// Comma-separated values with a header row.
     Csv,
 }
 
@@ -573,7 +696,26 @@ mod tests {
 
     #[test]
     fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+        command(&["some-check"]).debug_assert();
+    }
+
+    #[test]
+    fn the_invoked_command_skips_option_values() {
+        let args = |line: &str| -> Vec<OsString> { line.split(' ').map(OsString::from).collect() };
+        assert_eq!(
+            invoked_command(&args("schema diff --bundel x")),
+            "medmig schema diff"
+        );
+        assert_eq!(
+            invoked_command(&args("bundle --out verify --bogus")),
+            "medmig bundle"
+        );
+        assert_eq!(
+            invoked_command(&args("bundle --out=x verify b")),
+            "medmig bundle verify"
+        );
+        assert_eq!(invoked_command(&args("statsu status")), "medmig");
+        assert_eq!(invoked_command(&[]), "medmig");
     }
 }

@@ -22,6 +22,12 @@ use anyhow::Result;
 
 use cli::{Cli, Command};
 
+/// The command line as medmig parses it ([`cli::command`] with the ids of the checks).
+pub fn command() -> clap::Command {
+    let ids: Vec<&str> = analyze::rollback::ignorable_ids().collect();
+    cli::command(&ids)
+}
+
 /// Runs one command; returns the exit code for a command that ran (0, 1 or 3). An error means
 /// the command could not run (exit code 2).
 pub fn run(cli: &Cli) -> Result<u8> {

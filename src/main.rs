@@ -3,31 +3,33 @@
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
+use clap::FromArgMatches;
 
 fn main() -> ExitCode {
-    let cli = match medmig::cli::Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match medmig::command()
+        .try_get_matches_from(&args)
+        .and_then(|matches| medmig::cli::Cli::from_arg_matches(&matches))
+    {
         Ok(cli) => cli,
-        Err(err)
-            if matches!(
-                err.kind(),
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
-            ) =>
-        {
-            let _ = err.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(err) => {
-            // clap spreads one problem over several lines; keep it to one.
-            let text = err.render().to_string();
-            let line: Vec<&str> = text
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-                .collect();
-            eprintln!("{} (see medmig --help)", line.join(" "));
-            return ExitCode::from(2);
-        }
+        Err(err) => match err.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            // Bare `medmig` (or `medmig schema`): the help, as clap lays it out, on stderr.
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                let _ = err.print();
+                return ExitCode::from(2);
+            }
+            _ => {
+                eprint!(
+                    "{}",
+                    medmig::cli::argument_error(&medmig::command(), &err, &args)
+                );
+                return ExitCode::from(2);
+            }
+        },
     };
     match medmig::run(&cli) {
         Ok(code) => ExitCode::from(code),

@@ -39,10 +39,17 @@ pub const CHECK_IDS: [(&str, Impact); 14] = [
     ("evidence-unreadable", Impact::Blocker),
 ];
 
+/// Every id `--ignore` can turn off: the checks, then the schema differences.
+pub fn ignorable_ids() -> impl Iterator<Item = &'static str> {
+    CHECK_IDS
+        .iter()
+        .chain(DIFFERENCE_IDS.iter())
+        .map(|(id, _)| *id)
+}
+
 /// Whether `id` names a check (or a schema difference) that `--ignore` can turn off.
 pub fn is_check_id(id: &str) -> bool {
-    CHECK_IDS.iter().any(|(known, _)| *known == id)
-        || DIFFERENCE_IDS.iter().any(|(known, _)| *known == id)
+    ignorable_ids().any(|known| known == id)
 }
 
 /// What the checks add up to.

@@ -14,7 +14,9 @@ use crate::render;
 /// Runs the checks; the exit code is the verdict's (0 SAFE, 1 UNSAFE, 3 UNKNOWN).
 pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
     if let Some(unknown) = args.ignore.iter().find(|id| !is_check_id(id)) {
-        bail!("--ignore {unknown}: no check has that id (the README lists them)");
+        bail!(
+            "--ignore {unknown}: no check has that id (`medmig rollback-check --help` lists them)"
+        );
     }
     // Every file is read before the database is touched: a typo costs no round trip.
     let manifest = Manifest::load(args.manifest.manifest.as_deref())?;

@@ -309,7 +309,7 @@ fn a_config_name_the_server_would_refuse_is_refused_in_one_line() {
         "--medplum-config",
         &spaced,
     ])
-    .single_error()
+    .argument_error()
     .to_string();
     assert!(line.contains("Unrecognized config type:  env"), "{line}");
     assert!(
@@ -323,7 +323,10 @@ fn a_config_name_the_server_would_refuse_is_refused_in_one_line() {
         "--medplum-config",
         ",",
     ]);
-    assert!(run.single_error().contains("Empty config name"), "{run:?}");
+    assert!(
+        run.argument_error().contains("Empty config name"),
+        "{run:?}"
+    );
 }
 
 #[test]

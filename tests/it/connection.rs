@@ -299,7 +299,7 @@ fn no_source_at_all_says_every_way_to_give_one() {
 #[test]
 fn unknown_format_is_one_line_with_the_choices() {
     let run = medmig(&["status", "--format", "xml", "--snapshot", "x.json"]);
-    let line = run.single_error();
+    let line = run.argument_error();
     assert!(
         line.contains("'xml'") && line.contains("table, json, csv"),
         "{line}"

@@ -233,6 +233,24 @@ impl Run {
         assert!(lines[0].starts_with("error: "), "{self:?}");
         lines[0]
     }
+
+    /// Asserts a bad argument as clap finds it: exit 2, nothing on stdout, the problem on one
+    /// `error: …` line first (returned), clap's tips and usage, and last the hint to the
+    /// subcommand's `--help`.
+    pub fn argument_error(&self) -> &str {
+        assert_eq!(self.code, 2, "expected exit 2: {self:?}");
+        assert!(self.stdout.is_empty(), "stdout should be empty: {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert!(lines[0].starts_with("error: "), "{self:?}");
+        let errors = lines.iter().filter(|l| l.starts_with("error:")).count();
+        assert_eq!(errors, 1, "expected one error line: {self:?}");
+        let hint = lines[lines.len() - 1];
+        assert!(
+            hint.starts_with("For more information, try 'medmig") && hint.ends_with(" --help'."),
+            "{self:?}"
+        );
+        lines[0]
+    }
 }
 
 /// Runs `medmig` with `args` and no connection variables from the caller's environment.

@@ -162,7 +162,7 @@ fn fail_on_sets_exit_code_one_only_for_the_named_states() {
     ]);
     assert_eq!(run.code, 0, "{run:?}");
     let run = medmig(&["status", "--database-url", &url, "--fail-on", "broken"]);
-    assert!(run.single_error().contains("broken"));
+    assert!(run.argument_error().contains("broken"));
 }
 
 #[test]

@@ -351,3 +351,17 @@ fn hostile_names_in_and_around_a_bundle_are_shown_inert() {
     }
     std::fs::remove_dir_all(&logs).unwrap();
 }
+
+#[test]
+fn a_hostile_command_line_is_quoted_back_inert() {
+    let value = hostile("xml");
+    let run = medmig(&["status", "--format", &value]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+    assert_inert("an argument error", &run.stderr);
+    let first = run.stderr.lines().next().unwrap();
+    assert!(
+        first.starts_with("error: ") && first.contains(&shown("xml")),
+        "{run:?}"
+    );
+}
