@@ -1,4 +1,4 @@
-//! Human-readable text shared by messages and reports: elapsed times, numbers, one-line
+//! Human-readable text shared by messages and reports: elapsed times, numbers, counts, one-line
 //! excerpts, and the escaping of control characters that every printer applies to text from
 //! outside. Pure functions, no knowledge of Medplum.
 
@@ -42,6 +42,23 @@ pub fn escape_controls(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(escaped)
+}
+
+/// `one` when `n` is 1, else `many`.
+pub fn plural<'a, N: PartialEq + From<u8>>(n: N, one: &'a str, many: &'a str) -> &'a str {
+    if n == N::from(1) {
+        one
+    } else {
+        many
+    }
+}
+
+/// `1 function`, `0 functions`, `2 functions`.
+pub fn count<N>(n: N, one: &str, many: &str) -> String
+where
+    N: PartialEq + From<u8> + Copy + std::fmt::Display,
+{
+    format!("{n} {}", plural(n, one, many))
 }
 
 /// An elapsed time for people: `850ms`, `42s`, `3m 12s`, `2h 05m`, `3d 04h`.
@@ -136,6 +153,9 @@ mod tests {
         assert_eq!(group_thousands(1234567), "1,234,567");
         assert_eq!(shorten("a  b\nc", 10), "a b");
         assert_eq!(shorten("abcdefghij", 5), "abcd…");
+        assert_eq!(count(1usize, "function", "functions"), "1 function");
+        assert_eq!(count(0u64, "function", "functions"), "0 functions");
+        assert_eq!(count(2u32, "index", "indexes"), "2 indexes");
     }
 
     #[test]

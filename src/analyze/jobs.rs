@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::snapshot::JobRecord;
-use crate::text::{elapsed, group_thousands, shorten};
+use crate::text::{elapsed, group_thousands, plural, shorten};
 
 /// The `status` of an `AsyncJob`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,10 +419,11 @@ impl ReindexTally {
 
     fn text(&self) -> String {
         let mut text = format!(
-            "reindex: {} {} done ({} rows)",
+            "reindex: {} {} done ({} {})",
             self.done,
             plural(self.done, "type", "types"),
-            group_thousands(self.rows)
+            group_thousands(self.rows),
+            plural(self.rows, "row", "rows")
         );
         if !self.in_progress.is_empty() {
             text.push_str(&format!(", in progress: {}", self.in_progress.join(", ")));
@@ -463,14 +464,6 @@ impl ActionTally {
             text.push_str(&format!(", last: {}", shorten(last, 60)));
         }
         text
-    }
-}
-
-fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 {
-        one
-    } else {
-        many
     }
 }
 

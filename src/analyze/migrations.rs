@@ -17,7 +17,7 @@ use super::jobs::{
 use super::{Finding, Severity};
 use crate::medplum::manifest::Manifest;
 use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
-use crate::text::elapsed;
+use crate::text::{count, elapsed, plural};
 
 /// The state of one post-deploy migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
@@ -511,9 +511,11 @@ fn work_evidence(activity: Option<&MigrationActivity>, options: &StatusOptions) 
         }
     }
     let blind_spot = (activity.hidden_sessions > 0).then(|| {
+        let n = activity.hidden_sessions;
         format!(
-            "{} sessions' statements were hidden from medmig's role (grant pg_read_all_stats)",
-            activity.hidden_sessions
+            "{} {} hidden from medmig's role (grant pg_read_all_stats)",
+            count(n, "session's statement", "sessions' statements"),
+            plural(n, "was", "were")
         )
     });
     WorkEvidence {

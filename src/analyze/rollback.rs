@@ -629,9 +629,11 @@ fn migration_in_progress(snapshot: &Snapshot, status: &StatusOptions) -> Check {
         })
         .collect();
     let hidden = (activity.hidden_sessions > 0).then(|| {
+        let n = activity.hidden_sessions;
         format!(
-            "{} other sessions' statements are hidden from this role (grant pg_read_all_stats to see them); the migration lock is visible regardless",
-            activity.hidden_sessions
+            "{} {} hidden from this role (grant pg_read_all_stats to see them); the migration lock is visible regardless",
+            crate::text::count(n, "other session's statement", "other sessions' statements"),
+            crate::text::plural(n, "is", "are")
         )
     });
     if let Some(first) = evidence.first().cloned() {

@@ -385,8 +385,8 @@ fn ingest_file(
                     "read error"
                 };
                 report.note = Some(format!(
-                    "{what} after {} lines ({err}): the rest was not read",
-                    report.lines_read
+                    "{what} after {} ({err}): the rest was not read",
+                    crate::text::count(report.lines_read, "line", "lines")
                 ));
                 break;
             }

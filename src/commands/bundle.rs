@@ -23,7 +23,7 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 use crate::render::{self, ReportSource};
 use crate::snapshot::{Snapshot, FORMAT_VERSION};
-use crate::text::escape_controls;
+use crate::text::{count, escape_controls};
 
 /// A transaction open longer than this is listed in `diagnostics/long_transactions.json`.
 const LONG_TRANSACTION_SECONDS: f64 = 300.0;
@@ -154,10 +154,12 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     );
     let redacted: u64 = manifest.redactions.values().sum();
     super::note(format_args!(
-        "wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
+        "wrote {} ({}; {kept} of {} kept; {} redacted; {} noted)",
         out.display(),
-        manifest.files.len() + 1,
-        manifest.not_collected.len()
+        count(manifest.files.len() + 1, "file", "files"),
+        count(read, "log line", "log lines"),
+        count(redacted, "value", "values"),
+        count(manifest.not_collected.len(), "gap", "gaps")
     ));
     Ok(0)
 }
@@ -228,7 +230,7 @@ fn write_diagnostics(
     }
     if hidden > 0 {
         gaps.push(Gap {
-            what: format!("the statements of {hidden} sessions"),
+            what: format!("the statements of {}", count(hidden, "session", "sessions")),
             why: "the role lacks pg_read_all_stats: their query text is hidden".into(),
         });
     }
@@ -423,9 +425,9 @@ fn summary(
         text.push_str("No database was read (--no-db).\n");
     }
     text.push_str(&format!(
-        "\nLogs: {} files, {} lines read, {} kept, {} outside the time window\n",
-        ingest.files.len(),
-        ingest.total(|f| f.lines_read),
+        "\nLogs: {}, {} read, {} kept, {} outside the time window\n",
+        count(ingest.files.len(), "file", "files"),
+        count(ingest.total(|f| f.lines_read), "line", "lines"),
         ingest.total(|f| f.lines_kept),
         ingest.total(|f| f.lines_outside_window)
     ));
@@ -434,8 +436,8 @@ fn summary(
         events.iter().rev().find_map(|e| e.at),
     ) {
         text.push_str(&format!(
-            "Timeline: {} events from {} to {} (timeline.json)\n",
-            events.len(),
+            "Timeline: {} from {} to {} (timeline.json)\n",
+            count(events.len(), "event", "events"),
             render::timestamp(&first),
             render::timestamp(&last)
         ));
@@ -458,7 +460,10 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     for (path, outcome) in &verification.files {
         let path = escape_controls(path);
         match outcome {
-            Ok(size) => text.push_str(&format!("ok        {path} ({size} bytes)\n")),
+            Ok(size) => text.push_str(&format!(
+                "ok        {path} ({})\n",
+                count(*size, "byte", "bytes")
+            )),
             Err(problem) => {
                 text.push_str(&format!("DAMAGED   {path}: {}\n", escape_controls(problem)))
             }

@@ -10,17 +10,18 @@ use crate::catalog::SchemaCapture;
 use crate::cli::{Format, SchemaCaptureArgs, SchemaDiffArgs};
 use crate::render;
 use crate::snapshot::FORMAT_VERSION;
+use crate::text::count;
 
 /// Writes the schema contract of the input (live or a snapshot) to `--out`.
 pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
     let capture = current_schema(&args.input)?;
     capture.write(&args.out.path, args.out.force)?;
     super::note(format_args!(
-        "wrote {} ({} tables, {} functions, {} extensions)",
+        "wrote {} ({}, {}, {})",
         args.out.path.display(),
-        capture.schema.tables.len(),
-        capture.schema.functions.len(),
-        capture.schema.extensions.len()
+        count(capture.schema.tables.len(), "table", "tables"),
+        count(capture.schema.functions.len(), "function", "functions"),
+        count(capture.schema.extensions.len(), "extension", "extensions")
     ));
     super::end_with(capture);
     Ok(0)

@@ -3,6 +3,7 @@
 use anyhow::Result;
 
 use crate::cli::SnapshotArgs;
+use crate::text::count;
 
 /// Collects from the live database and writes the file atomically; prints one line to stderr.
 /// The schema contract, most of the file, is rendered while collection finishes.
@@ -10,10 +11,14 @@ pub fn run(args: &SnapshotArgs) -> Result<u8> {
     let (mut snapshot, schema) = super::collect_live_for_file(&args.connect)?;
     snapshot.write_rendered(&schema, &args.out.path, args.out.force)?;
     super::note(format_args!(
-        "wrote {} ({} post-deploy jobs, {} invalid indexes)",
+        "wrote {} ({}, {})",
         args.out.path.display(),
-        snapshot.jobs.len(),
-        snapshot.invalid_indexes.len()
+        count(snapshot.jobs.len(), "post-deploy job", "post-deploy jobs"),
+        count(
+            snapshot.invalid_indexes.len(),
+            "invalid index",
+            "invalid indexes"
+        )
     ));
     super::end_with(snapshot);
     Ok(0)

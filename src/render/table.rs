@@ -14,7 +14,7 @@ use crate::analyze::recover::Step;
 use crate::analyze::rollback::{Outcome, RollbackReport};
 use crate::analyze::upgrade::{version_ranges as versions, UpgradePlan};
 use crate::analyze::Impact;
-use crate::text::{elapsed, escape_controls, shorten};
+use crate::text::{count, elapsed, escape_controls, shorten};
 
 /// No borders and no column rules, a dashed line under the header (comfy-table's preset
 /// alphabet): reads like `kubectl get` and survives any terminal or log viewer.
@@ -217,17 +217,13 @@ fn short_time(at: Option<DateTime<Utc>>) -> String {
 
 /// Writes the schema differences grouped by impact, with a one-line summary first.
 pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Result<()> {
-    let count = |impact| differences.iter().filter(|d| d.impact == impact).count();
-    let blockers = count(Impact::Blocker);
+    let of = |impact| differences.iter().filter(|d| d.impact == impact).count();
+    let blockers = of(Impact::Blocker);
     if blockers > 0 {
-        writeln!(
+        writeln_escaped!(
             out,
-            "BREAKING: {blockers} {} would break code written against the baseline",
-            if blockers == 1 {
-                "difference"
-            } else {
-                "differences"
-            }
+            "BREAKING: {} would break code written against the baseline",
+            count(blockers, "difference", "differences")
         )?;
     } else if differences.is_empty() {
         writeln!(out, "The schema matches the baseline.")?;
@@ -237,11 +233,12 @@ pub fn schema_diff(out: &mut impl Write, differences: &[SchemaDifference]) -> Re
             "Compatible: nothing would break code written against the baseline."
         )?;
     }
-    writeln!(
+    writeln_escaped!(
         out,
-        "{blockers} blocker, {} warning, {} info",
-        count(Impact::Warning),
-        count(Impact::Info)
+        "{}, {}, {} info",
+        count(blockers, "blocker", "blockers"),
+        count(of(Impact::Warning), "warning", "warnings"),
+        of(Impact::Info)
     )?;
     for d in differences {
         writeln_escaped!(out, "  {:<8} {:<26} {}", d.impact.as_str(), d.id, d.message)?;

@@ -1,10 +1,10 @@
 //! What a newcomer reads first: the help of bare `medmig`, argument errors that keep clap's
 //! message readable and point to the subcommand's help, option help that says what it means
-//! (CSV rows, `--ignore` ids, the connection variables).
+//! (CSV rows, `--ignore` ids, the connection variables), and counts in the singular for one.
 
 use serde_json::Value;
 
-use crate::harness::{medmig, Run};
+use crate::harness::{medmig, Run, TestDb};
 
 #[test]
 fn bare_medmig_prints_the_help_laid_out_on_stderr_and_exits_2() {
@@ -165,4 +165,88 @@ fn connection_help_names_every_variable_medmig_reads() {
             assert!(run.stdout.contains(variable), "{command:?} {variable}");
         }
     }
+}
+
+#[test]
+fn a_count_of_one_is_singular() {
+    // One function (the other is dropped with the index that uses it), one job, one invalid
+    // index.
+    let db = TestDb::build(
+        &["schema"],
+        r#"
+DROP FUNCTION medplum_unaccent(text);
+INSERT INTO "DatabaseMigration" VALUES (1, 120, 0, false);
+SELECT fixture.job('e0100000-0000-4000-8000-000000000001', 1,
+  ARRAY['accepted', 'error'],
+  ARRAY[now() - interval '3 hours', now() - interval '2 hours'],
+  '{"resourceType":"Parameters","parameter":[{"name":"error","valueString":"deadlock detected"}]}',
+  '5.1.44');
+CREATE INDEX "Observation_subject_code_idx" ON "Observation" ("subject", "__codeSort");
+UPDATE pg_index SET indisvalid = false
+WHERE indexrelid = '"Observation_subject_code_idx"'::regclass;
+"#,
+    );
+    let dir = std::env::temp_dir().join(crate::harness::unique_name("medmig_counts"));
+    std::fs::create_dir(&dir).unwrap();
+    let capture = dir.join("schema.json");
+    let run = medmig(&[
+        "schema",
+        "capture",
+        "--database-url",
+        &db.url(),
+        "--out",
+        capture.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains(", 1 function, "), "{run:?}");
+    let snapshot = dir.join("snapshot.json");
+    let run = medmig(&[
+        "snapshot",
+        "--database-url",
+        &db.url(),
+        "--out",
+        snapshot.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.contains("(1 post-deploy job, 1 invalid index)"),
+        "{run:?}"
+    );
+
+    // One difference of each impact.
+    db.execute(
+        r#"DROP INDEX "Observation_subject_code_idx";
+           ALTER TABLE "Observation" ADD COLUMN "extra" text;
+           CREATE UNIQUE INDEX "Observation_extra_idx" ON "Observation" ("extra");"#,
+    );
+    let run = medmig(&[
+        "schema",
+        "diff",
+        "--baseline",
+        capture.to_str().unwrap(),
+        "--database-url",
+        &db.url(),
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .starts_with("BREAKING: 1 difference would break code written against the baseline"),
+        "{}",
+        run.stdout
+    );
+    let counts = run.stdout.lines().nth(1).unwrap();
+    assert!(counts.starts_with("1 blocker, "), "{}", run.stdout);
+    assert!(!run.stdout.contains("1 blockers"), "{}", run.stdout);
+    for every in [&run.stdout, &run.stderr] {
+        for plural in [
+            "1 functions",
+            "1 tables",
+            "1 jobs",
+            "1 indexes",
+            "1 warnings",
+        ] {
+            assert!(!every.contains(plural), "{every}");
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
