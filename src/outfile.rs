@@ -192,7 +192,7 @@ pub fn check_target(target: &Path, overwrite: bool) -> Result<()> {
     if let Some(kind) = not_regular(&meta.file_type()) {
         bail!(
             "--out {shown} is {kind}, not a regular file: medmig replaces only regular files, \
-             --force or not; choose another --out"
+             --force or not; choose another --out (- for standard output)"
         );
     }
     if !overwrite {
