@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{write_json_atomically, SnapshotSource, FORMAT_VERSION};
+use crate::snapshot::{write_json, SnapshotSource, FORMAT_VERSION};
 
 /// A database's schema, as far as application code can depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,9 +501,9 @@ pub struct SchemaCapture {
 }
 
 impl SchemaCapture {
-    /// Writes the capture through a temporary file and a rename.
-    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_json_atomically(path, self, overwrite)
+    /// Writes the capture as indented JSON into `out`.
+    pub fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        write_json(out, self)
     }
 
     /// Reads a schema baseline: a `medmig schema capture` file, or a snapshot (which carries

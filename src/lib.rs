@@ -14,6 +14,7 @@ pub mod connect;
 pub mod diagnostics;
 pub mod medplum;
 pub mod nodetree;
+pub mod outfile;
 pub mod render;
 pub mod snapshot;
 pub mod text;

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
+            medmig::outfile::wait_if_interrupted();
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }

@@ -3,8 +3,9 @@
 //! This is the only boundary between collection (`collect.rs`) and analysis (`analyze/`):
 //! every finding must be reproducible from a snapshot alone, months later. It owns the
 //! serialized form (`format_version`, field names), reading a snapshot file with clear errors,
-//! and writing one atomically. It holds no patient data: the only table rows in it are
-//! `"DatabaseMigration"` and data-migration `"AsyncJob"` resources.
+//! and writing one as JSON (where it goes, and how safely, is `outfile.rs`'s business). It
+//! holds no patient data: the only table rows in it are `"DatabaseMigration"` and
+//! data-migration `"AsyncJob"` resources.
 
 use std::fs;
 use std::io::Write;
@@ -238,10 +239,9 @@ impl Snapshot {
             .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))
     }
 
-    /// Writes the snapshot as pretty JSON through a temporary file in the same directory and
-    /// a rename, so that an interrupted run leaves no file that looks complete.
-    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_json_atomically(path, self, overwrite)
+    /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes).
+    pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        write_json(out, self)
     }
 
     /// [`Snapshot::write`] with the schema contract already rendered (`schema`, rendered from
@@ -249,11 +249,10 @@ impl Snapshot {
     pub fn write_rendered(
         &mut self,
         schema: &RenderedSchema,
-        path: &Path,
-        overwrite: bool,
-    ) -> Result<()> {
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let contract = self.schema.take();
-        let written = write_json_with_schema(path, &*self, schema, overwrite);
+        let written = write_json_with_schema(out, &*self, schema);
         self.schema = contract;
         written
     }
@@ -282,70 +281,27 @@ impl RenderedSchema {
 }
 
 /// Writes `head`, an object without a `"schema"` key, with the rendered `"schema"` added as
-/// its last key, atomically (see [`write_atomically_with`]): byte for byte what writing the
-/// whole object with [`write_json_atomically`] gives.
+/// its last key: byte for byte what [`write_json`] of the whole object gives.
 fn write_json_with_schema(
-    path: &Path,
+    out: &mut dyn Write,
     head: &impl Serialize,
     schema: &RenderedSchema,
-    overwrite: bool,
-) -> Result<()> {
+) -> std::io::Result<()> {
     let head = serde_json::to_vec_pretty(head)?;
     let (Some(open), Some(last)) = (head.strip_suffix(b"\n}"), schema.0.strip_prefix(b"{")) else {
-        bail!(
-            "cannot write {}: an empty object has no place for a schema",
-            path.display()
-        );
+        return Err(std::io::Error::other(
+            "an empty object has no place for a schema",
+        ));
     };
-    write_atomically_with(path, overwrite, |file| {
-        file.write_all(open)?;
-        file.write_all(b",")?;
-        file.write_all(last)
-    })
+    out.write_all(open)?;
+    out.write_all(b",")?;
+    out.write_all(last)
 }
 
-/// Writes `value` as indented JSON to `path` through [`write_atomically_with`], streaming it
-/// into the file rather than building the text in memory first.
-pub fn write_json_atomically(path: &Path, value: &impl Serialize, overwrite: bool) -> Result<()> {
-    write_atomically_with(path, overwrite, |file| {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
-        serde_json::to_writer_pretty(&mut writer, value).map_err(std::io::Error::other)?;
-        writer.flush()
-    })
-}
-
-/// Lets `fill` write a temporary sibling of `path`, syncs it and renames it to `path`, so that
-/// an interrupted run leaves no file that looks complete; refuses to replace an existing file
-/// unless `overwrite`.
-pub fn write_atomically_with(
-    path: &Path,
-    overwrite: bool,
-    fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let shown = path.display();
-    if !overwrite && path.exists() {
-        bail!("{shown} already exists: choose another --out or pass --force to replace it");
-    }
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{shown} is not a file name"))?
-        .to_string_lossy();
-    let temporary = directory.join(format!(".{name}.medmig-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&temporary)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temporary);
-        return Err(anyhow!("cannot write {shown}: {err}"));
-    }
-    Ok(())
+/// Writes `value` as indented JSON into `out`, streaming it rather than building the text in
+/// memory first.
+pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(out, value).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -360,15 +316,12 @@ mod tests {
             .schema
             .as_ref()
             .is_some_and(|s| !s.tables.is_empty()));
-        let directory = std::env::temp_dir();
-        let whole = directory.join(format!("medmig-whole-{}.json", std::process::id()));
-        let spliced = directory.join(format!("medmig-spliced-{}.json", std::process::id()));
-        snapshot.write(&whole, true).unwrap();
+        let (mut whole_bytes, mut spliced_bytes) = (Vec::new(), Vec::new());
+        snapshot.write(&mut whole_bytes).unwrap();
         let rendered = RenderedSchema::new(snapshot.schema.as_ref().unwrap());
-        snapshot.write_rendered(&rendered, &spliced, true).unwrap();
-        let (whole_bytes, spliced_bytes) = (fs::read(&whole).unwrap(), fs::read(&spliced).unwrap());
-        fs::remove_file(&whole).unwrap();
-        fs::remove_file(&spliced).unwrap();
+        snapshot
+            .write_rendered(&rendered, &mut spliced_bytes)
+            .unwrap();
         assert!(
             whole_bytes == spliced_bytes,
             "{}",

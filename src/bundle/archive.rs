@@ -1,7 +1,7 @@
 //! The bundle file: a gzip-compressed tar whose first entry, `manifest.json`, lists every
-//! other file with its size and SHA-256. Written through a staging directory and a temporary
-//! file renamed at the end, so an interrupted run leaves nothing that looks complete; read
-//! back with the checksum of what is read checked against the manifest.
+//! other file with its size and SHA-256. Written through a staging directory and packed at
+//! the end through `outfile.rs`, so an interrupted run leaves nothing that looks complete;
+//! read back with the checksum of what is read checked against the manifest.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::diagnostics::Gap;
+use crate::outfile::{Destination, Scratch};
 use crate::snapshot::{Snapshot, SnapshotSource, FORMAT_VERSION};
 
 /// What `manifest.json` says a bundle is.
@@ -55,48 +56,51 @@ pub struct BundledFile {
     pub sha256: String,
 }
 
-/// The files of a bundle being made, in a directory beside the output; removed when dropped.
+/// The files of a bundle being made, in a work directory beside the output (see
+/// `outfile.rs`); removed when dropped, and on SIGINT or SIGTERM.
 pub struct Staging {
-    dir: PathBuf,
+    dir: Scratch,
     files: Vec<String>,
 }
 
 impl Staging {
-    /// Creates the staging directory beside `out`.
-    pub fn new(out: &Path) -> Result<Staging> {
-        let name = out
-            .file_name()
-            .ok_or_else(|| anyhow!("{} is not a file name", out.display()))?
-            .to_string_lossy();
-        let parent = match out.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        remove_leftovers(parent, &name);
-        let dir = parent.join(format!(".{name}.medmig-{}.staging", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).with_context(|| {
-            format!("cannot create a working directory in {}", parent.display())
-        })?;
+    /// Creates the staging directory for `destination`.
+    pub fn new(destination: &Destination) -> Result<Staging> {
         Ok(Staging {
-            dir,
+            dir: destination.work_directory()?,
             files: Vec::new(),
         })
     }
 
     /// The directory `relative` (created), for writers that stream into it.
     pub fn directory(&self, relative: &str) -> Result<PathBuf> {
-        let path = self.dir.join(relative);
-        fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        self.make_directory(Path::new(relative))
+    }
+
+    /// Creates `relative` inside the staging directory, one level at a time and never the
+    /// staging directory itself: once a signal has removed it, writing fails rather than
+    /// make a new one that nothing would remove.
+    fn make_directory(&self, relative: &Path) -> Result<PathBuf> {
+        let mut path = self.dir.path().to_path_buf();
+        for part in relative.components() {
+            path.push(part);
+            match fs::create_dir(&path) {
+                Err(err) if !(err.kind() == io::ErrorKind::AlreadyExists && path.is_dir()) => {
+                    bail!("cannot create {}: {err}", path.display())
+                }
+                _ => {}
+            }
+        }
         Ok(path)
     }
 
     /// Adds a file with `bytes` at `relative`.
     pub fn write(&mut self, relative: &str, bytes: &[u8]) -> Result<()> {
-        let path = self.dir.join(relative);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
+        let relative_path = Path::new(relative);
+        if let Some(parent) = relative_path.parent() {
+            self.make_directory(parent)?;
         }
+        let path = self.dir.path().join(relative_path);
         fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
         self.files.push(relative.to_string());
         Ok(())
@@ -114,17 +118,17 @@ impl Staging {
         self.files.push(relative.to_string());
     }
 
-    /// Hashes every file into `manifest.files` and writes the archive to `out`: the manifest
-    /// first, then the files, into a temporary file renamed at the end.
+    /// Hashes every file into `manifest.files` and writes the archive to `destination`: the
+    /// manifest first, then the files.
     pub fn finish(
         self,
         mut manifest: BundleManifest,
-        out: &Path,
-        overwrite: bool,
+        destination: Destination,
     ) -> Result<BundleManifest> {
+        let dir = self.dir.path();
         manifest.files.clear();
         for relative in &self.files {
-            let path = self.dir.join(relative);
+            let path = dir.join(relative);
             let mut hasher = Sha256::new();
             let size = io::copy(&mut File::open(&path)?, &mut hasher)?;
             manifest.files.push(BundledFile {
@@ -137,9 +141,8 @@ impl Staging {
         manifest_bytes.push(b'\n');
         let mtime = u64::try_from(manifest.created_at.timestamp()).unwrap_or(0);
         let files = &self.files;
-        let dir = &self.dir;
-        crate::snapshot::write_atomically_with(out, overwrite, |file| {
-            let encoder = GzEncoder::new(file, Compression::default());
+        destination.write_with(|out| {
+            let encoder = GzEncoder::new(out, Compression::default());
             let mut tar = tar::Builder::new(encoder);
             append(
                 &mut tar,
@@ -159,42 +162,8 @@ impl Staging {
     }
 }
 
-/// Removes what an interrupted run for the same output left beside it (a Ctrl-C ends the
-/// process before it can clean up): staging directories and temporary files named after
-/// `name` whose process no longer runs.
-fn remove_leftovers(parent: &Path, name: &str) {
-    let prefix = format!(".{name}.medmig-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = file_name.strip_prefix(&prefix) else {
-            continue;
-        };
-        let Some(pid) = rest
-            .strip_suffix(".staging")
-            .or_else(|| rest.strip_suffix(".tmp"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let alive = Path::new("/proc").join(pid.to_string()).exists();
-        if pid != std::process::id() && !alive {
-            let path = entry.path();
-            let _ = fs::remove_dir_all(&path).or_else(|_| fs::remove_file(&path));
-        }
-    }
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn append(
-    tar: &mut tar::Builder<GzEncoder<&mut File>>,
+    tar: &mut tar::Builder<GzEncoder<impl Write>>,
     path: &str,
     size: u64,
     mtime: u64,

@@ -1,8 +1,8 @@
 //! `medmig bundle`: collect, redact and pack everything an escalation needs; and
 //! `medmig bundle verify`.
 //!
-//! Inputs are checked before the database is touched; everything is staged beside the output
-//! and packed at the end, so a failed or interrupted run leaves no bundle behind.
+//! Inputs and `--out` are checked before the database is touched; everything is staged beside
+//! the output and packed at the end, so a failed or interrupted run leaves no bundle behind.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -21,6 +21,7 @@ use crate::cli::{BundleArgs, BundleCommand, BundleCreateArgs};
 use crate::diagnostics::{Diagnostics, Gap};
 use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
+use crate::outfile::{self, Destination};
 use crate::render::{self, ReportSource};
 use crate::snapshot::{Snapshot, FORMAT_VERSION};
 
@@ -62,12 +63,14 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     // Everything that can be wrong with the request fails before the database is touched.
     logs::check_paths(&args.logs)?;
     let config = super::medplum_config(&args.connect)?;
-    if out.exists() && !args.force {
+    if outfile::is_stdout(out) && std::io::stdout().is_terminal() {
         anyhow::bail!(
-            "{} already exists: choose another --out or pass --force to replace it",
-            out.display()
+            "--out -: standard output is a terminal and a bundle is a binary tar.gz: redirect \
+             it (--out - > case.tar.gz) or name a file"
         );
     }
+    let destination = Destination::open(out, args.force)?;
+    let mut staging = Staging::new(&destination)?;
     let progress = Progress(std::io::stderr().is_terminal());
     let mut redactor = Redactor::new(&RedactOptions {
         redact_ip: args.redact_ip,
@@ -81,7 +84,6 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         Some(super::collect_live_with_diagnostics(&args.connect)?)
     };
 
-    let mut staging = Staging::new(out)?;
     let mut gaps = Vec::new();
     let mut status = None;
     let mut source = None;
@@ -146,7 +148,8 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         not_collected: gaps,
     };
     progress.step("packing");
-    let manifest = staging.finish(manifest, out, args.force)?;
+    let shown = destination.to_string();
+    let manifest = staging.finish(manifest, destination)?;
     let (kept, read) = (
         ingest.total(|f| f.lines_kept),
         ingest.total(|f| f.lines_read),
@@ -154,7 +157,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     let redacted: u64 = manifest.redactions.values().sum();
     eprintln!(
         "medmig: wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
-        out.display(),
+        shown,
         manifest.files.len() + 1,
         manifest.not_collected.len()
     );

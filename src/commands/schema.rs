@@ -8,16 +8,19 @@ use crate::analyze::compat::diff as compare;
 use crate::analyze::Impact;
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, SchemaCaptureArgs, SchemaDiffArgs};
+use crate::outfile::Destination;
 use crate::render;
 use crate::snapshot::FORMAT_VERSION;
 
-/// Writes the schema contract of the input (live or a snapshot) to `--out`.
+/// Writes the schema contract of the input (live or a snapshot) to `--out`, checked before
+/// the input is read.
 pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
+    let destination = Destination::open(&args.out.path, args.out.force)?;
     let capture = current_schema(&args.input)?;
-    capture.write(&args.out.path, args.out.force)?;
+    let shown = destination.to_string();
+    destination.write_with(|out| capture.write(out))?;
     eprintln!(
-        "medmig: wrote {} ({} tables, {} functions, {} extensions)",
-        args.out.path.display(),
+        "medmig: wrote {shown} ({} tables, {} functions, {} extensions)",
         capture.schema.tables.len(),
         capture.schema.functions.len(),
         capture.schema.extensions.len()

@@ -242,6 +242,12 @@ pub fn medmig(args: &[&str]) -> Run {
 
 /// Runs `medmig` with `args` and only `env` as connection variables.
 pub fn medmig_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = medmig_command(args, env);
+    Run::from(command.output().expect("the medmig binary runs"))
+}
+
+/// The command [`medmig_with_env`] runs, for a test that starts it and acts while it runs.
+pub fn medmig_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_medmig"));
     command.args(args);
     for (name, _) in std::env::vars() {
@@ -250,7 +256,7 @@ pub fn medmig_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         }
     }
     command.envs(env.iter().copied());
-    Run::from(command.output().expect("the medmig binary runs"))
+    command
 }
 
 /// `medmig snapshot` of the database at `url` into a new temporary file; returns its path and
