@@ -305,3 +305,30 @@ fn a_negative_data_version_or_an_odd_job_is_not_safe_to_roll_back_on() {
             .contains(&finding));
     }
 }
+
+#[test]
+fn only_migrations_something_names_are_listed_and_folds_do_not_span_a_gap() {
+    // dataVersion 60 on a 5.2 manifest that ends at v53: v54–v59 are named by nothing.
+    let mut snapshot: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::harness::fixture_path("snapshots/steady-state.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    snapshot["database_migration"][0]["data_version"] = 60.into();
+    let file = temp("medmig_numbers", "json");
+    std::fs::write(&file, snapshot.to_string()).unwrap();
+    let report =
+        parse_status(&run(&["status", "--format", "json", "--snapshot", path(&file)]).stdout);
+    let versions: Vec<u32> = report.migrations.iter().map(|m| m.version).collect();
+    assert_eq!(versions, [(1..=53).collect(), vec![60]].concat());
+    let table = run(&["status", "--snapshot", path(&file)]).stdout;
+    std::fs::remove_file(&file).unwrap();
+    assert!(table.contains("v1–v53 "), "{table}");
+    assert!(table.contains("53 migrations folded"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.trim_start().starts_with("v60 ") && l.contains("completed")),
+        "{table}"
+    );
+}
