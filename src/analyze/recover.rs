@@ -11,7 +11,10 @@ use semver::Version;
 use serde::Serialize;
 
 use super::migrations::infer_from;
-use super::migrations::{JobRun, MigrationState, MigrationStatus, StatusReport};
+use super::migrations::{
+    JobRun, MigrationState, MigrationStatus, StatusReport, ODD_NUMBER_FINDINGS,
+    UNPLACED_JOB_FINDINGS,
+};
 use super::upgrade::{latent_refusal, migration_row, plan, version_ranges};
 use crate::medplum::config::DeferSettings;
 use crate::medplum::gate::{predict, required_but_not_run, GatePrediction, GateSettings};
@@ -98,7 +101,9 @@ pub fn recover(
             status
                 .findings
                 .iter()
-                .filter(|f| f.id == "job-unreadable")
+                .filter(|f| {
+                    UNPLACED_JOB_FINDINGS.contains(&f.id) || ODD_NUMBER_FINDINGS.contains(&f.id)
+                })
                 .map(|f| f.message.clone()),
         )
         .collect();
