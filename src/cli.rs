@@ -200,8 +200,8 @@ pub struct BundleCreateArgs {
     #[arg(long)]
     pub redact_ip: bool,
 
-    /// Also redact this word everywhere (case-insensitive), e.g. a customer's name. Repeat
-    /// for several.
+    /// Also redact this word, e.g. a customer's name: whole words, any case, in free text only
+    /// (log messages, error texts, names; never ids, states or kinds). Repeat for several.
     #[arg(long, value_name = "WORD")]
     pub keyword: Vec<String>,
 

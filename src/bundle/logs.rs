@@ -5,7 +5,8 @@
 //! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
 //! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level,
 //! message, the fields that say which migration, and the migration number those fields name.
-//! What a message means (its kind) is the timeline's business (`timeline.rs`).
+//! What a message means (its kind) is the timeline's business (`timeline.rs`), asked here on
+//! the line as it was written, before redaction.
 //!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
 //! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
@@ -22,7 +23,7 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::redact::Redactor;
+use super::redact::{Document, Redactor};
 
 /// Longer lines are cut here (the rest is read and dropped), so no line can exhaust memory.
 const MAX_LINE: usize = 64 * 1024;
@@ -180,14 +181,16 @@ pub struct LogFileReport {
 pub struct LogEvent {
     pub at: Option<DateTime<Utc>>,
     pub level: Option<String>,
-    /// The logger's message (`msg`), redacted; a line that is not JSON, whole.
+    /// Its kind (`timeline.rs`), read from the line as it was written.
+    pub kind: &'static str,
+    /// The post-deploy migration it concerns (`timeline.rs`), read from the line as it was
+    /// written.
+    pub version: Option<u32>,
+    /// The logger's message (`msg`), redacted; a line without one, whole.
     pub message: String,
     /// The fields of a JSON line that say which migration and why, as ` key=value` (version,
-    /// dataVersion, duration, err, error), redacted; empty when there are none.
+    /// dataVersion, duration, err, error), their values redacted; empty when there are none.
     pub fields: String,
-    /// The migration number a `version: "vN"` (or `version: N`) or `dataVersion: N` field
-    /// names. Whether it is a pre- or a post-deploy migration depends on the message.
-    pub version: Option<u32>,
     pub source: String,
 }
 
@@ -411,7 +414,7 @@ fn ingest_file(
             None => report.lines_undated += 1,
             Some(_) => {}
         }
-        let redacted = redactor.text(&text);
+        let redacted = redactor.log_line(&text);
         if redacted != text {
             report.lines_redacted += 1;
         }
@@ -427,15 +430,9 @@ fn ingest_file(
         out.write_all(b"\n")?;
         if migration || parsed.is_error {
             if ingest.events.len() < MAX_EVENTS {
-                ingest.events.push(LogEvent {
-                    at: parsed.at,
-                    level: parsed.level,
-                    message: redactor
-                        .text(&parsed.message.unwrap_or_else(|| text.trim().to_string())),
-                    fields: redactor.text(&parsed.fields),
-                    version: parsed.version,
-                    source: source.clone(),
-                });
+                ingest
+                    .events
+                    .push(event(parsed, &text, &redacted, &source, redactor));
             } else {
                 ingest.events_dropped += 1;
             }
@@ -493,14 +490,61 @@ fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option
     }
 }
 
+/// The timeline's event of a kept line (`text`, `redacted` by [`Redactor::log_line`]): its kind
+/// and migration decided on the line as written, so that no keyword changes them; its message
+/// and the values of its fields redacted.
+fn event(
+    parsed: ParsedLine,
+    text: &str,
+    redacted: &str,
+    source: &str,
+    redactor: &mut Redactor,
+) -> LogEvent {
+    let (message, shown) = match &parsed.message {
+        Some(message) => (message.as_str(), redactor.text(message)),
+        None => (text.trim(), redacted.trim().to_string()),
+    };
+    let mut fields = parsed.fields.clone();
+    for (key, value) in &mut fields {
+        redactor.document(value, Document::LogLine, &[key]);
+    }
+    let (kind, version) = super::timeline::classify(
+        message,
+        &fields_text(&parsed.fields),
+        parsed.level.as_deref(),
+        parsed.version,
+    );
+    LogEvent {
+        at: parsed.at,
+        level: parsed.level,
+        kind,
+        version,
+        message: shown,
+        fields: fields_text(&fields),
+        source: source.to_string(),
+    }
+}
+
+/// ` key=value` for each field, each value cut at 200 characters.
+fn fields_text(fields: &[(&'static str, Value)]) -> String {
+    let mut text = String::new();
+    for (key, value) in fields {
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        text.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
+    }
+    text
+}
+
 /// What a kept line says about itself.
 #[derive(Debug, Default, PartialEq)]
 struct ParsedLine {
     at: Option<DateTime<Utc>>,
     level: Option<String>,
     message: Option<String>,
-    /// ` key=value` for each field that says which migration and why.
-    fields: String,
+    /// The fields that say which migration and why, as written.
+    fields: Vec<(&'static str, Value)>,
     /// The number a `version: "vN"` or `dataVersion: N` field names.
     version: Option<u32>,
     is_error: bool,
@@ -530,14 +574,11 @@ fn parse_line(text: &str) -> ParsedLine {
                 .find_map(|key| object.get(*key).and_then(Value::as_str))
                 .map(str::to_string);
             // The fields that say which migration: version, duration, error.
-            let mut fields = String::new();
+            let mut fields = Vec::new();
             if message.is_some() {
                 for key in ["version", "dataVersion", "duration", "err", "error"] {
                     if let Some(value) = object.get(key) {
-                        let shown = value
-                            .as_str()
-                            .map_or_else(|| value.to_string(), str::to_string);
-                        fields.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
+                        fields.push((key, value.clone()));
                     }
                 }
             }
@@ -572,7 +613,7 @@ fn parse_line(text: &str) -> ParsedLine {
         at,
         level: is_error.then(|| "error".to_string()),
         message: None,
-        fields: String::new(),
+        fields: Vec::new(),
         version: None,
         is_error,
     }
@@ -724,7 +765,7 @@ mod tests {
             parsed.message.as_deref(),
             Some("Post-deploy migration threw an error")
         );
-        assert_eq!(parsed.fields, " err=boom");
+        assert_eq!(fields_text(&parsed.fields), " err=boom");
         let plain = parse_line(
             "2025-06-02 10:04:05.250 ERROR Unable to run this version of Medplum server",
         );
@@ -733,6 +774,36 @@ mod tests {
         let pino = parse_line(r#"{"level":50,"time":1748858645000,"msg":"x"}"#);
         assert_eq!(pino.level.as_deref(), Some("error"));
         assert!(pino.at.is_some());
+    }
+
+    #[test]
+    fn an_event_is_classified_as_written_and_shown_redacted() {
+        let mut redactor = Redactor::new(&crate::bundle::redact::RedactOptions {
+            redact_ip: false,
+            keywords: ["queue", "error", "version", "Mary"]
+                .map(String::from)
+                .to_vec(),
+        })
+        .unwrap();
+        let line = r#"{"level":"error","msg":"Job queue PostDeployMigrationQueue not available","version":"v45","err":"Mary's error"}"#;
+        let redacted = redactor.log_line(line);
+        let event = event(
+            parse_line(line),
+            line,
+            &redacted,
+            "server.log",
+            &mut redactor,
+        );
+        // Redacted first, the message would be of another kind (`post-deploy-migration`).
+        assert_eq!(
+            (event.kind, event.version),
+            ("post-deploy-not-queued", Some(45))
+        );
+        assert_eq!(
+            event.message,
+            "Job [keyword-1] PostDeployMigrationQueue not available"
+        );
+        assert_eq!(event.fields, " version=v45 err=[keyword-2]'s [keyword-3]");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
 use crate::bundle::archive::{self, BundleManifest, Staging, BUNDLE_KIND};
 use crate::bundle::logs::{self, LogIngest, LogWindow};
-use crate::bundle::redact::{RedactOptions, Redactor};
+use crate::bundle::redact::{Document, RedactOptions, Redactor};
 use crate::bundle::sqltext::strip_literals;
 use crate::bundle::timeline::timeline;
 use crate::cli::{BundleArgs, BundleCommand, BundleCreateArgs};
@@ -121,13 +121,20 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         write_config(&mut staging, &mut redactor, config, &mut gaps)?;
     }
 
+    // Everything that went in was redacted on its way: the snapshot (and so the status and
+    // the job transitions of the timeline), the log events, the config. What medmig writes
+    // from them here is not redacted again, lest a keyword replace medmig's own words (a
+    // state, a kind); only the gaps, which quote paths and errors, are.
     let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
     staging.write_json("timeline.json", &events)?;
 
-    let command_line: Vec<String> = std::env::args().map(|a| redactor.text(&a)).collect();
+    let command_line = command_line(&mut redactor, std::env::args());
+    for gap in &mut gaps {
+        gap.what = redactor.text(&gap.what);
+        gap.why = redactor.text(&gap.why);
+    }
 
     let summary = summary(status.as_ref(), &ingest, &gaps, &events, now);
-    let summary = redactor.text(&summary);
     staging.write("summary.txt", summary.as_bytes())?;
 
     let manifest = BundleManifest {
@@ -174,7 +181,7 @@ fn write_database(
     gaps: &mut Vec<Gap>,
 ) -> Result<(Snapshot, StatusReport)> {
     let mut value = serde_json::to_value(&snapshot)?;
-    redactor.json(&mut value);
+    redactor.document(&mut value, Document::Snapshot, &[]);
     let snapshot: Snapshot =
         serde_json::from_value(value.clone()).context("the redacted snapshot")?;
     staging.write_json("snapshot.json", &value)?;
@@ -291,7 +298,7 @@ fn write_diagnostics(
         );
     }
     for (kind, mut rows) in diagnostics.sections {
-        redactor.json(&mut rows);
+        redactor.document(&mut rows, Document::Diagnostics, &[&kind]);
         staging.write_json(&format!("diagnostics/{kind}.json"), &rows)?;
     }
     Ok(())
@@ -365,7 +372,7 @@ fn write_config(
         "complete": config.is_complete(),
         "loader_notes": config.notes(),
     });
-    redactor.json(&mut sources);
+    redactor.document(&mut sources, Document::ConfigReport, &[]);
     staging.write_json("config/sources.json", &sources)?;
 
     let defer = config.defer_settings();
@@ -398,8 +405,21 @@ fn write_config(
         "notes": defer.notes(),
         "meaning": meaning,
     });
-    redactor.json(&mut post_deploy);
+    redactor.document(&mut post_deploy, Document::ConfigReport, &[]);
     staging.write_json("config/post-deploy.json", &post_deploy)
+}
+
+/// The command line for the manifest: each argument redacted as free text, but the name of an
+/// option (`--keyword`, the `--out` of `--out=FILE`) is medmig's own word and kept.
+fn command_line(redactor: &mut Redactor, args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|arg| match arg.split_once('=') {
+        Some((option, value)) if option.starts_with("--") => {
+            format!("{option}={}", redactor.text(value))
+        }
+        None if arg.starts_with("--") => arg,
+        _ => redactor.text(&arg),
+    })
+    .collect()
 }
 
 /// `summary.txt`: what a person reads first.
