@@ -481,7 +481,7 @@ fn open(path: &Path) -> Result<OpenBundle> {
             break (stored.entry, stored.name);
         }
         // What is passed over is decompressed: a bomb in front of the manifest ends the search.
-        passed += stored.entry.size();
+        passed = passed.saturating_add(stored.entry.size());
         if passed > BUNDLE_ENTRY_MAX_BYTES {
             return Err(not_bundle(format!(
                 "no {MANIFEST} in its first {}",
@@ -732,6 +732,41 @@ mod tests {
             let refused = refusal(kind, b"snapshot.json", Some(b"/etc/passwd")).unwrap_or_default();
             assert!(refused.contains(why), "{kind:?}: {refused}");
         }
+    }
+
+    #[test]
+    fn a_long_name_header_over_its_cap_stops_the_walk_unread() {
+        let manifest = serde_json::json!({
+            "format_version": 1, "kind": BUNDLE_KIND, "created_at": "2026-03-01T10:00:00Z",
+            "medmig_version": "0.1.0", "command_line": [], "source": null, "since": null,
+            "until": null, "files": [], "redactions": {}, "not_collected": [],
+        });
+        let manifest = serde_json::to_vec(&manifest).unwrap();
+        let path =
+            std::env::temp_dir().join(format!("medmig-longname-{}.tar.gz", std::process::id()));
+        let mut tar = tar::Builder::new(GzEncoder::new(
+            File::create(&path).unwrap(),
+            Compression::default(),
+        ));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(manifest.len() as u64);
+        tar.append_data(&mut header, MANIFEST, &manifest[..])
+            .unwrap();
+        // A GNU long-name header that says a name of 1 GiB follows (the tar crate's own
+        // iterator would try to hold it).
+        let mut long_name = tar::Header::new_gnu();
+        long_name.set_entry_type(tar::EntryType::GNULongName);
+        long_name.set_size(1 << 30);
+        long_name.set_cksum();
+        tar.append(&long_name, io::empty()).unwrap();
+        tar.into_inner().unwrap().finish().unwrap();
+        let verification = verify(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let stopped = verification.stopped.unwrap_or_default();
+        assert!(
+            stopped.contains("a name header of 1073741824 bytes, larger than 4 KiB"),
+            "{stopped}"
+        );
     }
 
     #[test]
