@@ -12,6 +12,7 @@ pub mod collect;
 pub mod commands;
 pub mod connect;
 pub mod diagnostics;
+pub mod limits;
 pub mod medplum;
 pub mod nodetree;
 pub mod outfile;

@@ -7,7 +7,6 @@
 //! holds no patient data: the only table rows in it are `"DatabaseMigration"` and
 //! data-migration `"AsyncJob"` resources.
 
-use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -18,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::SchemaContract;
 use crate::cli::SslMode;
 use crate::connect::ConnectionSource;
+use crate::limits;
 
 /// The snapshot format this medmig writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -203,11 +203,20 @@ impl Snapshot {
 
     /// Reads a snapshot file, refusing a newer format and saying clearly what is wrong with a
     /// damaged one.
+    /// Reads no more than [`limits::SNAPSHOT_MAX_BYTES`].
     pub fn read(path: &Path) -> Result<Snapshot> {
         let shown = path.display();
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read snapshot {shown}"))?;
-        Snapshot::parse(&text).with_context(|| format!("snapshot {shown} is unusable"))
+        let bytes = limits::read_file(path, limits::SNAPSHOT_MAX_BYTES, "a snapshot")
+            .with_context(|| format!("cannot read snapshot {shown}"))?;
+        Snapshot::parse_bytes(&bytes).with_context(|| format!("snapshot {shown} is unusable"))
+    }
+
+    /// Parses the bytes of a snapshot file (see [`Snapshot::parse`]).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Snapshot> {
+        let text = std::str::from_utf8(bytes).map_err(|err| {
+            anyhow!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
+        })?;
+        Snapshot::parse(text)
     }
 
     /// Parses snapshot JSON text (see [`Snapshot::read`]).
@@ -216,13 +225,20 @@ impl Snapshot {
         struct Header {
             format_version: Option<serde_json::Value>,
         }
-        let header: Header = serde_json::from_str(text).map_err(|err| {
-            if err.is_eof() {
-                anyhow!("it is truncated ({err}): take the snapshot again")
-            } else {
-                anyhow!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
+        match JsonShape::of(text) {
+            JsonShape::Object => {}
+            JsonShape::Empty => bail!("it is empty: pass a file written by `medmig snapshot`"),
+            JsonShape::Truncated(err) => bail!("it is truncated ({err}): take the snapshot again"),
+            JsonShape::NotJson(err) => {
+                bail!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
             }
-        })?;
+            JsonShape::Other(kind) => bail!(
+                "it is JSON but not a medmig snapshot: it is {kind}, not an object with a \
+                 format_version: pass a file written by `medmig snapshot`"
+            ),
+        }
+        let header: Header = serde_json::from_str(text)
+            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))?;
         let version = match header.format_version {
             None => bail!("it has no format_version: pass a file written by `medmig snapshot`"),
             Some(value) => value
@@ -255,6 +271,46 @@ impl Snapshot {
         let written = write_json_with_schema(out, &*self, schema);
         self.schema = contract;
         written
+    }
+}
+
+/// What a text is as JSON, told without building anything from it: the first thing every
+/// reader of a JSON file checks, so that each can say which of these is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonShape {
+    /// A JSON object (what every medmig file is).
+    Object,
+    /// Nothing but white space.
+    Empty,
+    /// JSON of another kind: `an array`, `a string`, `a number`, `a boolean`, `null`.
+    Other(&'static str),
+    /// JSON cut off before its end; the parser's words.
+    Truncated(String),
+    /// Not JSON at all; the parser's words.
+    NotJson(String),
+}
+
+impl JsonShape {
+    pub fn of(text: &str) -> JsonShape {
+        if text.trim().is_empty() {
+            return JsonShape::Empty;
+        }
+        // `IgnoredAny` checks the syntax, nesting depth included, and allocates nothing.
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return if err.is_eof() {
+                JsonShape::Truncated(err.to_string())
+            } else {
+                JsonShape::NotJson(err.to_string())
+            };
+        }
+        match text.trim_start().bytes().next() {
+            Some(b'{') => JsonShape::Object,
+            Some(b'[') => JsonShape::Other("an array"),
+            Some(b'"') => JsonShape::Other("a string"),
+            Some(b't' | b'f') => JsonShape::Other("a boolean"),
+            Some(b'n') => JsonShape::Other("null"),
+            _ => JsonShape::Other("a number"),
+        }
     }
 }
 
@@ -310,7 +366,7 @@ mod tests {
 
     #[test]
     fn a_rendered_schema_writes_the_same_bytes() {
-        let text = fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
+        let text = std::fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
         let mut snapshot = Snapshot::parse(&text).unwrap();
         assert!(snapshot
             .schema
@@ -364,5 +420,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no format_version"));
+        for (text, kind) in [
+            ("[1,2,3]", "an array"),
+            ("\"snapshot\"", "a string"),
+            (" 42 ", "a number"),
+            ("true", "a boolean"),
+            ("null", "null"),
+        ] {
+            let err = Snapshot::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("it is JSON but not a medmig snapshot") && err.contains(kind),
+                "{text}: {err}"
+            );
+        }
+        assert!(Snapshot::parse(" \n")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(Snapshot::parse_bytes(b"{\"format_version\": \"\xff\"}")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
     }
 }

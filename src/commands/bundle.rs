@@ -162,10 +162,12 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         ingest.total(|f| f.lines_read),
     );
     let redacted: u64 = manifest.redactions.values().sum();
+    // The same count as `bundle verify`: the files manifest.json lists.
     eprintln!(
-        "medmig: wrote {} ({} files; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
+        "medmig: wrote {} ({} files listed in {}; {kept} of {read} log lines kept; {redacted} values redacted; {} gaps noted)",
         shown,
-        manifest.files.len() + 1,
+        manifest.files.len(),
+        archive::MANIFEST,
         manifest.not_collected.len()
     );
     Ok(0)
@@ -471,10 +473,13 @@ fn summary(
     text
 }
 
-/// `bundle verify`: every checksum, one line per problem, a verdict line.
+/// `bundle verify`: every checksum and every entry, one line per problem, a verdict line.
 fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     let verification = archive::verify(file)?;
     let mut text = String::new();
+    if let Some(how) = &verification.manifest_stored {
+        text.push_str(&format!("CHANGED   {}: {how}\n", archive::MANIFEST));
+    }
     for (path, outcome) in &verification.files {
         match outcome {
             Ok(size) => text.push_str(&format!("ok        {path} ({size} bytes)\n")),
@@ -484,23 +489,25 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     for path in &verification.unexpected {
         text.push_str(&format!("UNLISTED  {path}: not in the manifest\n"));
     }
+    for (name, why) in &verification.refused {
+        text.push_str(&format!("UNSAFE    {name}: {why}\n"));
+    }
     let shown = file.display();
+    // The same count as `bundle` reports when it writes one: the files manifest.json lists.
+    let listed = verification.files.len();
     if verification.is_intact() {
         text.push_str(&format!(
-            "bundle {shown} is intact: {} files match the manifest of {}\n",
-            verification.files.len(),
+            "bundle {shown} is intact: all {listed} files listed in {} (of {}) match\n",
+            archive::MANIFEST,
             render::timestamp(&verification.manifest.created_at)
         ));
     } else {
-        let bad = verification
-            .files
-            .iter()
-            .filter(|(_, r)| r.is_err())
-            .count()
-            + verification.unexpected.len();
+        let matching = verification.files.iter().filter(|(_, r)| r.is_ok()).count();
+        let problems = verification.problems();
         text.push_str(&format!(
-            "bundle {shown} is damaged: {bad} of {} files do not match{}\n",
-            verification.files.len(),
+            "bundle {shown} is damaged or changed: {problems} problem{} above; {matching} of the {listed} files listed in {} match{}\n",
+            if problems == 1 { "" } else { "s" },
+            archive::MANIFEST,
             verification
                 .stopped
                 .as_ref()

@@ -86,8 +86,17 @@ impl Manifest {
             None => Ok(Manifest::embedded()),
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the manifest {shown} (--manifest)"))?;
+                let bytes = crate::limits::read_file(
+                    path,
+                    crate::limits::VERSION_MANIFEST_MAX_BYTES,
+                    "a data-version manifest",
+                )
+                .with_context(|| format!("cannot read the manifest {shown} (--manifest)"))?;
+                let text = String::from_utf8(bytes).map_err(|err| {
+                    anyhow!(
+                        "{shown} is not a Medplum data-version-manifest.json (--manifest): {err}"
+                    )
+                })?;
                 Manifest::parse(&text, &shown).with_context(|| {
                     format!("{shown} is not a Medplum data-version-manifest.json (--manifest)")
                 })

@@ -208,7 +208,19 @@ fn verify_finds_tampering_and_truncation_and_refuses_what_is_not_a_bundle() {
         run.stdout
     );
     // A damaged snapshot is refused when read, not trusted.
+    let listed = files["snapshot.json"].len();
     files.insert("snapshot.json".into(), b"{\"format_version\": 1}".to_vec());
+    repack(&tampered, &files);
+    let run = medmig(&["status", "--bundle", tampered.to_str().unwrap()]);
+    assert!(
+        run.single_error()
+            .contains("is damaged (snapshot.json is 21 bytes, the manifest says"),
+        "{run:?}"
+    );
+    // So is one of the listed size with other bytes.
+    let mut same_size = b"{\"format_version\": 1}".to_vec();
+    same_size.resize(listed, b' ');
+    files.insert("snapshot.json".into(), same_size);
     repack(&tampered, &files);
     let run = medmig(&["status", "--bundle", tampered.to_str().unwrap()]);
     assert!(

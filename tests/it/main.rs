@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod golden;
 mod harness;
+mod hostile_files;
 mod numbers;
 mod outfile;
 mod plans;
