@@ -55,13 +55,28 @@ WITH callable AS (
     WHERE p.oid >= 16384 AND p.prokind = 'f' AND p.provariadic = 0 AND p.provolatile = 'i'
       AND l.lanname NOT IN ('c', 'internal')
 ),
--- The index columns whose operator class has parameters (one scan; tables' own columns with
--- attoptions, such as n_distinct, match no index).
-parameterized AS (
-    SELECT attrelid, array_agg(attnum ORDER BY attnum)::int2[] AS positions
-    FROM pg_attribute
-    WHERE attoptions IS NOT NULL AND attrelid >= 16384
-    GROUP BY attrelid
+-- What the key columns of each index need that the parts cannot say, in one pass over the
+-- index columns (tables' columns are not joined): operator class parameters (the index
+-- column's attoptions), and an operator class that is a default but not for the type it
+-- indexes here. pg_get_indexdef prints an operator class unless it is what the server would
+-- pick for that type, a pick (binary-coercible types, domains, preferred types) that is the
+-- server's to make: `bits varbit_ops` on a bit column, `vc text_ops` on a varchar column
+-- under GIN. The index column's type is the type indexed unless the class stores another
+-- (opckeytype): then it is unknown, and taken as another. A polymorphic class (array_ops on
+-- text[], range_ops) is the one default for its types.
+key_columns AS (
+    SELECT ia.attrelid AS index_oid,
+           array_agg(ia.attnum ORDER BY ia.attnum) FILTER (WHERE ia.attoptions IS NOT NULL)
+               AS parameterized,
+           bool_or(o.opcdefault AND t.typtype <> 'p'
+                   AND (o.opckeytype <> 0 OR ia.atttypid <> o.opcintype))
+               AS default_of_another_type
+    FROM pg_index x
+    JOIN pg_attribute ia ON ia.attrelid = x.indexrelid AND ia.attnum <= x.indnkeyatts
+    JOIN pg_opclass o ON o.oid = x.indclass[ia.attnum - 1]
+    JOIN pg_type t ON t.oid = o.opcintype
+    WHERE x.indrelid >= 16384
+    GROUP BY ia.attrelid
 )
 SELECT x.indexrelid AS index_oid,
        x.indrelid AS table_oid,
@@ -89,11 +104,13 @@ SELECT x.indexrelid AS index_oid,
        CASE WHEN x.indexprs IS NULL OR call.name IS NOT NULL OR locked.relation IS NOT NULL THEN NULL
             -- One expression that is a plain function call: pg_get_expr prints it as
             -- pg_get_indexdef does, for less. The node tree's text tells: its top node and,
-            -- first in it, the call's form (0 a call, 3 SQL syntax).
+            -- first in it, the call's form (0 a call). A call in SQL syntax (3: AT TIME ZONE,
+            -- OVERLAPS, IS NORMALIZED) is not: whether pg_get_indexdef parenthesizes it again
+            -- changed within minor releases (15.18 does not, 15.20 does).
             WHEN cardinality(array_positions(x.indkey::int2[], 0::int2)) = 1
                  AND starts_with(tree.expression, '({FUNCEXPR :')
                  AND substr(tree.expression, position(':funcformat ' IN tree.expression) + 12, 1)
-                     IN ('0', '3') THEN
+                     = '0' THEN
                 ARRAY[pg_get_expr(x.indexprs, x.indrelid)]
             ELSE ARRAY(SELECT pg_get_indexdef(x.indexrelid, k, false)
                        FROM generate_series(1, x.indnkeyatts) k
@@ -114,12 +131,12 @@ SELECT x.indexrelid AS index_oid,
        x.indisprimary AS is_primary,
        x.indisvalid AS is_valid,
        x.indisready AS is_ready,
-       coalesce(parameterized.positions, '{}'::int2[]) AS parameterized
+       coalesce(key_columns.parameterized, '{}'::int2[]) AS parameterized
 FROM pg_index x
 JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_am am ON am.oid = i.relam
 LEFT JOIN unnest($1::oid[]) AS locked(relation) ON locked.relation = x.indrelid
-LEFT JOIN parameterized ON parameterized.attrelid = x.indexrelid
+LEFT JOIN key_columns ON key_columns.index_oid = x.indexrelid
 CROSS JOIN LATERAL (
     SELECT x.indexprs::text AS expression, x.indpred::text AS predicate
 ) tree
@@ -149,7 +166,8 @@ CROSS JOIN LATERAL (
 ) printable
 LEFT JOIN callable call ON call.oid = printable.funcid
 -- An index the parts cannot describe: storage parameters, NULLS NOT DISTINCT (through to_jsonb,
--- null before PostgreSQL 15), operator class parameters, or an expression index where a
+-- null before PostgreSQL 15), operator class parameters, a default operator class of another
+-- type (see key_columns), or an expression index where a
 -- collation other than the default is in play: as the index column's (the catalog does not
 -- say whether it is the expression's own) or anywhere in the expressions' node trees, whose
 -- collation fields all end in `collid` or are `collOid`. An expression of the default
@@ -159,7 +177,8 @@ CROSS JOIN LATERAL (
     SELECT i.reloptions IS NOT NULL
            OR (x.indisunique AND NOT x.indisprimary
                AND coalesce((to_jsonb(x) ->> 'indnullsnotdistinct')::bool, false))
-           OR parameterized.positions IS NOT NULL
+           OR key_columns.parameterized IS NOT NULL
+           OR coalesce(key_columns.default_of_another_type, false)
            OR (x.indexprs IS NOT NULL
                AND (NOT x.indcollation::oid[] <@ '{0,100}'::oid[]
                     OR strpos(tree.expression, ':collOid ') > 0

@@ -12,7 +12,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::snapshot::{write_json_atomically, SnapshotSource, FORMAT_VERSION};
+use crate::limits;
+use crate::snapshot::{write_json, JsonShape, SnapshotSource, FORMAT_VERSION};
 
 /// A database's schema, as far as application code can depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -501,35 +502,51 @@ pub struct SchemaCapture {
 }
 
 impl SchemaCapture {
-    /// Writes the capture through a temporary file and a rename.
-    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_json_atomically(path, self, overwrite)
+    /// Writes the capture as indented JSON into `out`.
+    pub fn write(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        write_json(out, self)
     }
 
     /// Reads a schema baseline: a `medmig schema capture` file, or a snapshot (which carries
-    /// the same contract).
+    /// the same contract); no more than [`limits::SNAPSHOT_MAX_BYTES`].
     pub fn read_baseline(path: &Path) -> Result<SchemaCapture> {
+        /// What tells the two kinds apart, read without building the rest.
+        #[derive(Deserialize)]
+        struct Header {
+            format_version: Option<serde_json::Value>,
+            captured_at: Option<serde::de::IgnoredAny>,
+        }
         let shown = path.display();
-        let text = std::fs::read_to_string(path)
+        let advice = "pass a file written by `medmig schema capture` or `medmig snapshot`";
+        let bytes = limits::read_file(path, limits::SNAPSHOT_MAX_BYTES, "a schema baseline")
             .with_context(|| format!("cannot read the baseline {shown}"))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
-            if err.is_eof() {
-                anyhow!("the baseline {shown} is truncated ({err}): capture it again")
-            } else {
-                anyhow!("the baseline {shown} is not JSON ({err}): pass a file written by `medmig schema capture` or `medmig snapshot`")
+        let text = String::from_utf8(bytes)
+            .map_err(|err| anyhow!("the baseline {shown} is not JSON ({err}): {advice}"))?;
+        match JsonShape::of(&text) {
+            JsonShape::Object => {}
+            JsonShape::Empty => bail!("the baseline {shown} is empty: {advice}"),
+            JsonShape::Truncated(err) => {
+                bail!("the baseline {shown} is truncated ({err}): capture it again")
             }
+            JsonShape::NotJson(err) => bail!("the baseline {shown} is not JSON ({err}): {advice}"),
+            JsonShape::Other(kind) => bail!(
+                "the baseline {shown} is JSON but not a schema capture or a snapshot: it is \
+                 {kind}, not an object with a format_version: {advice}"
+            ),
+        }
+        let header: Header = serde_json::from_str(&text).map_err(|err| {
+            anyhow!("the baseline {shown} does not have the shape of a schema capture ({err})")
         })?;
-        let version = value
-            .get("format_version")
+        let version = header
+            .format_version
+            .as_ref()
             .and_then(serde_json::Value::as_u64)
-            .ok_or_else(|| {
-                anyhow!("the baseline {shown} has no format_version: pass a file written by `medmig schema capture` or `medmig snapshot`")
-            })?;
+            .ok_or_else(|| anyhow!("the baseline {shown} has no format_version: {advice}"))?;
         if version > u64::from(FORMAT_VERSION) {
             bail!("the baseline {shown} has format_version {version} and this medmig reads up to {FORMAT_VERSION}: upgrade medmig");
         }
-        if value.get("captured_at").is_some() {
-            return serde_json::from_value(value).map_err(|err| {
+        if header.captured_at.is_some() {
+            return serde_json::from_str(&text).map_err(|err| {
                 anyhow!("the baseline {shown} does not have the shape of a schema capture ({err})")
             });
         }

@@ -93,12 +93,13 @@ pub struct SchemaCaptureArgs {
 /// Where a command writes its file.
 #[derive(Debug, Args)]
 pub struct OutFileArgs {
-    /// Where to write (JSON). Written to a temporary file first, then renamed, so that an
-    /// interrupted run leaves nothing that looks complete.
+    /// Where to write (JSON), or - for standard output. Written to a temporary file first,
+    /// then renamed, so that an interrupted run leaves nothing that looks complete. Only a
+    /// regular file is ever replaced: a link, device, FIFO or directory is refused.
     #[arg(long = "out", value_name = "FILE")]
     pub path: PathBuf,
 
-    /// Replace an existing file at --out.
+    /// Replace an existing regular file at --out.
     #[arg(long)]
     pub force: bool,
 }
@@ -181,11 +182,13 @@ pub enum BundleCommand {
 /// Arguments of `medmig bundle`.
 #[derive(Debug, Args)]
 pub struct BundleCreateArgs {
-    /// Where to write the bundle (.tar.gz). Written to a temporary file first, then renamed.
+    /// Where to write the bundle (.tar.gz), or - for standard output when it is not a
+    /// terminal. Written to a temporary file first, then renamed. Only a regular file is ever
+    /// replaced: a link, device, FIFO or directory is refused.
     #[arg(long, value_name = "FILE", required = true)]
     pub out: Option<PathBuf>,
 
-    /// Replace an existing file at --out.
+    /// Replace an existing regular file at --out.
     #[arg(long)]
     pub force: bool,
 
@@ -206,8 +209,8 @@ pub struct BundleCreateArgs {
     #[arg(long)]
     pub redact_ip: bool,
 
-    /// Also redact this word everywhere (case-insensitive), e.g. a customer's name. Repeat
-    /// for several.
+    /// Also redact this word, e.g. a customer's name: whole words, any case, in free text only
+    /// (log messages, error texts, names; never ids, states or kinds). Repeat for several.
     #[arg(long, value_name = "WORD")]
     pub keyword: Vec<String>,
 

@@ -578,6 +578,7 @@ async fn decoded<T>(
 
 /// A catalog value medmig could not decode (a column missing, null or of another type on
 /// this server): its column, the object its row describes, and why.
+#[derive(Debug)]
 struct Unreadable {
     column: &'static str,
     object: Option<String>,
@@ -988,5 +989,69 @@ fn finish_schema(
             .collect(),
         functions,
         extensions,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row from the test server (MEDMIG_TEST_DATABASE_URL, as for the integration tests):
+    /// real values of the types a catalog query returns, including the null that PostgreSQL
+    /// 13 and 14 gave for NULLS NOT DISTINCT.
+    fn real_row(sql: &str) -> Row {
+        let url = std::env::var("MEDMIG_TEST_DATABASE_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|err| panic!("the test PostgreSQL at {url} must answer: {err}"));
+            tokio::spawn(connection);
+            client.query_one(sql, &[]).await.unwrap()
+        })
+    }
+
+    #[test]
+    fn an_unreadable_catalog_value_names_its_column_its_object_and_why() {
+        let row = real_row(
+            "SELECT 'Patient_name_idx'::text AS index_name, NULL::bool AS needs_full_definition,
+                    1::int2 AS key_count",
+        );
+        let name: String = field(&row, "index_name").unwrap();
+        let object = || format!("index {name:?} on public.Patient");
+        let fields = Fields::of(&row, &object);
+        let null = fields
+            .get::<bool>("needs_full_definition")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            null.starts_with(
+                "column \"needs_full_definition\" of index \"Patient_name_idx\" on public.Patient \
+                 cannot be read: "
+            ) && null.to_lowercase().contains("null"),
+            "{null}"
+        );
+        let wrong_type = fields.get::<i32>("key_count").err().unwrap().to_string();
+        assert!(
+            wrong_type.contains("\"key_count\"") && wrong_type.contains("int2"),
+            "{wrong_type}"
+        );
+        let missing = field::<bool>(&row, "is_valid").err().unwrap().to_string();
+        assert!(
+            missing.starts_with("column \"is_valid\" cannot be read"),
+            "{missing}"
+        );
+        // Read as it may be null, the same value is fine.
+        assert_eq!(
+            fields.get::<Option<bool>>("needs_full_definition").unwrap(),
+            None
+        );
     }
 }

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
+            medmig::outfile::wait_if_interrupted();
             // The cause chain quotes names and messages from outside: one line, shown inert.
             let message = format!("{err:#}");
             eprintln!("error: {}", medmig::text::escape_controls(&message));

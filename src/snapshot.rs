@@ -3,10 +3,10 @@
 //! This is the only boundary between collection (`collect.rs`) and analysis (`analyze/`):
 //! every finding must be reproducible from a snapshot alone, months later. It owns the
 //! serialized form (`format_version`, field names), reading a snapshot file with clear errors,
-//! and writing one atomically. It holds no patient data: the only table rows in it are
-//! `"DatabaseMigration"` and data-migration `"AsyncJob"` resources.
+//! and writing one as JSON (where it goes, and how safely, is `outfile.rs`'s business). It
+//! holds no patient data: the only table rows in it are `"DatabaseMigration"` and
+//! data-migration `"AsyncJob"` resources.
 
-use std::fs;
 use std::io::Write;
 use std::path::Path;
 
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::SchemaContract;
 use crate::cli::SslMode;
 use crate::connect::ConnectionSource;
+use crate::limits;
 
 /// The snapshot format this medmig writes and the newest it reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -202,11 +203,20 @@ impl Snapshot {
 
     /// Reads a snapshot file, refusing a newer format and saying clearly what is wrong with a
     /// damaged one.
+    /// Reads no more than [`limits::SNAPSHOT_MAX_BYTES`].
     pub fn read(path: &Path) -> Result<Snapshot> {
         let shown = path.display();
-        let text =
-            fs::read_to_string(path).with_context(|| format!("cannot read snapshot {shown}"))?;
-        Snapshot::parse(&text).with_context(|| format!("snapshot {shown} is unusable"))
+        let bytes = limits::read_file(path, limits::SNAPSHOT_MAX_BYTES, "a snapshot")
+            .with_context(|| format!("cannot read snapshot {shown}"))?;
+        Snapshot::parse_bytes(&bytes).with_context(|| format!("snapshot {shown} is unusable"))
+    }
+
+    /// Parses the bytes of a snapshot file (see [`Snapshot::parse`]).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Snapshot> {
+        let text = std::str::from_utf8(bytes).map_err(|err| {
+            anyhow!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
+        })?;
+        Snapshot::parse(text)
     }
 
     /// Parses snapshot JSON text (see [`Snapshot::read`]).
@@ -215,13 +225,20 @@ impl Snapshot {
         struct Header {
             format_version: Option<serde_json::Value>,
         }
-        let header: Header = serde_json::from_str(text).map_err(|err| {
-            if err.is_eof() {
-                anyhow!("it is truncated ({err}): take the snapshot again")
-            } else {
-                anyhow!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
+        match JsonShape::of(text) {
+            JsonShape::Object => {}
+            JsonShape::Empty => bail!("it is empty: pass a file written by `medmig snapshot`"),
+            JsonShape::Truncated(err) => bail!("it is truncated ({err}): take the snapshot again"),
+            JsonShape::NotJson(err) => {
+                bail!("it is not JSON ({err}): pass a file written by `medmig snapshot`")
             }
-        })?;
+            JsonShape::Other(kind) => bail!(
+                "it is JSON but not a medmig snapshot: it is {kind}, not an object with a \
+                 format_version: pass a file written by `medmig snapshot`"
+            ),
+        }
+        let header: Header = serde_json::from_str(text)
+            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))?;
         let version = match header.format_version {
             None => bail!("it has no format_version: pass a file written by `medmig snapshot`"),
             Some(value) => value
@@ -238,10 +255,9 @@ impl Snapshot {
             .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))
     }
 
-    /// Writes the snapshot as pretty JSON through a temporary file in the same directory and
-    /// a rename, so that an interrupted run leaves no file that looks complete.
-    pub fn write(&self, path: &Path, overwrite: bool) -> Result<()> {
-        write_json_atomically(path, self, overwrite)
+    /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes).
+    pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        write_json(out, self)
     }
 
     /// [`Snapshot::write`] with the schema contract already rendered (`schema`, rendered from
@@ -249,13 +265,52 @@ impl Snapshot {
     pub fn write_rendered(
         &mut self,
         schema: &RenderedSchema,
-        path: &Path,
-        overwrite: bool,
-    ) -> Result<()> {
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let contract = self.schema.take();
-        let written = write_json_with_schema(path, &*self, schema, overwrite);
+        let written = write_json_with_schema(out, &*self, schema);
         self.schema = contract;
         written
+    }
+}
+
+/// What a text is as JSON, told without building anything from it: the first thing every
+/// reader of a JSON file checks, so that each can say which of these is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonShape {
+    /// A JSON object (what every medmig file is).
+    Object,
+    /// Nothing but white space.
+    Empty,
+    /// JSON of another kind: `an array`, `a string`, `a number`, `a boolean`, `null`.
+    Other(&'static str),
+    /// JSON cut off before its end; the parser's words.
+    Truncated(String),
+    /// Not JSON at all; the parser's words.
+    NotJson(String),
+}
+
+impl JsonShape {
+    pub fn of(text: &str) -> JsonShape {
+        if text.trim().is_empty() {
+            return JsonShape::Empty;
+        }
+        // `IgnoredAny` checks the syntax, nesting depth included, and allocates nothing.
+        if let Err(err) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            return if err.is_eof() {
+                JsonShape::Truncated(err.to_string())
+            } else {
+                JsonShape::NotJson(err.to_string())
+            };
+        }
+        match text.trim_start().bytes().next() {
+            Some(b'{') => JsonShape::Object,
+            Some(b'[') => JsonShape::Other("an array"),
+            Some(b'"') => JsonShape::Other("a string"),
+            Some(b't' | b'f') => JsonShape::Other("a boolean"),
+            Some(b'n') => JsonShape::Other("null"),
+            _ => JsonShape::Other("a number"),
+        }
     }
 }
 
@@ -282,70 +337,27 @@ impl RenderedSchema {
 }
 
 /// Writes `head`, an object without a `"schema"` key, with the rendered `"schema"` added as
-/// its last key, atomically (see [`write_atomically_with`]): byte for byte what writing the
-/// whole object with [`write_json_atomically`] gives.
+/// its last key: byte for byte what [`write_json`] of the whole object gives.
 fn write_json_with_schema(
-    path: &Path,
+    out: &mut dyn Write,
     head: &impl Serialize,
     schema: &RenderedSchema,
-    overwrite: bool,
-) -> Result<()> {
+) -> std::io::Result<()> {
     let head = serde_json::to_vec_pretty(head)?;
     let (Some(open), Some(last)) = (head.strip_suffix(b"\n}"), schema.0.strip_prefix(b"{")) else {
-        bail!(
-            "cannot write {}: an empty object has no place for a schema",
-            path.display()
-        );
+        return Err(std::io::Error::other(
+            "an empty object has no place for a schema",
+        ));
     };
-    write_atomically_with(path, overwrite, |file| {
-        file.write_all(open)?;
-        file.write_all(b",")?;
-        file.write_all(last)
-    })
+    out.write_all(open)?;
+    out.write_all(b",")?;
+    out.write_all(last)
 }
 
-/// Writes `value` as indented JSON to `path` through [`write_atomically_with`], streaming it
-/// into the file rather than building the text in memory first.
-pub fn write_json_atomically(path: &Path, value: &impl Serialize, overwrite: bool) -> Result<()> {
-    write_atomically_with(path, overwrite, |file| {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 16, file);
-        serde_json::to_writer_pretty(&mut writer, value).map_err(std::io::Error::other)?;
-        writer.flush()
-    })
-}
-
-/// Lets `fill` write a temporary sibling of `path`, syncs it and renames it to `path`, so that
-/// an interrupted run leaves no file that looks complete; refuses to replace an existing file
-/// unless `overwrite`.
-pub fn write_atomically_with(
-    path: &Path,
-    overwrite: bool,
-    fill: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let shown = path.display();
-    if !overwrite && path.exists() {
-        bail!("{shown} already exists: choose another --out or pass --force to replace it");
-    }
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{shown} is not a file name"))?
-        .to_string_lossy();
-    let temporary = directory.join(format!(".{name}.medmig-{}.tmp", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&temporary)?;
-        fill(&mut file)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temporary);
-        return Err(anyhow!("cannot write {shown}: {err}"));
-    }
-    Ok(())
+/// Writes `value` as indented JSON into `out`, streaming it rather than building the text in
+/// memory first.
+pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(out, value).map_err(std::io::Error::other)
 }
 
 #[cfg(test)]
@@ -354,21 +366,18 @@ mod tests {
 
     #[test]
     fn a_rendered_schema_writes_the_same_bytes() {
-        let text = fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
+        let text = std::fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
         let mut snapshot = Snapshot::parse(&text).unwrap();
         assert!(snapshot
             .schema
             .as_ref()
             .is_some_and(|s| !s.tables.is_empty()));
-        let directory = std::env::temp_dir();
-        let whole = directory.join(format!("medmig-whole-{}.json", std::process::id()));
-        let spliced = directory.join(format!("medmig-spliced-{}.json", std::process::id()));
-        snapshot.write(&whole, true).unwrap();
+        let (mut whole_bytes, mut spliced_bytes) = (Vec::new(), Vec::new());
+        snapshot.write(&mut whole_bytes).unwrap();
         let rendered = RenderedSchema::new(snapshot.schema.as_ref().unwrap());
-        snapshot.write_rendered(&rendered, &spliced, true).unwrap();
-        let (whole_bytes, spliced_bytes) = (fs::read(&whole).unwrap(), fs::read(&spliced).unwrap());
-        fs::remove_file(&whole).unwrap();
-        fs::remove_file(&spliced).unwrap();
+        snapshot
+            .write_rendered(&rendered, &mut spliced_bytes)
+            .unwrap();
         assert!(
             whole_bytes == spliced_bytes,
             "{}",
@@ -411,5 +420,26 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no format_version"));
+        for (text, kind) in [
+            ("[1,2,3]", "an array"),
+            ("\"snapshot\"", "a string"),
+            (" 42 ", "a number"),
+            ("true", "a boolean"),
+            ("null", "null"),
+        ] {
+            let err = Snapshot::parse(text).unwrap_err().to_string();
+            assert!(
+                err.contains("it is JSON but not a medmig snapshot") && err.contains(kind),
+                "{text}: {err}"
+            );
+        }
+        assert!(Snapshot::parse(" \n")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        assert!(Snapshot::parse_bytes(b"{\"format_version\": \"\xff\"}")
+            .unwrap_err()
+            .to_string()
+            .contains("not JSON"));
     }
 }

@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+use crate::medplum::manifest::{data_version_number, digits_value, MAX_DATA_VERSION};
 use crate::snapshot::JobRecord;
 use crate::text::{elapsed, group_thousands, plural, shorten};
 
@@ -93,9 +94,12 @@ pub struct DataMigrationJob {
     pub output: OutputSummary,
 }
 
-/// A job whose JSON could not be read.
+/// A job whose JSON could not be read, or that names a number no migration has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobDefect {
+    /// The finding it makes: `job-unreadable`, or `odd-job-version` for a job whose
+    /// `dataVersion` cannot be a migration's (see `medplum::manifest::MAX_DATA_VERSION`).
+    pub finding: &'static str,
     pub job_id: String,
     /// The migration it seems to belong to, when that much could be recovered from the text.
     pub data_version: Option<u32>,
@@ -218,6 +222,7 @@ fn dropped_index(sql: &str) -> Option<String> {
 /// Reads one job row.
 pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
     let defect = |reason: String| JobDefect {
+        finding: "job-unreadable",
         job_id: record.id.clone(),
         data_version: salvage_data_version(&record.content),
         reason,
@@ -232,9 +237,19 @@ pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
         .and_then(Value::as_str)
         .map(JobStatus::parse)
         .ok_or_else(|| defect("its content has no status".into()))?;
-    let data_version = data_version_of(&resource).ok_or_else(|| {
-        defect("its content names no post-deploy migration (no dataVersion, no request data-migration-vN)".into())
-    })?;
+    let data_version = data_version_of(&resource)
+        .ok_or_else(|| {
+            defect("its content names no post-deploy migration (no dataVersion, no request data-migration-vN)".into())
+        })?
+        .map_err(|written| JobDefect {
+            finding: "odd-job-version",
+            data_version: None,
+            ..defect(format!(
+                "it is {} and names post-deploy migration {written}, which cannot be one (medmig \
+                 believes 1 to {MAX_DATA_VERSION}): it counts as no migration's job",
+                status.as_str()
+            ))
+        })?;
     let time = |name: &str| time_field(&resource, name);
     let status_column_mismatch = record
         .status_column
@@ -270,20 +285,33 @@ pub fn parse_job(record: &JobRecord) -> Result<DataMigrationJob, JobDefect> {
     })
 }
 
-/// `dataVersion`, or the N of `request: "data-migration-vN"` (older jobs).
-fn data_version_of(resource: &Value) -> Option<u32> {
-    if let Some(number) = resource.get("dataVersion") {
-        return number.as_u64().and_then(|n| u32::try_from(n).ok());
+/// The post-deploy migration a job names: `dataVersion`, or the N of
+/// `request: "data-migration-vN"` (older jobs). `Err` holds a number it names that no
+/// migration has (0, negative, fractional, or past the bound), as written and shortened.
+fn data_version_of(resource: &Value) -> Option<Result<u32, String>> {
+    let written = |text: String| crate::text::shorten(&text, 30);
+    if let Some(value) = resource.get("dataVersion") {
+        let Value::Number(number) = value else {
+            return None;
+        };
+        let n = number
+            .as_i64()
+            .or_else(|| number.as_u64().map(|_| i64::MAX));
+        return Some(
+            n.and_then(data_version_number)
+                .ok_or_else(|| written(number.to_string())),
+        );
     }
-    resource
+    let digits = resource
         .get("request")
         .and_then(Value::as_str)
-        .and_then(|request| request.strip_prefix("data-migration-v"))
-        .and_then(|n| n.parse().ok())
+        .and_then(|request| request.strip_prefix("data-migration-v"))?;
+    let n = digits_value(digits)?;
+    Some(data_version_number(n).ok_or_else(|| written(digits.to_string())))
 }
 
 /// Finds `"dataVersion": N` in text that is not valid JSON, so that a damaged job can still be
-/// attributed to its migration.
+/// attributed to its migration (when N can be one).
 fn salvage_data_version(text: &str) -> Option<u32> {
     let key = "\"dataVersion\"";
     let after = &text[text.find(key)? + key.len()..];
@@ -291,7 +319,7 @@ fn salvage_data_version(text: &str) -> Option<u32> {
     let digits = after
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(after.len());
-    after[..digits].parse().ok()
+    digits_value(&after[..digits]).and_then(data_version_number)
 }
 
 /// Boils a job's `output` (a FHIR Parameters resource) down to progress and error text.
@@ -509,6 +537,47 @@ mod tests {
         .unwrap();
         assert_eq!(job.data_version, 3);
         assert_eq!(job.status_column_mismatch.as_deref(), Some("active"));
+    }
+
+    #[test]
+    fn a_number_no_migration_can_have_is_its_own_defect() {
+        for (content, written) in [
+            (r#""dataVersion":2147483647"#, "2147483647"),
+            (r#""dataVersion":4294967295"#, "4294967295"),
+            (
+                r#""dataVersion":18446744073709551615"#,
+                "18446744073709551615",
+            ),
+            (r#""dataVersion":0"#, "0"),
+            (r#""dataVersion":-3"#, "-3"),
+            (r#""dataVersion":14.5"#, "14.5"),
+            (r#""request":"data-migration-v10001""#, "10001"),
+            (r#""request":"data-migration-v0""#, "0"),
+        ] {
+            let text = format!(r#"{{"resourceType":"AsyncJob","status":"accepted",{content}}}"#);
+            let defect = parse_job(&record(&text)).unwrap_err();
+            assert_eq!(defect.finding, "odd-job-version", "{content}");
+            assert_eq!(defect.data_version, None, "{content}");
+            assert!(
+                defect.reason.contains(&format!("migration {written},")),
+                "{}",
+                defect.reason
+            );
+            assert!(defect.reason.contains("accepted"), "{}", defect.reason);
+        }
+        // Not a number at all: no migration named, as before.
+        let defect = parse_job(&record(
+            r#"{"resourceType":"AsyncJob","status":"accepted","dataVersion":"14"}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(defect.finding, "job-unreadable");
+        // Damaged JSON keeps only a number a migration can have.
+        for (number, kept) in [("17", Some(17)), ("2147483647", None), ("0", None)] {
+            let text = format!(r#"{{"resourceType":"AsyncJob","dataVersion": {number}, "status"#);
+            let defect = parse_job(&record(&text)).unwrap_err();
+            assert_eq!(defect.data_version, kept, "{number}");
+            assert_eq!(defect.finding, "job-unreadable");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! [`StatusReport`]. The rules for each state are in the README's "States" table and in
 //! [`MigrationState`]; this module is the one place that applies them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use semver::Version;
@@ -15,7 +15,9 @@ use super::jobs::{
     maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
 };
 use super::{Finding, Severity};
-use crate::medplum::manifest::Manifest;
+use crate::medplum::manifest::{
+    data_version_number, Manifest, MAX_DATA_VERSION, MAX_PRE_DEPLOY_VERSION,
+};
 use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
 use crate::text::{count, elapsed, plural};
 
@@ -191,6 +193,19 @@ pub struct Transition {
     pub status: String,
 }
 
+/// The findings of numbers in the database that no migration can have (past the bounds of
+/// `medplum::manifest`, or below zero): the answers that stand on those numbers repeat them
+/// and do not vouch for what they would imply.
+pub const ODD_NUMBER_FINDINGS: [&str; 3] = [
+    "odd-data-version",
+    "odd-pre-deploy-version",
+    "odd-job-version",
+];
+
+/// The findings of jobs that cannot be placed before or after any migration: unreadable, or
+/// naming a number no migration has.
+pub const UNPLACED_JOB_FINDINGS: [&str; 2] = ["job-unreadable", "odd-job-version"];
+
 /// Works out the state of every post-deploy migration.
 pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions) -> StatusReport {
     let mut findings = Vec::new();
@@ -229,18 +244,32 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
         runs.sort_by_key(|job| (created_at(job, &history), job.last_updated));
     }
 
+    // Only numbers that can be migrations reach here (`data_version_number`): a dataVersion
+    // past the bound counts every listed migration completed, as the server would, but adds
+    // none to the list.
+    let done_listed = data_version_number(i64::from(done));
     let highest = [
         manifest.highest(),
         jobs.keys().next_back().copied().unwrap_or(0),
         defects.keys().flatten().max().copied().unwrap_or(0),
-        done,
+        done_listed.unwrap_or(0),
     ]
     .into_iter()
     .max()
     .unwrap_or(0);
+    let pending = (done < highest).then(|| done + 1);
+    // The migrations something names (the manifest, a job, dataVersion) and the next one,
+    // never a range counted up to a number read from outside.
+    let versions: BTreeSet<u32> = manifest
+        .numbers()
+        .chain(jobs.keys().copied())
+        .chain(defects.keys().flatten().copied())
+        .chain(done_listed)
+        .chain(pending)
+        .collect();
 
     let mut migrations = Vec::new();
-    for version in 1..=highest {
+    for version in versions {
         let runs = jobs.get(&version).map(Vec::as_slice).unwrap_or_default();
         let damaged = defects
             .get(&Some(version))
@@ -277,7 +306,6 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
         });
     }
 
-    let pending = (done < highest).then_some(done + 1);
     job_findings(&jobs, &defects, done, pending, &mut findings);
     other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
@@ -354,6 +382,34 @@ fn migration_row<'a>(
             "odd-data-version",
             Severity::Warning,
             format!("\"dataVersion\" is {value}, below zero; it was read as 0"),
+        ));
+    } else if let Some(value) = row
+        .data_version
+        .filter(|v| *v > i64::from(MAX_DATA_VERSION))
+    {
+        findings.push(Finding::new(
+            "odd-data-version",
+            Severity::Error,
+            format!(
+                "\"dataVersion\" is {value}, past any post-deploy migration (medmig believes \
+                 1 to {MAX_DATA_VERSION}): set by hand or damaged. The server takes every \
+                 migration as completed and will never run one again, and so does this report; \
+                 only the jobs show which truly completed"
+            ),
+        ));
+    }
+    if let Some(value) = row
+        .version
+        .filter(|v| *v < 0 || *v > MAX_PRE_DEPLOY_VERSION)
+    {
+        findings.push(Finding::new(
+            "odd-pre-deploy-version",
+            Severity::Warning,
+            format!(
+                "\"DatabaseMigration\".\"version\" is {value}, which no pre-deploy migration \
+                 is (medmig believes 0 to {MAX_PRE_DEPLOY_VERSION}): set by hand or damaged; the \
+                 server runs only the pre-deploy migrations numbered above it"
+            ),
         ));
     }
     if !row.has_column("firstBoot") {
@@ -690,6 +746,9 @@ fn job_findings(
     for (version, list) in defects {
         for defect in list {
             let message = match version {
+                _ if defect.finding != "job-unreadable" => {
+                    format!("job {}: {}", defect.job_id, defect.reason)
+                }
                 Some(v) => format!(
                     "job {} (apparently for v{v}) cannot be read: {}",
                     defect.job_id, defect.reason
@@ -701,7 +760,7 @@ fn job_findings(
             };
             findings.push(Finding {
                 version: *version,
-                ..Finding::new("job-unreadable", Severity::Error, message)
+                ..Finding::new(defect.finding, Severity::Error, message)
             });
         }
     }
@@ -723,7 +782,7 @@ fn job_findings(
             if job.status.in_progress() {
                 in_progress.push(job);
             }
-            if *version > done + 1 && matches!(job.status, JobStatus::Error) {
+            if *version > done.saturating_add(1) && matches!(job.status, JobStatus::Error) {
                 findings.push(Finding::about(
                     *version,
                     "out-of-order-job",
@@ -932,8 +991,31 @@ fn migration_findings(
     }
 }
 
-/// A database or jobs beyond what the manifest knows mean a newer server than the manifest.
+/// A database or jobs beyond what the manifest knows mean a newer server than the manifest;
+/// keys no migration can have mean a damaged manifest.
 fn manifest_findings(manifest: &Manifest, done: u32, highest: u32, findings: &mut Vec<Finding>) {
+    if let Some(first) = manifest.odd_keys.first() {
+        findings.push(Finding::new(
+            "odd-manifest-key",
+            Severity::Warning,
+            format!(
+                "the {} manifest has {} no migration can have (medmig believes v1 to \
+                 v{MAX_DATA_VERSION}), left out: \"{}\"{}; is it Medplum's \
+                 data-version-manifest.json?",
+                manifest.origin,
+                if manifest.odd_keys.len() == 1 {
+                    "a key"
+                } else {
+                    "keys"
+                },
+                crate::text::shorten(first, 40),
+                match manifest.odd_keys.len() {
+                    1 => String::new(),
+                    n => format!(" and {} more", n - 1),
+                }
+            ),
+        ));
+    }
     if highest > manifest.highest() {
         findings.push(Finding::new(
             "manifest-outdated",
@@ -1254,7 +1336,8 @@ mod tests {
     #[test]
     fn a_data_version_beyond_the_manifest_lists_no_phantom_migration() {
         let r = report(&snapshot(Some(60), vec![]));
-        assert_eq!(r.migrations.len(), 60);
+        // v1–v53 of the manifest and v60 of dataVersion: nothing names v54–v59.
+        assert_eq!(versions(&r), [(1..=53).collect(), vec![60]].concat());
         assert_eq!(r.post_deploy.pending, None);
         assert!(r
             .migrations
@@ -1264,6 +1347,187 @@ mod tests {
         let r = report(&snapshot(Some(53), vec![]));
         assert_eq!(r.migrations.len(), 53);
         assert!(!has(&r, "manifest-outdated"));
+    }
+
+    fn versions(report: &StatusReport) -> Vec<u32> {
+        report.migrations.iter().map(|m| m.version).collect()
+    }
+
+    fn finding<'a>(report: &'a StatusReport, id: &str) -> &'a Finding {
+        report
+            .findings
+            .iter()
+            .find(|f| f.id == id)
+            .unwrap_or_else(|| panic!("no {id}: {:#?}", report.findings))
+    }
+
+    /// A system job whose `dataVersion` is `value` as written.
+    fn job_naming(id: &str, value: serde_json::Value, status: &str) -> JobRecord {
+        let mut record = job(id, 41, status, 5);
+        let mut content: serde_json::Value = serde_json::from_str(&record.content).unwrap();
+        content["dataVersion"] = value;
+        record.content = content.to_string();
+        record
+    }
+
+    #[test]
+    fn the_listed_migrations_are_those_something_names_and_the_next() {
+        // dataVersion 56 past the manifest, a failed job for v58: v57 is next.
+        let r = report(&snapshot(Some(56), vec![job("j1", 58, "error", 5)]));
+        assert_eq!(
+            versions(&r),
+            [(1..=53).collect(), vec![56, 57, 58]].concat()
+        );
+        assert_eq!(r.post_deploy.pending, Some(57));
+        assert_eq!(r.migrations[54].state, MigrationState::Pending);
+        assert_eq!(r.migrations[55].state, MigrationState::Failed);
+    }
+
+    // Issue 13: one number from outside made medmig count (and allocate) up to it.
+    #[test]
+    fn a_data_version_past_the_bound_is_a_finding_and_counts_nothing() {
+        for value in [
+            i64::from(MAX_DATA_VERSION) + 1,
+            1_000_000,
+            2_147_483_647,
+            4_294_967_295,
+            4_294_967_296,
+            i64::MAX,
+        ] {
+            // An in-progress job and a failed one ahead: the comparisons with dataVersion + 1
+            // must not overflow.
+            let r = report(&snapshot(
+                Some(value),
+                vec![job("a", 41, "active", 5), job("e", 45, "error", 5)],
+            ));
+            let odd = finding(&r, "odd-data-version");
+            assert_eq!(odd.severity, Severity::Error);
+            assert!(odd.message.contains(&value.to_string()), "{}", odd.message);
+            assert_eq!(versions(&r), (1..=53).collect::<Vec<_>>(), "{value}");
+            assert_eq!(r.post_deploy.data_version, Some(value));
+            assert_eq!(r.post_deploy.pending, None);
+            assert_eq!(state(&r, 41), MigrationState::Inconsistent);
+            assert_eq!(state(&r, 45), MigrationState::Completed);
+            assert!(!has(&r, "manifest-outdated"));
+        }
+        // The bound itself is a number medmig believes, and lists.
+        let r = report(&snapshot(Some(i64::from(MAX_DATA_VERSION)), vec![]));
+        assert!(!has(&r, "odd-data-version"));
+        assert_eq!(versions(&r).last(), Some(&MAX_DATA_VERSION));
+        assert_eq!(r.migrations.len(), 54);
+    }
+
+    #[test]
+    fn zero_and_negative_data_versions() {
+        let r = report(&snapshot(Some(0), vec![]));
+        assert!(!has(&r, "odd-data-version"));
+        assert_eq!(r.post_deploy.pending, Some(1));
+        assert_eq!(versions(&r), (1..=53).collect::<Vec<_>>());
+        for value in [-1, -2_147_483_648, i64::MIN] {
+            let r = report(&snapshot(Some(value), vec![]));
+            assert_eq!(finding(&r, "odd-data-version").severity, Severity::Warning);
+            assert_eq!(state(&r, 1), MigrationState::Pending);
+            assert_eq!(r.migrations.len(), 53);
+        }
+    }
+
+    #[test]
+    fn an_odd_pre_deploy_version_is_a_finding() {
+        for (value, odd) in [
+            (0, false),
+            (123, false),
+            (MAX_PRE_DEPLOY_VERSION, false),
+            (MAX_PRE_DEPLOY_VERSION + 1, true),
+            (2_147_483_647, true),
+            (i64::MAX, true),
+            (-1, true),
+            (i64::MIN, true),
+        ] {
+            let mut s = snapshot(Some(53), vec![]);
+            s.database_migration[0].version = Some(value);
+            let r = report(&s);
+            assert_eq!(has(&r, "odd-pre-deploy-version"), odd, "{value}");
+            assert_eq!(r.pre_deploy.version, Some(value));
+            assert_eq!(r.migrations.len(), 53);
+        }
+    }
+
+    #[test]
+    fn a_job_naming_no_possible_migration_is_a_finding_and_listed_nowhere() {
+        use serde_json::json;
+        for value in [
+            json!(2_147_483_647),
+            json!(4_294_967_295_u64),
+            json!(u64::MAX),
+            json!(1_000_000),
+            json!(MAX_DATA_VERSION + 1),
+            json!(0),
+            json!(-1),
+            json!(i64::MIN),
+            json!(41.5),
+            json!(1e300),
+        ] {
+            let r = report(&snapshot(
+                Some(40),
+                vec![job_naming("odd", value.clone(), "error")],
+            ));
+            let odd = finding(&r, "odd-job-version");
+            assert_eq!(odd.version, None, "{value}");
+            assert!(odd.message.contains("job odd"), "{}", odd.message);
+            assert_eq!(versions(&r), (1..=53).collect::<Vec<_>>(), "{value}");
+            assert_eq!(state(&r, 41), MigrationState::Pending);
+        }
+        // Older jobs name it in their request only.
+        let mut old = job("old", 41, "completed", 5);
+        old.content = serde_json::json!({
+            "resourceType": "AsyncJob", "status": "completed",
+            "request": format!("data-migration-v{}", "9".repeat(5000)),
+        })
+        .to_string();
+        let r = report(&snapshot(Some(40), vec![old]));
+        let odd = finding(&r, "odd-job-version");
+        assert!(odd.message.len() < 400, "{}", odd.message);
+        assert_eq!(r.migrations.len(), 53);
+        // A damaged job is attributed only to a number a migration can have.
+        let mut broken = job("b", 41, "active", 2);
+        broken.content = "{\"resourceType\":\"AsyncJob\",\"dataVersion\": 2147483647,".into();
+        let r = report(&snapshot(Some(40), vec![broken]));
+        assert_eq!(finding(&r, "job-unreadable").version, None);
+        assert_eq!(r.migrations.len(), 53);
+    }
+
+    #[test]
+    fn the_readme_documents_the_bounds_and_their_findings() {
+        let readme = include_str!("../../README.md");
+        for id in ODD_NUMBER_FINDINGS.iter().chain(&["odd-manifest-key"]) {
+            assert!(
+                readme.contains(&format!("| `{id}` |")),
+                "README lacks `{id}`"
+            );
+        }
+        for bound in [i64::from(MAX_DATA_VERSION), MAX_PRE_DEPLOY_VERSION] {
+            let shown = crate::text::group_thousands(bound.unsigned_abs());
+            assert!(
+                readme.contains(&format!("to {shown}")),
+                "README lacks {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn manifest_keys_no_migration_can_have_are_a_finding() {
+        let manifest = Manifest::parse(
+            r#"{"v1": {"serverVersion": "4.0.0"}, "v2": {"serverVersion": "4.1.0"},
+                "v4294967295": {"serverVersion": "4.2.0"}, "v0": {"serverVersion": "4.2.0"}}"#,
+            "m.json",
+        )
+        .unwrap();
+        let r = analyze(&snapshot(Some(1), vec![]), &manifest, options());
+        let odd = finding(&r, "odd-manifest-key");
+        assert!(odd.message.contains("v0"), "{}", odd.message);
+        assert!(odd.message.contains("1 more"), "{}", odd.message);
+        assert_eq!(versions(&r), [1, 2]);
+        assert_eq!(r.post_deploy.pending, Some(2));
     }
 
     #[test]

@@ -11,7 +11,10 @@ use semver::Version;
 use serde::Serialize;
 
 use super::migrations::infer_from;
-use super::migrations::{JobRun, MigrationState, MigrationStatus, StatusReport};
+use super::migrations::{
+    JobRun, MigrationState, MigrationStatus, StatusReport, ODD_NUMBER_FINDINGS,
+    UNPLACED_JOB_FINDINGS,
+};
 use super::upgrade::{latent_refusal, migration_row, plan, version_ranges};
 use crate::medplum::config::DeferSettings;
 use crate::medplum::gate::{predict, required_but_not_run, GatePrediction, GateSettings};
@@ -98,7 +101,9 @@ pub fn recover(
             status
                 .findings
                 .iter()
-                .filter(|f| f.id == "job-unreadable")
+                .filter(|f| {
+                    UNPLACED_JOB_FINDINGS.contains(&f.id) || ODD_NUMBER_FINDINGS.contains(&f.id)
+                })
                 .map(|f| f.message.clone()),
         )
         .collect();
@@ -557,32 +562,72 @@ fn quote_identifier(name: &str) -> String {
     crate::catalog::quote_identifier(name, |_| false)
 }
 
+/// A class of failure medmig recognises in a job's error text.
+pub struct ErrorClass {
+    /// Phrases of PostgreSQL's (and Node's) messages, lower case: the class is the error's
+    /// when one appears in it. Redaction never replaces a keyword inside one (see
+    /// `bundle/redact.rs`), so a redacted bundle is classified as the database was.
+    pub phrases: &'static [&'static str],
+    /// The class, as `recover` names it.
+    pub name: &'static str,
+    /// Its usual causes and what to do.
+    pub causes: &'static str,
+}
+
+/// The classes [`error_class`] tries, in this order: the first with a phrase in the error
+/// decides.
+pub const ERROR_CLASSES: [ErrorClass; 7] = [
+    ErrorClass {
+        phrases: &["statement timeout"],
+        name: "statement timeout",
+        causes: "a statement ran longer than statement_timeout (the server's, the role's or the database's): a large table, missing indexes, or a busy database. Raise the timeout for the migration's role or run it in a quiet hour",
+    },
+    ErrorClass {
+        phrases: &["lock timeout", "could not obtain lock"],
+        name: "lock timeout",
+        causes: "another session held a lock on the table (long transactions, another migration, a manual job). Find it with pg_stat_activity and pg_blocking_pids, end it or wait, then re-run",
+    },
+    ErrorClass {
+        phrases: &["duplicate key", "unique constraint"],
+        name: "unique violation",
+        causes: "rows that break a new unique index or constraint. Find the duplicates with the constraint's columns, resolve them with care (they may be patient data), then re-run",
+    },
+    ErrorClass {
+        phrases: &["permission denied", "must be owner"],
+        name: "permission problem",
+        causes: "the server's database role lacks a privilege the migration needs (often ownership of the table, or CREATE on the schema). Grant it, then re-run",
+    },
+    ErrorClass {
+        phrases: &["no space left", "could not extend file", "disk full"],
+        name: "full disk",
+        causes: "the database ran out of disk, often while building an index. Free or add space, drop any invalid index left behind, then re-run",
+    },
+    ErrorClass {
+        phrases: &["deadlock"],
+        name: "deadlock",
+        causes: "the migration and application traffic locked the same rows in opposite order. Usually safe to re-run, ideally at a quiet hour",
+    },
+    ErrorClass {
+        phrases: &[
+            "terminating connection",
+            "connection terminated",
+            "administrator command",
+        ],
+        name: "lost connection",
+        causes: "the database connection was cut (a restart, a failover, pg_terminate_backend). Re-run once the database is stable",
+    },
+];
+
 /// The class of a failure and its usual causes, from the error text.
 pub fn error_class(error: &str) -> (&'static str, &'static str) {
     let lower = error.to_lowercase();
-    if lower.contains("statement timeout") {
-        ("statement timeout", "a statement ran longer than statement_timeout (the server's, the role's or the database's): a large table, missing indexes, or a busy database. Raise the timeout for the migration's role or run it in a quiet hour")
-    } else if lower.contains("lock timeout") || lower.contains("could not obtain lock") {
-        ("lock timeout", "another session held a lock on the table (long transactions, another migration, a manual job). Find it with pg_stat_activity and pg_blocking_pids, end it or wait, then re-run")
-    } else if lower.contains("duplicate key") || lower.contains("unique constraint") {
-        ("unique violation", "rows that break a new unique index or constraint. Find the duplicates with the constraint's columns, resolve them with care (they may be patient data), then re-run")
-    } else if lower.contains("permission denied") || lower.contains("must be owner") {
-        ("permission problem", "the server's database role lacks a privilege the migration needs (often ownership of the table, or CREATE on the schema). Grant it, then re-run")
-    } else if lower.contains("no space left")
-        || lower.contains("could not extend file")
-        || lower.contains("disk full")
-    {
-        ("full disk", "the database ran out of disk, often while building an index. Free or add space, drop any invalid index left behind, then re-run")
-    } else if lower.contains("deadlock") {
-        ("deadlock", "the migration and application traffic locked the same rows in opposite order. Usually safe to re-run, ideally at a quiet hour")
-    } else if lower.contains("terminating connection")
-        || lower.contains("connection terminated")
-        || lower.contains("administrator command")
-    {
-        ("lost connection", "the database connection was cut (a restart, a failover, pg_terminate_backend). Re-run once the database is stable")
-    } else {
-        ("failure medmig does not recognise", "read the full error and the server logs around the job's time (a bundle collects both)")
-    }
+    ERROR_CLASSES
+        .iter()
+        .find(|class| class.phrases.iter().any(|phrase| lower.contains(phrase)))
+        .map_or(
+            ("failure medmig does not recognise", "read the full error and the server logs around the job's time (a bundle collects both)"),
+            |class| (class.name, class.causes),
+        )
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::compat::{diff, DIFFERENCE_IDS};
 use super::migrations::{
     analyze, infer_from, is_migrating, JobRun, MigrationState, MigrationStatus, StatusOptions,
-    StatusReport,
+    StatusReport, UNPLACED_JOB_FINDINGS,
 };
 use super::Impact;
 use crate::catalog::SchemaContract;
@@ -262,7 +262,20 @@ fn target_in_manifest(manifest: &Manifest, to: &Version, covered: bool, known: u
     let newest = manifest
         .newest_release()
         .map_or("nothing".to_string(), ToString::to_string);
-    if covered {
+    if let Some(key) = manifest.odd_keys.first() {
+        Check::new(
+            "target-in-manifest",
+            Impact::Blocker,
+            Outcome::Unknown,
+            format!(
+                "the {} manifest has keys no migration can have, such as \"{}\", so medmig \
+                 cannot trust which post-deploy migrations {to} knows: pass Medplum's own \
+                 data-version-manifest.json from {to} or newer",
+                manifest.origin,
+                crate::text::shorten(key, 40)
+            ),
+        )
+    } else if covered {
         Check::new(
             "target-in-manifest",
             Impact::Blocker,
@@ -394,7 +407,7 @@ impl NewerMigrations<'_> {
             .status
             .findings
             .iter()
-            .filter(|f| f.id == "job-unreadable")
+            .filter(|f| UNPLACED_JOB_FINDINGS.contains(&f.id))
         {
             if finding.version.is_none_or(|v| v > self.known) {
                 indeterminate.push(finding.message.clone());
@@ -560,6 +573,16 @@ fn post_deploy_applied(
     if snapshot.database_migration.is_empty() {
         return Check::new(id, Impact::Blocker, Outcome::Unknown,
             "\"DatabaseMigration\" could not be read, so medmig cannot tell which post-deploy migrations are applied");
+    }
+    if let Some(odd) = status.findings.iter().find(|f| f.id == "odd-data-version") {
+        return Check::new(
+            id,
+            Impact::Blocker,
+            Outcome::Unknown,
+            "\"dataVersion\" holds a number no post-deploy migration has, so medmig cannot tell \
+             which are applied: the jobs, and whoever set it, can",
+        )
+        .with(vec![odd.message.clone()]);
     }
     let data_version = status.post_deploy.data_version.unwrap_or(0);
     if data_version > i64::from(known) {

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use semver::Version;
 use serde::Serialize;
 
-use super::migrations::{infer_from, MigrationState, StatusReport};
+use super::migrations::{infer_from, MigrationState, StatusReport, ODD_NUMBER_FINDINGS};
 use super::{Finding, Severity};
 use crate::medplum::gate::{
     predict, required_but_not_run, GatePrediction, GateSettings, MigrationRow,
@@ -98,7 +98,13 @@ pub fn plan(
     to: &Version,
     gate: GateSettings,
 ) -> Result<UpgradePlan, PlanRefusal> {
-    let mut findings = Vec::new();
+    // The plan stands on these numbers; it says so rather than vouch for them.
+    let mut findings: Vec<Finding> = status
+        .findings
+        .iter()
+        .filter(|f| ODD_NUMBER_FINDINGS.contains(&f.id) || f.id == "odd-manifest-key")
+        .cloned()
+        .collect();
     let from = from.clone();
     if from_inferred_by.is_none() {
         // --from that contradicts the evidence: plan from what the evidence proves.
@@ -217,7 +223,8 @@ pub fn plan(
                 },
             ));
         }
-        let introduces: Vec<u32> = (1..=manifest.highest())
+        let introduces: Vec<u32> = manifest
+            .numbers()
             .filter(|n| {
                 !completed.contains(n)
                     && manifest
@@ -284,10 +291,10 @@ pub fn latent_refusal(release: &Version, data_version: i64, latent: &[u32]) -> S
     )
 }
 
-/// What must be completed before `release` starts: every migration not in `done` up to the
-/// last one it requires, since post-deploy migrations run strictly in order.
+/// What must be completed before `release` starts: every migration of the manifest not in
+/// `done` up to the last one it requires, since post-deploy migrations run strictly in order.
 pub fn must_complete(manifest: &Manifest, done: &BTreeSet<u32>, release: &Version) -> Vec<u32> {
-    let last_required = (1..=manifest.highest()).rev().find(|n| {
+    let last_required = manifest.numbers().rev().find(|n| {
         !done.contains(n)
             && manifest
                 .get(*n)
@@ -295,7 +302,11 @@ pub fn must_complete(manifest: &Manifest, done: &BTreeSet<u32>, release: &Versio
                 .is_some_and(|before| before <= release)
     });
     match last_required {
-        Some(last) => (1..=last).filter(|n| !done.contains(n)).collect(),
+        Some(last) => manifest
+            .numbers()
+            .take_while(|n| *n <= last)
+            .filter(|n| !done.contains(n))
+            .collect(),
         None => Vec::new(),
     }
 }

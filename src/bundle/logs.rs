@@ -5,7 +5,8 @@
 //! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
 //! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level,
 //! message, the fields that say which migration, and the migration number those fields name.
-//! What a message means (its kind) is the timeline's business (`timeline.rs`).
+//! What a message means (its kind) is the timeline's business (`timeline.rs`), asked here on
+//! the line as it was written, before redaction.
 //!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
 //! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
@@ -13,6 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -22,10 +24,11 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::redact::Redactor;
+use super::redact::{Document, Redactor};
+use crate::limits::{self, BUNDLE_ENTRY_MAX_BYTES, LOG_FILES_MAX, LOG_LINE_MAX_BYTES};
 
 /// Longer lines are cut here (the rest is read and dropped), so no line can exhaust memory.
-const MAX_LINE: usize = 64 * 1024;
+const MAX_LINE: usize = LOG_LINE_MAX_BYTES;
 
 /// The timeline keeps at most this many log events; the rest are counted.
 const MAX_EVENTS: usize = 20_000;
@@ -180,14 +183,16 @@ pub struct LogFileReport {
 pub struct LogEvent {
     pub at: Option<DateTime<Utc>>,
     pub level: Option<String>,
-    /// The logger's message (`msg`), redacted; a line that is not JSON, whole.
+    /// Its kind (`timeline.rs`), read from the line as it was written.
+    pub kind: &'static str,
+    /// The post-deploy migration it concerns (`timeline.rs`), read from the line as it was
+    /// written.
+    pub version: Option<u32>,
+    /// The logger's message (`msg`), redacted; a line without one, whole.
     pub message: String,
     /// The fields of a JSON line that say which migration and why, as ` key=value` (version,
-    /// dataVersion, duration, err, error), redacted; empty when there are none.
+    /// dataVersion, duration, err, error), their values redacted; empty when there are none.
     pub fields: String,
-    /// The migration number a `version: "vN"` (or `version: N`) or `dataVersion: N` field
-    /// names. Whether it is a pre- or a post-deploy migration depends on the message.
-    pub version: Option<u32>,
     pub source: String,
 }
 
@@ -249,6 +254,8 @@ impl LineFilter {
 }
 
 /// Reads every file under `paths`, writes the kept lines of each to `out_dir`, and reports.
+/// A file that cannot be read, and anything under a directory that is not a regular file, is
+/// reported with a note and the rest is read (see [`collect_files`]).
 /// `progress` is told the bytes read so far, now and then.
 pub fn ingest(
     paths: &[PathBuf],
@@ -258,22 +265,33 @@ pub fn ingest(
     progress: &mut dyn FnMut(u64),
 ) -> Result<LogIngest> {
     let filter = LineFilter::new()?;
-    let mut files = Vec::new();
+    let mut found = Vec::new();
     for path in paths {
-        collect_files(path, &mut files)
-            .with_context(|| format!("cannot read --logs {}", path.display()))?;
+        collect_files(path, true, &mut found);
     }
     let mut ingest = LogIngest::default();
     let mut total = 0u64;
-    for (index, path) in files.iter().enumerate() {
-        let name = bundled_name(index, path);
+    for (index, input) in found.into_iter().enumerate() {
+        let path = match input {
+            LogInput::File(path) => path,
+            LogInput::PassedOver(path, why) => {
+                ingest.files.push(LogFileReport {
+                    source: path.display().to_string(),
+                    note: Some(why),
+                    ..LogFileReport::default()
+                });
+                continue;
+            }
+        };
+        let name = bundled_name(index, &path);
         let report = ingest_file(
-            path,
+            &path,
             &name,
             window,
             &filter,
             redactor,
             out_dir,
+            BUNDLE_ENTRY_MAX_BYTES,
             &mut ingest,
             &mut |bytes| progress(total + bytes),
         )?;
@@ -283,22 +301,81 @@ pub fn ingest(
     Ok(ingest)
 }
 
-/// The files under `path` (itself, or every file below a directory, in name order).
-fn collect_files(path: &Path, files: &mut Vec<PathBuf>) -> io::Result<()> {
-    if path.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
+/// Something found under `--logs`: a file to read, or a path passed over unopened and why.
+#[derive(Debug, PartialEq, Eq)]
+enum LogInput {
+    File(PathBuf),
+    PassedOver(PathBuf, String),
+}
+
+/// The files under `path`, in name order, at most [`LOG_FILES_MAX`] (then one note for the
+/// rest). A path named on the command line is followed when it is a link, and read when it is
+/// a regular file or a FIFO (`--logs <(kubectl logs …)`). Inside a directory nothing is
+/// followed: regular files are read, directories entered, and links, FIFOs, sockets and
+/// devices passed over unopened, so that no entry can hang the bundle or loop it. Whatever
+/// cannot be listed or examined is passed over with the reason; nothing here fails.
+fn collect_files(path: &Path, named: bool, found: &mut Vec<LogInput>) {
+    let passed_over = |found: &mut Vec<LogInput>, why: String| {
+        found.push(LogInput::PassedOver(path.to_path_buf(), why));
+    };
+    if found.len() >= LOG_FILES_MAX {
+        if found.len() == LOG_FILES_MAX {
+            passed_over(
+                found,
+                format!(
+                    "more than {LOG_FILES_MAX} files under --logs: this and the rest were not read"
+                ),
+            );
+        }
+        return;
+    }
+    let metadata = if named {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    };
+    let kind = match metadata {
+        Ok(metadata) => metadata.file_type(),
+        Err(err) => return passed_over(found, format!("cannot be examined ({err}): skipped")),
+    };
+    if kind.is_dir() {
+        let listing = match std::fs::read_dir(path) {
+            Ok(listing) => listing,
+            Err(err) => {
+                return passed_over(
+                    found,
+                    format!("directory cannot be listed ({err}): skipped"),
+                )
+            }
+        };
+        // Listed whole to read in name order; no more of a listing than can still be read.
+        let mut entries = Vec::new();
+        for entry in listing.take(LOG_FILES_MAX + 1 - found.len()) {
+            match entry {
+                Ok(entry) => entries.push(entry.path()),
+                Err(err) => {
+                    passed_over(found, format!("directory cannot be listed in full ({err})"))
+                }
+            }
+        }
         entries.sort();
         for entry in entries {
-            collect_files(&entry, files)?;
+            collect_files(&entry, false, found);
         }
+    } else if kind.is_file() || (named && kind.is_fifo()) {
+        found.push(LogInput::File(path.to_path_buf()));
     } else {
-        // A missing file fails here with the OS's own words.
-        File::open(path)?;
-        files.push(path.to_path_buf());
+        let what = if kind.is_symlink() {
+            "a symbolic link: links inside a --logs directory are not followed (name the target with --logs to read it)"
+        } else if kind.is_fifo() {
+            "a FIFO: special files inside a --logs directory are skipped unopened"
+        } else if kind.is_socket() {
+            "a socket: skipped unopened"
+        } else {
+            "a device: skipped unopened"
+        };
+        passed_over(found, what.to_string());
     }
-    Ok(())
 }
 
 /// `03-server.log` for the third input `…/server.log.gz`; `.log` is added to names without
@@ -327,6 +404,8 @@ fn bundled_name(index: usize, path: &Path) -> String {
     format!("{:02}-{safe}{extension}", index + 1)
 }
 
+/// Reads one file into `out_dir/name`, keeping no more than `kept_max` bytes of lines. A
+/// file that cannot be opened or read is reported with a note, never an error.
 #[allow(clippy::too_many_arguments)]
 fn ingest_file(
     path: &Path,
@@ -335,6 +414,7 @@ fn ingest_file(
     filter: &LineFilter,
     redactor: &mut Redactor,
     out_dir: &Path,
+    kept_max: u64,
     ingest: &mut LogIngest,
     progress: &mut dyn FnMut(u64),
 ) -> Result<LogFileReport> {
@@ -343,9 +423,27 @@ fn ingest_file(
         source: source.clone(),
         ..LogFileReport::default()
     };
-    let file = File::open(path).with_context(|| format!("cannot open log {source}"))?;
+    // Opened without waiting for a writer, and examined again once open: what was listed as
+    // a file may have been replaced since.
+    let file = match limits::open(path).and_then(|file| Ok((file.metadata()?, file))) {
+        Ok((metadata, file)) if metadata.is_file() || metadata.file_type().is_fifo() => file,
+        Ok(_) => {
+            report.note = Some("not a regular file when opened: skipped".into());
+            return Ok(report);
+        }
+        Err(err) => {
+            report.note = Some(format!("cannot be opened ({err}): skipped"));
+            return Ok(report);
+        }
+    };
     let mut raw = BufReader::with_capacity(256 * 1024, file);
-    let gzip = raw.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let gzip = match raw.fill_buf() {
+        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+        Err(err) => {
+            report.note = Some(format!("unreadable ({err}): skipped"));
+            return Ok(report);
+        }
+    };
     let input: Box<dyn Read> = if gzip {
         Box::new(MultiGzDecoder::new(raw))
     } else {
@@ -374,6 +472,7 @@ fn ingest_file(
     let mut output: Option<io::BufWriter<File>> = None;
     let mut line = Vec::with_capacity(4096);
     let mut next_progress = 64 << 20;
+    let mut kept_bytes = 0u64;
     loop {
         let cut = match next_line(&mut reader, &mut line) {
             Ok(Some(cut)) => cut,
@@ -411,10 +510,19 @@ fn ingest_file(
             None => report.lines_undated += 1,
             Some(_) => {}
         }
-        let redacted = redactor.text(&text);
+        let redacted = redactor.log_line(&text);
         if redacted != text {
             report.lines_redacted += 1;
         }
+        let size = redacted.len() as u64 + 1;
+        if kept_bytes + size > kept_max {
+            report.note = Some(format!(
+                "the kept lines reached {}, the most one bundled log holds: the rest of the file was not read",
+                limits::size(kept_max)
+            ));
+            break;
+        }
+        kept_bytes += size;
         report.lines_kept += 1;
         let out = match &mut output {
             Some(out) => out,
@@ -427,15 +535,9 @@ fn ingest_file(
         out.write_all(b"\n")?;
         if migration || parsed.is_error {
             if ingest.events.len() < MAX_EVENTS {
-                ingest.events.push(LogEvent {
-                    at: parsed.at,
-                    level: parsed.level,
-                    message: redactor
-                        .text(&parsed.message.unwrap_or_else(|| text.trim().to_string())),
-                    fields: redactor.text(&parsed.fields),
-                    version: parsed.version,
-                    source: source.clone(),
-                });
+                ingest
+                    .events
+                    .push(event(parsed, &text, &redacted, &source, redactor));
             } else {
                 ingest.events_dropped += 1;
             }
@@ -493,14 +595,61 @@ fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option
     }
 }
 
+/// The timeline's event of a kept line (`text`, `redacted` by [`Redactor::log_line`]): its kind
+/// and migration decided on the line as written, so that no keyword changes them; its message
+/// and the values of its fields redacted.
+fn event(
+    parsed: ParsedLine,
+    text: &str,
+    redacted: &str,
+    source: &str,
+    redactor: &mut Redactor,
+) -> LogEvent {
+    let (message, shown) = match &parsed.message {
+        Some(message) => (message.as_str(), redactor.text(message)),
+        None => (text.trim(), redacted.trim().to_string()),
+    };
+    let mut fields = parsed.fields.clone();
+    for (key, value) in &mut fields {
+        redactor.document(value, Document::LogLine, &[key]);
+    }
+    let (kind, version) = super::timeline::classify(
+        message,
+        &fields_text(&parsed.fields),
+        parsed.level.as_deref(),
+        parsed.version,
+    );
+    LogEvent {
+        at: parsed.at,
+        level: parsed.level,
+        kind,
+        version,
+        message: shown,
+        fields: fields_text(&fields),
+        source: source.to_string(),
+    }
+}
+
+/// ` key=value` for each field, each value cut at 200 characters.
+fn fields_text(fields: &[(&'static str, Value)]) -> String {
+    let mut text = String::new();
+    for (key, value) in fields {
+        let shown = value
+            .as_str()
+            .map_or_else(|| value.to_string(), str::to_string);
+        text.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
+    }
+    text
+}
+
 /// What a kept line says about itself.
 #[derive(Debug, Default, PartialEq)]
 struct ParsedLine {
     at: Option<DateTime<Utc>>,
     level: Option<String>,
     message: Option<String>,
-    /// ` key=value` for each field that says which migration and why.
-    fields: String,
+    /// The fields that say which migration and why, as written.
+    fields: Vec<(&'static str, Value)>,
     /// The number a `version: "vN"` or `dataVersion: N` field names.
     version: Option<u32>,
     is_error: bool,
@@ -530,14 +679,11 @@ fn parse_line(text: &str) -> ParsedLine {
                 .find_map(|key| object.get(*key).and_then(Value::as_str))
                 .map(str::to_string);
             // The fields that say which migration: version, duration, error.
-            let mut fields = String::new();
+            let mut fields = Vec::new();
             if message.is_some() {
                 for key in ["version", "dataVersion", "duration", "err", "error"] {
                     if let Some(value) = object.get(key) {
-                        let shown = value
-                            .as_str()
-                            .map_or_else(|| value.to_string(), str::to_string);
-                        fields.push_str(&format!(" {key}={}", crate::text::shorten(&shown, 200)));
+                        fields.push((key, value.clone()));
                     }
                 }
             }
@@ -572,7 +718,7 @@ fn parse_line(text: &str) -> ParsedLine {
         at,
         level: is_error.then(|| "error".to_string()),
         message: None,
-        fields: String::new(),
+        fields: Vec::new(),
         version: None,
         is_error,
     }
@@ -619,14 +765,20 @@ fn leading_time(start: &str) -> Option<DateTime<Utc>> {
     None
 }
 
-/// An error if nothing under `paths` exists (checked before any database work).
+/// An error if a path named with `--logs` does not exist (checked before any database work).
+/// One that exists but cannot be read, a link that leads nowhere included, is a noted gap of
+/// the bundle instead.
 pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
     for path in paths {
-        if !path.exists() {
-            return Err(anyhow!(
-                "--logs {}: no such file or directory",
-                path.display()
-            ));
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                return Err(anyhow!(
+                    "--logs {}: no such file or directory",
+                    path.display()
+                ))
+            }
+            Err(err) => return Err(anyhow!("--logs {}: {err}", path.display())),
         }
     }
     Ok(())
@@ -724,7 +876,7 @@ mod tests {
             parsed.message.as_deref(),
             Some("Post-deploy migration threw an error")
         );
-        assert_eq!(parsed.fields, " err=boom");
+        assert_eq!(fields_text(&parsed.fields), " err=boom");
         let plain = parse_line(
             "2025-06-02 10:04:05.250 ERROR Unable to run this version of Medplum server",
         );
@@ -733,6 +885,91 @@ mod tests {
         let pino = parse_line(r#"{"level":50,"time":1748858645000,"msg":"x"}"#);
         assert_eq!(pino.level.as_deref(), Some("error"));
         assert!(pino.at.is_some());
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("medmig-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_bundled_log_stops_keeping_lines_at_its_cap() {
+        let dir = temp_dir("kept-cap");
+        let line = "2026-03-01 10:00:00 ERROR something failed\n";
+        std::fs::write(dir.join("server.log"), line.repeat(100)).unwrap();
+        let mut ingest = LogIngest::default();
+        let report = ingest_file(
+            &dir.join("server.log"),
+            "01-server.log",
+            LogWindow::default(),
+            &LineFilter::new().unwrap(),
+            &mut Redactor::new(&Default::default()).unwrap(),
+            &dir,
+            10 * line.len() as u64,
+            &mut ingest,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(report.lines_kept, 10);
+        assert!(report
+            .note
+            .unwrap()
+            .contains("the most one bundled log holds"));
+        let kept = std::fs::read(dir.join("01-server.log")).unwrap();
+        assert_eq!(kept.len(), 10 * line.len());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_directory_gives_at_most_the_most_files_then_one_note() {
+        let dir = temp_dir("many-files");
+        for i in 0..LOG_FILES_MAX + 5 {
+            File::create(dir.join(format!("{i:05}.log"))).unwrap();
+        }
+        let mut found = Vec::new();
+        collect_files(&dir, true, &mut found);
+        assert_eq!(found.len(), LOG_FILES_MAX + 1);
+        assert!(found[..LOG_FILES_MAX]
+            .iter()
+            .all(|f| matches!(f, LogInput::File(_))));
+        assert!(
+            matches!(&found[LOG_FILES_MAX], LogInput::PassedOver(_, why) if why.contains("the rest were not read")),
+            "{:?}",
+            found[LOG_FILES_MAX]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_event_is_classified_as_written_and_shown_redacted() {
+        let mut redactor = Redactor::new(&crate::bundle::redact::RedactOptions {
+            redact_ip: false,
+            keywords: ["queue", "error", "version", "Mary"]
+                .map(String::from)
+                .to_vec(),
+        })
+        .unwrap();
+        let line = r#"{"level":"error","msg":"Job queue PostDeployMigrationQueue not available","version":"v45","err":"Mary's error"}"#;
+        let redacted = redactor.log_line(line);
+        let event = event(
+            parse_line(line),
+            line,
+            &redacted,
+            "server.log",
+            &mut redactor,
+        );
+        // Redacted first, the message would be of another kind (`post-deploy-migration`).
+        assert_eq!(
+            (event.kind, event.version),
+            ("post-deploy-not-queued", Some(45))
+        );
+        assert_eq!(
+            event.message,
+            "Job [keyword-1] PostDeployMigrationQueue not available"
+        );
+        assert_eq!(event.fields, " version=v45 err=[keyword-2]'s [keyword-3]");
     }
 
     #[test]

@@ -3,21 +3,34 @@
 //! as `[email-3]` — the same value always gets the same placeholder within one bundle, so
 //! correlation survives — and counts what it replaced, per rule.
 //!
-//! This module owns the rules and their ids (listed in the README). It does not decide what
-//! goes into a bundle; `bundle/` calls it on everything that does.
+//! Keywords (`--keyword`) are words a person chose, so they match whole words only,
+//! case-insensitively, and only in free text from outside: log messages, error texts, statements,
+//! names. Never in JSON keys, never in the ids, states, kinds and identifiers that medmig,
+//! PostgreSQL's catalog or Medplum wrote, never inside the fixed phrases of the messages medmig
+//! reads ([`vocabulary`]): a bundle made with any keyword reads back and answers as one made
+//! without. Which string of a bundle's JSON is free text is decided in one place,
+//! [`string_kind`]. The other rules match shapes no id or state has, and apply everywhere.
+//!
+//! This module owns the rules and their ids (listed in the README), and which strings are free
+//! text. It does not decide what goes into a bundle; `bundle/` calls it on everything that does.
 
 use std::collections::{BTreeMap, HashMap};
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use anyhow::{Context, Result};
 use regex::{Captures, Regex};
 use serde_json::Value;
+
+use super::logs::MIGRATION_MESSAGES;
+use crate::analyze::recover::ERROR_CLASSES;
 
 /// What to redact beyond the rules that always apply.
 #[derive(Debug, Clone, Default)]
 pub struct RedactOptions {
     /// Also replace IPv4 and IPv6 addresses.
     pub redact_ip: bool,
-    /// Also replace these words (case-insensitive), e.g. a customer's name.
+    /// Also replace these words (whole words, case-insensitive, in free text), e.g. a
+    /// customer's name.
     pub keywords: Vec<String>,
 }
 
@@ -105,9 +118,178 @@ pub const RULE_IDS: [&str; 13] = [
     "keyword",
 ];
 
+/// A placeholder this redactor wrote (`[email-3]`): no keyword is looked for inside one.
+const PLACEHOLDER: &str = r"\[[a-z0-9]+(?:-[a-z0-9]+)*-[0-9]+\]";
+
+/// The fixed phrases of PostgreSQL's and Medplum's messages that medmig reads: the error
+/// classes of `recover` and the migration messages a bundle keeps from the logs. They are
+/// software's words, not a customer's: a keyword inside one is left, so that the analyses of
+/// a redacted bundle answer as the database did (`--keyword lock` must not turn a
+/// `lock timeout` into a failure medmig does not recognise).
+pub fn vocabulary() -> Vec<&'static str> {
+    ERROR_CLASSES
+        .iter()
+        .flat_map(|class| class.phrases.iter().copied())
+        .chain(MIGRATION_MESSAGES)
+        .collect()
+}
+
+/// A JSON document of a bundle, for [`string_kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// A file from outside, all of it (`config/medplum.config.json`): every value is free text.
+    Outside,
+    /// `snapshot.json`.
+    Snapshot,
+    /// One `AsyncJob` resource: the JSON text of a snapshot job's `content`.
+    Job,
+    /// `diagnostics/KIND.json`; its paths start with the kind.
+    Diagnostics,
+    /// What medmig wrote about the config: `config/sources.json`, `config/post-deploy.json`.
+    ConfigReport,
+    /// One JSON line of a server log, and the fields of it that the timeline shows.
+    LogLine,
+}
+
+/// What a string of a bundle's JSON is, by where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StringKind {
+    /// Free text from outside (a message, an error, a statement, a name): every rule,
+    /// keywords included.
+    FreeText,
+    /// A value with a meaning of its own that medmig, PostgreSQL's catalog or Medplum wrote (an
+    /// id, a state, a kind, an identifier, a definition, a time): never a keyword.
+    Structure,
+    /// JSON text: redacted as a document of its own, then written back.
+    Json(Document),
+}
+
+/// Whether the string at `path` in `document` is free text from outside — the only strings
+/// keywords are looked for in. `path` is the object keys from the document's root, array
+/// positions left out (`["jobs", "content"]` for the `content` of every job).
+///
+/// The one place that decides it: a string not listed here is structure.
+pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
+    use StringKind::{FreeText, Json, Structure};
+    let free = match document {
+        Document::Outside => true,
+        Document::Snapshot => match path {
+            ["jobs", "content"] => return Json(Document::Job),
+            ["source", "host" | "database" | "user"]
+            | ["activity", "sessions", "application_name" | "query"] => true,
+            _ => false,
+        },
+        // Error texts and progress notes of `output`, an OperationOutcome's messages, the
+        // name of a person it refers to. Ids, states, types, codes, times, the `request` and
+        // the parameter names (Medplum's own statements) are the job's structure.
+        Document::Job => matches!(
+            path,
+            [
+                ..,
+                "valueString" | "valueMarkdown" | "diagnostics" | "display"
+            ] | [.., "details", "text"]
+        ),
+        Document::Diagnostics => matches!(
+            path,
+            [
+                "activity" | "blocking" | "long_transactions",
+                "user" | "application" | "client" | "query"
+            ] | ["migration_lock", "application_name" | "query"]
+                | ["replication", "application" | "client"]
+                | ["setting_overrides", "role" | "database" | "settings"]
+                | ["database_size" | "server", "database"]
+                | ["server", "user"]
+        ),
+        // Sources, values and notes quote the config; the reason a source is not read is
+        // medmig's own sentence.
+        Document::ConfigReport => !matches!(path, ["not_read", "why"]),
+        Document::LogLine => !matches!(
+            path,
+            ["level" | "time" | "timestamp" | "@timestamp" | "ts" | "version" | "dataVersion"]
+        ),
+    };
+    if free {
+        FreeText
+    } else {
+        Structure
+    }
+}
+
+/// The keywords, compiled.
+struct Keywords {
+    /// Every keyword, longest first, between word boundaries (Unicode's).
+    regex: Regex,
+    /// The [`vocabulary`], case-insensitive: a keyword inside one of its phrases is left.
+    vocabulary: AhoCorasick,
+    placeholder: Regex,
+}
+
+impl Keywords {
+    fn new(keywords: &[String]) -> Result<Option<Keywords>> {
+        let mut words: Vec<&str> = keywords
+            .iter()
+            .map(|k| k.trim())
+            .filter(|k| !k.is_empty())
+            .collect();
+        if words.is_empty() {
+            return Ok(None);
+        }
+        words.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        words.dedup();
+        // `Acme  Health` is `Acme Health` too; the half boundaries hold whatever the keyword's
+        // own first and last characters are (`C++`, `O'Brien`).
+        let alternatives: Vec<String> = words
+            .iter()
+            .map(|word| {
+                word.split_whitespace()
+                    .map(regex::escape)
+                    .collect::<Vec<_>>()
+                    .join(r"\s+")
+            })
+            .collect();
+        let pattern = format!(
+            r"(?i)\b{{start-half}}(?:{})\b{{end-half}}",
+            alternatives.join("|")
+        );
+        Ok(Some(Keywords {
+            regex: Regex::new(&pattern).context("the --keyword words")?,
+            vocabulary: AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .build(vocabulary())
+                .context("the vocabulary kept from keywords")?,
+            placeholder: Regex::new(PLACEHOLDER).context("the placeholder pattern")?,
+        }))
+    }
+
+    /// Where a keyword is to be replaced in `text`: every match that is not wholly inside a
+    /// phrase of the vocabulary or a placeholder.
+    fn find(&self, text: &str) -> Vec<(usize, usize)> {
+        if !self.regex.is_match(text) {
+            return Vec::new();
+        }
+        let kept: Vec<(usize, usize)> = self
+            .vocabulary
+            .find_overlapping_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .chain(
+                self.placeholder
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end())),
+            )
+            .collect();
+        self.regex
+            .find_iter(text)
+            .map(|m| (m.start(), m.end()))
+            .filter(|(start, end)| !kept.iter().any(|(s, e)| s <= start && end <= e))
+            .collect()
+    }
+}
+
 /// Replaces secrets with stable placeholders and counts them.
 pub struct Redactor {
     rules: Vec<Rule>,
+    keywords: Option<Keywords>,
     sensitive_key: Regex,
     /// Placeholder number of each (rule, value) seen so far.
     seen: HashMap<(&'static str, String), u32>,
@@ -128,13 +310,6 @@ impl Redactor {
         if options.redact_ip {
             table.extend(IP_RULES.iter().map(|(id, p, g)| (*id, p.to_string(), *g)));
         }
-        for keyword in options.keywords.iter().filter(|k| !k.trim().is_empty()) {
-            table.push((
-                "keyword",
-                format!("(?i){}", regex::escape(keyword.trim())),
-                0,
-            ));
-        }
         for (id, pattern, group) in table {
             rules.push(Rule {
                 id,
@@ -144,6 +319,7 @@ impl Redactor {
         }
         Ok(Redactor {
             rules,
+            keywords: Keywords::new(&options.keywords)?,
             sensitive_key: Regex::new(SENSITIVE_KEY).context("the sensitive-key rule")?,
             seen: HashMap::new(),
             distinct: HashMap::new(),
@@ -173,8 +349,14 @@ impl Redactor {
         format!("[{id}-{number}]")
     }
 
-    /// Redacts free text.
+    /// Redacts free text from outside: every rule, then the keywords.
     pub fn text(&mut self, input: &str) -> String {
+        let text = self.secrets(input);
+        self.keywords(&text)
+    }
+
+    /// The rules that match the shape of a secret (everything but the keywords).
+    fn secrets(&mut self, input: &str) -> String {
         let mut text = input.to_string();
         for index in 0..self.rules.len() {
             let (id, group) = (self.rules[index].id, self.rules[index].group);
@@ -200,12 +382,145 @@ impl Redactor {
         text
     }
 
-    /// Redacts a JSON tree in place: values under sensitive keys become placeholders whole,
-    /// every other string is redacted as text. Keys are kept; the result is valid JSON.
+    /// Replaces the keywords in free text, as whole words (see [`Keywords::find`]).
+    fn keywords(&mut self, text: &str) -> String {
+        let found = match &self.keywords {
+            Some(keywords) => keywords.find(text),
+            None => Vec::new(),
+        };
+        if found.is_empty() {
+            return text.to_string();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (start, end) in found {
+            out.push_str(&text[copied..start]);
+            // `Mary` and `MARY` are one person: one placeholder.
+            let placeholder = self.placeholder("keyword", &text[start..end].to_lowercase());
+            out.push_str(&placeholder);
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+
+    /// Redacts one server log line: the rules over all of it; the keywords in the values of a
+    /// JSON line that are free text ([`Document::LogLine`]), never in its keys, and anywhere in
+    /// a plain line. A JSON line stays valid JSON, byte for byte where nothing was replaced.
+    pub fn log_line(&mut self, line: &str) -> String {
+        let text = self.secrets(line);
+        if self.keywords.is_none() {
+            return text;
+        }
+        let json = text.trim_start().starts_with('{')
+            && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+        if !json {
+            return self.keywords(&text);
+        }
+        // Strings of a JSON line are read token by token: keys, and values by their path.
+        enum Frame {
+            Object { key: Option<String>, at_key: bool },
+            Array,
+        }
+        let bytes = text.as_bytes();
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' => stack.push(Frame::Object {
+                    key: None,
+                    at_key: true,
+                }),
+                b'[' => stack.push(Frame::Array),
+                b'}' | b']' => {
+                    stack.pop();
+                }
+                b':' | b',' => {
+                    if let Some(Frame::Object { at_key, .. }) = stack.last_mut() {
+                        *at_key = bytes[i] == b',';
+                    }
+                }
+                b'"' => {
+                    // The string ends at the next unescaped quote (the line parsed as JSON;
+                    // should it not end, the line is redacted as plain text).
+                    let mut end = i + 1;
+                    while bytes.get(end).is_some_and(|b| *b != b'"') {
+                        end += if bytes[end] == b'\\' { 2 } else { 1 };
+                    }
+                    if end >= bytes.len() {
+                        return self.keywords(&text);
+                    }
+                    let token = &text[i..=end];
+                    let value: String = serde_json::from_str(token).unwrap_or_default();
+                    if let Some(Frame::Object { key, at_key: true }) = stack.last_mut() {
+                        *key = Some(value);
+                    } else {
+                        let path: Vec<&str> = stack
+                            .iter()
+                            .filter_map(|frame| match frame {
+                                Frame::Object { key, .. } => key.as_deref(),
+                                Frame::Array => None,
+                            })
+                            .collect();
+                        if string_kind(Document::LogLine, &path) == StringKind::FreeText {
+                            let redacted = self.keywords(&value);
+                            if redacted != value {
+                                out.push_str(&text[copied..i]);
+                                out.push_str(&Value::String(redacted).to_string());
+                                copied = end + 1;
+                            }
+                        }
+                    }
+                    i = end;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+
+    /// Redacts a JSON file from outside in place: [`Redactor::document`] of a
+    /// [`Document::Outside`].
     pub fn json(&mut self, value: &mut Value) {
+        self.document(value, Document::Outside, &[]);
+    }
+
+    /// Redacts the part of a JSON `document` at `at` in place: values under sensitive keys
+    /// become placeholders whole, free text ([`string_kind`]) is redacted as text, any other
+    /// string by the rules but not the keywords. Keys are kept; the result is valid JSON.
+    pub fn document(&mut self, value: &mut Value, document: Document, at: &[&str]) {
+        let mut path: Vec<String> = at.iter().map(|key| key.to_string()).collect();
+        self.walk(value, document, &mut path);
+    }
+
+    fn walk(&mut self, value: &mut Value, document: Document, path: &mut Vec<String>) {
         match value {
-            Value::String(text) => *text = self.text(text),
-            Value::Array(items) => items.iter_mut().for_each(|item| self.json(item)),
+            Value::String(text) => {
+                let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+                *text = match string_kind(document, &keys) {
+                    StringKind::FreeText => self.text(text),
+                    StringKind::Structure => self.secrets(text),
+                    StringKind::Json(inner) => match serde_json::from_str::<Value>(text) {
+                        Ok(mut tree) => {
+                            let before = tree.clone();
+                            self.walk(&mut tree, inner, &mut Vec::new());
+                            if tree == before {
+                                return;
+                            }
+                            tree.to_string()
+                        }
+                        // Text that is not JSON has no structure to keep.
+                        Err(_) => self.text(text),
+                    },
+                };
+            }
+            Value::Array(items) => items
+                .iter_mut()
+                .for_each(|item| self.walk(item, document, path)),
             Value::Object(map) => {
                 for (key, item) in map.iter_mut() {
                     let secret = self.sensitive_key.is_match(key)
@@ -217,7 +532,9 @@ impl Redactor {
                         };
                         *item = Value::String(self.placeholder("secret-value", &shown));
                     } else {
-                        self.json(item);
+                        path.push(key.clone());
+                        self.walk(item, document, path);
+                        path.pop();
                     }
                 }
             }
@@ -238,6 +555,146 @@ mod tests {
             keywords: vec!["Acme Health".into()],
         })
         .unwrap()
+    }
+
+    fn with_keywords(keywords: &[&str]) -> Redactor {
+        Redactor::new(&RedactOptions {
+            redact_ip: false,
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn keywords_match_whole_words_in_any_case_and_script() {
+        let mut r = with_keywords(&["Mary", "Tim", "Zoë", "Ana", "Acme Health", "C++"]);
+        for (input, output) in [
+            ("Mary called", "[keyword-1] called"),
+            ("MARY and mary", "[keyword-1] and [keyword-1]"),
+            ("Mary's chart", "[keyword-1]'s chart"),
+            ("ZOË arrived", "[keyword-2] arrived"),
+            ("ana.", "[keyword-3]."),
+            ("at acme   health today", "at [keyword-4] today"),
+            ("uses C++ daily", "uses [keyword-5] daily"),
+            // Inside a word: left.
+            ("primary-key", "primary-key"),
+            ("lock timeout, Timothy", "lock timeout, Timothy"),
+            ("Zoëlla", "Zoëlla"),
+            // ï is a letter: `Ana` is not a word of `Anaïs` (an ASCII boundary would say it is).
+            ("Anaïs", "Anaïs"),
+            ("Acme Healthcare", "Acme Healthcare"),
+        ] {
+            assert_eq!(r.text(input), output, "{input}");
+        }
+    }
+
+    #[test]
+    fn keywords_spare_the_phrases_medmig_reads_and_placeholders() {
+        let mut r = with_keywords(&["lock", "failed", "email", "deadlock"]);
+        for kept in [
+            "canceling statement due to lock timeout",
+            "could not obtain lock on relation \"Patient\"",
+            "deadlock detected",
+            "Failed to acquire migration lock",
+            "Post-deploy migration assertion failed",
+        ] {
+            assert_eq!(r.text(kept), kept);
+        }
+        assert_eq!(
+            r.text("Lock Health held the lock: lock timeout"),
+            "[keyword-1] Health held the [keyword-1]: lock timeout"
+        );
+        assert_eq!(r.text("mail a@example.org"), "mail [email-1]");
+    }
+
+    #[test]
+    fn keywords_never_touch_the_structure_of_a_snapshot() {
+        let mut r = with_keywords(&[
+            "Mary", "accepted", "status", "key", "active", "lock", "error",
+        ]);
+        let content = json!({
+            "resourceType": "AsyncJob", "status": "accepted", "type": "data-migration",
+            "request": "data-migration-v45", "meta": {"author": {"display": "Mary Jones"}},
+            "output": {"parameter": [
+                {"name": "error", "valueString": "Mary's lock timeout"},
+                {"name": "outcome", "resource": {"issue": [
+                    {"severity": "error", "code": "lock", "details": {"text": "status of Mary"}}]}}]}
+        });
+        let schema = json!({"tables": {"Patient": {
+            "columns": [{"name": "status", "data_type": "text"}],
+            "constraints": {"Patient_pkey": {"kind": "primary-key", "definition": "PRIMARY KEY (id)"}}}}});
+        let mut snapshot = json!({
+            "source": {"host": "mary.example.org", "database": "medplum", "user": "mary"},
+            "jobs": [{"id": "e45", "status_column": "accepted", "content": content.to_string()}],
+            "job_history": [{"job_id": "e45", "status": "accepted"}],
+            "activity": {"sessions": [{"state": "active", "application_name": "Mary's psql",
+                                        "query": "UPDATE t SET status = 1"}]},
+            "schema": schema,
+        });
+        r.document(&mut snapshot, Document::Snapshot, &[]);
+        assert_eq!(snapshot["schema"], schema);
+        assert_eq!(snapshot["jobs"][0]["status_column"], "accepted");
+        assert_eq!(snapshot["job_history"][0]["status"], "accepted");
+        assert_eq!(snapshot["activity"]["sessions"][0]["state"], "active");
+        assert_eq!(
+            snapshot["activity"]["sessions"][0]["query"],
+            "UPDATE t SET [keyword-2] = 1"
+        );
+        assert_eq!(snapshot["source"]["host"], "[keyword-1].example.org");
+        assert_eq!(snapshot["source"]["user"], "[keyword-1]");
+        let job: Value =
+            serde_json::from_str(snapshot["jobs"][0]["content"].as_str().unwrap()).unwrap();
+        assert_eq!(job["status"], "accepted");
+        assert_eq!(job["request"], "data-migration-v45");
+        assert_eq!(job["meta"]["author"]["display"], "[keyword-1] Jones");
+        let parameters = &job["output"]["parameter"];
+        assert_eq!(parameters[0]["name"], "error");
+        assert_eq!(parameters[0]["valueString"], "[keyword-1]'s lock timeout");
+        let issue = &parameters[1]["resource"]["issue"][0];
+        assert_eq!(
+            (&issue["severity"], &issue["code"]),
+            (&json!("error"), &json!("lock"))
+        );
+        assert_eq!(issue["details"]["text"], "[keyword-2] of [keyword-1]");
+
+        let mut rows = json!([{"state": "active", "backend_type": "client backend",
+                               "user": "mary", "query": "SELECT status FROM t"}]);
+        r.document(&mut rows, Document::Diagnostics, &["activity"]);
+        assert_eq!(
+            rows,
+            json!([{"state": "active", "backend_type": "client backend",
+                    "user": "[keyword-1]", "query": "SELECT [keyword-2] FROM t"}])
+        );
+    }
+
+    #[test]
+    fn json_log_lines_lose_keywords_in_their_values_only() {
+        let mut r = with_keywords(&["Mary", "Tim", "error", "status", "accepted", "Zoë", "msg"]);
+        let line = r#"{"level":"error","time":"2026-03-01T10:00:00Z","msg":"Mary: lock timeout","err":{"type":"Error","message":"Tim\nMary"},"status":"accepted","Mary":1,"who":"Zo\u00eb"}"#;
+        let out = r.log_line(line);
+        let (before, after): (Value, Value) = (
+            serde_json::from_str(line).unwrap(),
+            serde_json::from_str(&out).unwrap(),
+        );
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&after), keys(&before));
+        assert_eq!(after["level"], "error");
+        assert_eq!(after["time"], before["time"]);
+        assert_eq!(after["msg"], "[keyword-1]: lock timeout");
+        assert_eq!(after["err"]["type"], "[keyword-2]");
+        assert_eq!(after["err"]["message"], "[keyword-3]\n[keyword-1]");
+        assert_eq!(after["status"], "[keyword-4]");
+        assert_eq!(after["Mary"], 1);
+        assert_eq!(after["who"], "[keyword-5]");
+        // Untouched where nothing matched, byte for byte; the order of keys is the line's.
+        assert!(out.starts_with(r#"{"level":"error","time":"2026-03-01T10:00:00Z","msg":"#));
+        let clean = r#"{"level":"error",  "msg":"Timothy's \"lock\" timeout"}"#;
+        assert_eq!(r.log_line(clean), clean);
+        // A plain line: whole words anywhere.
+        assert_eq!(
+            r.log_line("2026-03-01 10:07:00 ERROR Mary: lock timeout (Timothy)"),
+            "2026-03-01 10:07:00 [keyword-2] [keyword-1]: lock timeout (Timothy)"
+        );
     }
 
     #[test]

@@ -277,17 +277,32 @@ pub fn timeline(status: Option<&StatusReport>, logs: &[LogEvent]) -> Vec<Timelin
         }
     }
     for event in logs {
-        let kind = log_kind(&event.message, &event.fields, event.level.as_deref());
         events.push(TimelineEvent {
             at: event.at,
             source: "log",
-            kind: kind.to_string(),
-            version: post_deploy_version(kind, event),
+            kind: event.kind.to_string(),
+            version: event.version,
             message: format!("{}{}", event.message, event.fields),
         });
     }
     events.sort_by_key(|e| (e.at.is_none(), e.at));
     events
+}
+
+/// The kind of a log line and the post-deploy migration it concerns, from its message, the
+/// ` key=value` text of its fields, its level and the number its fields name, as the line was
+/// written: `logs.rs` asks before it redacts, so that no `--keyword` changes what a line is.
+pub fn classify(
+    message: &str,
+    fields: &str,
+    level: Option<&str>,
+    field_version: Option<u32>,
+) -> (&'static str, Option<u32>) {
+    let kind = log_kind(message, fields, level);
+    (
+        kind,
+        post_deploy_version(kind, field_version, message, fields),
+    )
 }
 
 /// The kind of a log line: its message's, or that of the error it carries (in `fields`)
@@ -331,17 +346,21 @@ fn contains_in_order(text: &str, phrase: &str) -> bool {
 /// The post-deploy migration a log event concerns: the number its `version` or
 /// `dataVersion` field names, else the first its message (then its fields) names, for
 /// kinds about post-deploy migrations only (a pre-deploy line's `version` is its own).
-fn post_deploy_version(kind: &str, event: &LogEvent) -> Option<u32> {
+fn post_deploy_version(
+    kind: &str,
+    field_version: Option<u32>,
+    message: &str,
+    fields: &str,
+) -> Option<u32> {
     let post_deploy = LOG_KINDS
         .iter()
         .any(|known| known.id == kind && known.post_deploy);
     if !post_deploy {
         return None;
     }
-    event
-        .version
-        .or_else(|| named_version(&event.message))
-        .or_else(|| named_version(&event.fields))
+    field_version
+        .or_else(|| named_version(message))
+        .or_else(|| named_version(fields))
 }
 
 /// The first migration number `text` names: `v51` as a word (not the `v5` of `v5.2.2`), or
@@ -511,12 +530,19 @@ mod tests {
     ];
 
     fn event(case: &Case) -> LogEvent {
+        let (kind, version) = classify(
+            case.message,
+            case.fields,
+            Some(case.level),
+            case.field_version,
+        );
         LogEvent {
             at: Some("2026-03-01T10:00:00Z".parse().unwrap()),
             level: Some(case.level.into()),
+            kind,
+            version,
             message: case.message.into(),
             fields: case.fields.into(),
-            version: case.field_version,
             source: "server.log".into(),
         }
     }
@@ -592,13 +618,10 @@ mod tests {
             log_kind(&format!("Error: {GATE}"), "", Some("error")),
             "startup-gate"
         );
-        let generic = LogEvent {
-            message: "Request failed".into(),
-            fields: " version=v3".into(),
-            version: Some(3),
-            ..event(&CASES[0])
-        };
-        assert_eq!(timeline(None, &[generic])[0].version, None);
+        assert_eq!(
+            classify("Request failed", " version=v3", Some("error"), Some(3)),
+            ("error", None)
+        );
     }
 
     #[test]
@@ -623,6 +646,7 @@ mod tests {
         let event = |at: Option<&str>, message: &str| LogEvent {
             at: at.map(|t| t.parse().unwrap()),
             level: Some("error".into()),
+            kind: "error",
             message: message.into(),
             fields: String::new(),
             version: None,

@@ -1,8 +1,8 @@
 //! `medmig bundle`: collect, redact and pack everything an escalation needs; and
 //! `medmig bundle verify`.
 //!
-//! Inputs are checked before the database is touched; everything is staged beside the output
-//! and packed at the end, so a failed or interrupted run leaves no bundle behind.
+//! Inputs and `--out` are checked before the database is touched; everything is staged beside
+//! the output and packed at the end, so a failed or interrupted run leaves no bundle behind.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -14,13 +14,14 @@ use serde_json::{json, Value};
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
 use crate::bundle::archive::{self, BundleManifest, Staging, BUNDLE_KIND};
 use crate::bundle::logs::{self, LogIngest, LogWindow};
-use crate::bundle::redact::{RedactOptions, Redactor};
+use crate::bundle::redact::{Document, RedactOptions, Redactor};
 use crate::bundle::sqltext::strip_literals;
 use crate::bundle::timeline::timeline;
 use crate::cli::{BundleArgs, BundleCommand, BundleCreateArgs};
 use crate::diagnostics::{Diagnostics, Gap};
 use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
+use crate::outfile::{self, Destination};
 use crate::render::{self, ReportSource};
 use crate::snapshot::{Snapshot, FORMAT_VERSION};
 use crate::text::{count, escape_controls};
@@ -63,12 +64,14 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     // Everything that can be wrong with the request fails before the database is touched.
     logs::check_paths(&args.logs)?;
     let config = super::medplum_config(&args.connect)?;
-    if out.exists() && !args.force {
+    if outfile::is_stdout(out) && std::io::stdout().is_terminal() {
         anyhow::bail!(
-            "{} already exists: choose another --out or pass --force to replace it",
-            out.display()
+            "--out -: standard output is a terminal and a bundle is a binary tar.gz: redirect \
+             it (--out - > case.tar.gz) or name a file"
         );
     }
+    let destination = Destination::open(out, args.force)?;
+    let mut staging = Staging::new(&destination)?;
     let progress = Progress(std::io::stderr().is_terminal());
     let mut redactor = Redactor::new(&RedactOptions {
         redact_ip: args.redact_ip,
@@ -82,7 +85,6 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         Some(super::collect_live_with_diagnostics(&args.connect)?)
     };
 
-    let mut staging = Staging::new(out)?;
     let mut gaps = Vec::new();
     let mut status = None;
     let mut source = None;
@@ -120,13 +122,20 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         write_config(&mut staging, &mut redactor, config, &mut gaps)?;
     }
 
+    // Everything that went in was redacted on its way: the snapshot (and so the status and
+    // the job transitions of the timeline), the log events, the config. What medmig writes
+    // from them here is not redacted again, lest a keyword replace medmig's own words (a
+    // state, a kind); only the gaps, which quote paths and errors, are.
     let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
     staging.write_json("timeline.json", &events)?;
 
-    let command_line: Vec<String> = std::env::args().map(|a| redactor.text(&a)).collect();
+    let command_line = command_line(&mut redactor, std::env::args());
+    for gap in &mut gaps {
+        gap.what = redactor.text(&gap.what);
+        gap.why = redactor.text(&gap.why);
+    }
 
     let summary = summary(status.as_ref(), &ingest, &gaps, &events, now);
-    let summary = redactor.text(&summary);
     staging.write("summary.txt", summary.as_bytes())?;
 
     let manifest = BundleManifest {
@@ -147,16 +156,18 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         not_collected: gaps,
     };
     progress.step("packing");
-    let manifest = staging.finish(manifest, out, args.force)?;
+    let shown = destination.to_string();
+    let manifest = staging.finish(manifest, destination)?;
     let (kept, read) = (
         ingest.total(|f| f.lines_kept),
         ingest.total(|f| f.lines_read),
     );
     let redacted: u64 = manifest.redactions.values().sum();
+    // The same count as `bundle verify`: the files manifest.json lists.
     super::note(format_args!(
-        "wrote {} ({}; {kept} of {} kept; {} redacted; {} noted)",
-        out.display(),
-        count(manifest.files.len() + 1, "file", "files"),
+        "wrote {shown} ({} listed in {}; {kept} of {} kept; {} redacted; {} noted)",
+        count(manifest.files.len(), "file", "files"),
+        archive::MANIFEST,
         count(read, "log line", "log lines"),
         count(redacted, "value", "values"),
         count(manifest.not_collected.len(), "gap", "gaps")
@@ -174,7 +185,7 @@ fn write_database(
     gaps: &mut Vec<Gap>,
 ) -> Result<(Snapshot, StatusReport)> {
     let mut value = serde_json::to_value(&snapshot)?;
-    redactor.json(&mut value);
+    redactor.document(&mut value, Document::Snapshot, &[]);
     let snapshot: Snapshot =
         serde_json::from_value(value.clone()).context("the redacted snapshot")?;
     staging.write_json("snapshot.json", &value)?;
@@ -291,7 +302,7 @@ fn write_diagnostics(
         );
     }
     for (kind, mut rows) in diagnostics.sections {
-        redactor.json(&mut rows);
+        redactor.document(&mut rows, Document::Diagnostics, &[&kind]);
         staging.write_json(&format!("diagnostics/{kind}.json"), &rows)?;
     }
     Ok(())
@@ -365,7 +376,7 @@ fn write_config(
         "complete": config.is_complete(),
         "loader_notes": config.notes(),
     });
-    redactor.json(&mut sources);
+    redactor.document(&mut sources, Document::ConfigReport, &[]);
     staging.write_json("config/sources.json", &sources)?;
 
     let defer = config.defer_settings();
@@ -398,8 +409,21 @@ fn write_config(
         "notes": defer.notes(),
         "meaning": meaning,
     });
-    redactor.json(&mut post_deploy);
+    redactor.document(&mut post_deploy, Document::ConfigReport, &[]);
     staging.write_json("config/post-deploy.json", &post_deploy)
+}
+
+/// The command line for the manifest: each argument redacted as free text, but the name of an
+/// option (`--keyword`, the `--out` of `--out=FILE`) is medmig's own word and kept.
+fn command_line(redactor: &mut Redactor, args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|arg| match arg.split_once('=') {
+        Some((option, value)) if option.starts_with("--") => {
+            format!("{option}={}", redactor.text(value))
+        }
+        None if arg.starts_with("--") => arg,
+        _ => redactor.text(&arg),
+    })
+    .collect()
 }
 
 /// `summary.txt`: what a person reads first.
@@ -452,11 +476,15 @@ fn summary(
     text
 }
 
-/// `bundle verify`: every checksum, one line per problem, a verdict line.
+/// `bundle verify`: every checksum and every entry, one line per problem, a verdict line.
 fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     let verification = archive::verify(file)?;
     let mut text = String::new();
     // Entry names and the file name come from outside: shown, never obeyed.
+    if let Some(how) = &verification.manifest_stored {
+        let how = escape_controls(how);
+        text.push_str(&format!("CHANGED   {}: {how}\n", archive::MANIFEST));
+    }
     for (path, outcome) in &verification.files {
         let path = escape_controls(path);
         match outcome {
@@ -473,24 +501,27 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
         let path = escape_controls(path);
         text.push_str(&format!("UNLISTED  {path}: not in the manifest\n"));
     }
+    for (name, why) in &verification.refused {
+        let (name, why) = (escape_controls(name), escape_controls(why));
+        text.push_str(&format!("UNSAFE    {name}: {why}\n"));
+    }
     let shown = file.display().to_string();
     let shown = escape_controls(&shown);
+    // The same count as `bundle` reports when it writes one: the files manifest.json lists.
+    let listed = verification.files.len();
     if verification.is_intact() {
         text.push_str(&format!(
-            "bundle {shown} is intact: {} files match the manifest of {}\n",
-            verification.files.len(),
+            "bundle {shown} is intact: all {listed} files listed in {} (of {}) match\n",
+            archive::MANIFEST,
             render::timestamp(&verification.manifest.created_at)
         ));
     } else {
-        let bad = verification
-            .files
-            .iter()
-            .filter(|(_, r)| r.is_err())
-            .count()
-            + verification.unexpected.len();
+        let matching = verification.files.iter().filter(|(_, r)| r.is_ok()).count();
+        let problems = verification.problems();
         text.push_str(&format!(
-            "bundle {shown} is damaged: {bad} of {} files do not match{}\n",
-            verification.files.len(),
+            "bundle {shown} is damaged or changed: {problems} problem{} above; {matching} of the {listed} files listed in {} match{}\n",
+            if problems == 1 { "" } else { "s" },
+            archive::MANIFEST,
             verification
                 .stopped
                 .as_ref()

@@ -8,17 +8,20 @@ use crate::analyze::compat::diff as compare;
 use crate::analyze::Impact;
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, SchemaCaptureArgs, SchemaDiffArgs};
+use crate::outfile::Destination;
 use crate::render;
 use crate::snapshot::FORMAT_VERSION;
 use crate::text::count;
 
-/// Writes the schema contract of the input (live or a snapshot) to `--out`.
+/// Writes the schema contract of the input (live or a snapshot) to `--out`, checked before
+/// the input is read.
 pub fn capture(args: &SchemaCaptureArgs) -> Result<u8> {
+    let destination = Destination::open(&args.out.path, args.out.force)?;
     let capture = current_schema(&args.input)?;
-    capture.write(&args.out.path, args.out.force)?;
+    let shown = destination.to_string();
+    destination.write_with(|out| capture.write(out))?;
     super::note(format_args!(
-        "wrote {} ({}, {}, {})",
-        args.out.path.display(),
+        "wrote {shown} ({}, {}, {})",
         count(capture.schema.tables.len(), "table", "tables"),
         count(capture.schema.functions.len(), "function", "functions"),
         count(capture.schema.extensions.len(), "extension", "extensions")

@@ -3,16 +3,19 @@
 use anyhow::Result;
 
 use crate::cli::SnapshotArgs;
+use crate::outfile::Destination;
 use crate::text::count;
 
-/// Collects from the live database and writes the file atomically; prints one line to stderr.
-/// The schema contract, most of the file, is rendered while collection finishes.
+/// Checks `--out` first, collects from the live database and writes the file atomically (or
+/// to standard output for `--out -`); prints one line to stderr. The schema contract, most of
+/// the file, is rendered while collection finishes.
 pub fn run(args: &SnapshotArgs) -> Result<u8> {
+    let destination = Destination::open(&args.out.path, args.out.force)?;
     let (mut snapshot, schema) = super::collect_live_for_file(&args.connect)?;
-    snapshot.write_rendered(&schema, &args.out.path, args.out.force)?;
+    let shown = destination.to_string();
+    destination.write_with(|out| snapshot.write_rendered(&schema, out))?;
     super::note(format_args!(
-        "wrote {} ({}, {})",
-        args.out.path.display(),
+        "wrote {shown} ({}, {})",
         count(snapshot.jobs.len(), "post-deploy job", "post-deploy jobs"),
         count(
             snapshot.invalid_indexes.len(),

@@ -957,9 +957,13 @@ fn is_js_whitespace(c: char) -> bool {
 /// its content.
 fn read_file(path: &Path) -> Result<Value> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the Medplum config {shown} (--medplum-config)"))?;
-    let value: Value = serde_json::from_str(&text).map_err(|err| {
+    let bytes = crate::limits::read_file(
+        path,
+        crate::limits::MEDPLUM_CONFIG_MAX_BYTES,
+        "a Medplum config",
+    )
+    .with_context(|| format!("cannot read the Medplum config {shown} (--medplum-config)"))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
         anyhow!("the Medplum config {shown} is not valid JSON ({err}): pass medplum.config.json")
     })?;
     if !value.is_object() {

@@ -305,7 +305,9 @@ pub fn predict(
 pub fn required_but_not_run(manifest: &Manifest, release: &Version, data_version: i64) -> Vec<u32> {
     let after = u32::try_from(data_version.max(0)).unwrap_or(u32::MAX);
     let known = manifest.known_by(release);
-    (after.saturating_add(1)..=known)
+    manifest
+        .numbers()
+        .filter(|n| *n > after && *n <= known)
         .filter(|n| {
             manifest
                 .get(*n)

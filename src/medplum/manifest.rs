@@ -4,6 +4,10 @@
 //!
 //! The default is embedded from `data-version-manifest.json` beside this file, in Medplum's own
 //! format, so that `--manifest` can take the file straight from a newer Medplum release.
+//!
+//! It also owns what a migration number can be ([`MAX_DATA_VERSION`],
+//! [`MAX_PRE_DEPLOY_VERSION`]): every number read from outside as a migration passes through
+//! [`data_version_number`] before anything counts with it.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,6 +17,33 @@ use semver::Version;
 use serde::Deserialize;
 
 const EMBEDDED: &str = include_str!("data-version-manifest.json");
+
+/// The highest post-deploy migration number medmig takes at its word. Medplum's run from v1
+/// to v53 (5.2, 2026) and grow by a few a year, so a number above this is damage or a value
+/// set by hand, not a migration: it is reported (`odd-data-version`, `odd-job-version`,
+/// `odd-manifest-key`) and never counted up to, so that no number from outside sizes a loop
+/// or an allocation.
+pub const MAX_DATA_VERSION: u32 = 10_000;
+
+/// The highest pre-deploy (schema) migration number medmig takes at its word: Medplum's are
+/// some 120 (5.2) and grow by a few dozen a year; above this, `odd-pre-deploy-version`.
+pub const MAX_PRE_DEPLOY_VERSION: i64 = 10_000;
+
+/// `n` as a post-deploy migration number, when it can be one: 1 to [`MAX_DATA_VERSION`].
+pub fn data_version_number(n: i64) -> Option<u32> {
+    u32::try_from(n)
+        .ok()
+        .filter(|n| (1..=MAX_DATA_VERSION).contains(n))
+}
+
+/// The number a run of ASCII digits writes, saturated: digits too many to read make a number
+/// past every bound all the same. `None` when `text` is not such a run.
+pub fn digits_value(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(text.parse::<i64>().unwrap_or(i64::MAX))
+}
 
 /// One post-deploy migration as the manifest describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +61,9 @@ pub struct Manifest {
     entries: BTreeMap<u32, ManifestEntry>,
     /// Where it came from: `embedded` or the file's path.
     pub origin: String,
+    /// Keys of the form `vN` whose N cannot be a migration (0, or above [`MAX_DATA_VERSION`]),
+    /// left out; the status analysis reports them (`odd-manifest-key`).
+    pub odd_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -52,8 +86,17 @@ impl Manifest {
             None => Ok(Manifest::embedded()),
             Some(path) => {
                 let shown = path.display().to_string();
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the manifest {shown} (--manifest)"))?;
+                let bytes = crate::limits::read_file(
+                    path,
+                    crate::limits::VERSION_MANIFEST_MAX_BYTES,
+                    "a data-version manifest",
+                )
+                .with_context(|| format!("cannot read the manifest {shown} (--manifest)"))?;
+                let text = String::from_utf8(bytes).map_err(|err| {
+                    anyhow!(
+                        "{shown} is not a Medplum data-version-manifest.json (--manifest): {err}"
+                    )
+                })?;
                 Manifest::parse(&text, &shown).with_context(|| {
                     format!("{shown} is not a Medplum data-version-manifest.json (--manifest)")
                 })
@@ -66,12 +109,16 @@ impl Manifest {
         let raw: BTreeMap<String, RawEntry> =
             serde_json::from_str(text).map_err(|err| anyhow!("{err}"))?;
         let mut entries = BTreeMap::new();
+        let mut odd_keys = Vec::new();
         for (key, entry) in raw {
-            let number = key
+            let written = key
                 .strip_prefix('v')
-                .and_then(|n| n.parse::<u32>().ok())
-                .filter(|n| *n > 0)
+                .and_then(digits_value)
                 .ok_or_else(|| anyhow!("key \"{key}\" is not of the form v1, v2, …"))?;
+            let Some(number) = data_version_number(written) else {
+                odd_keys.push(key);
+                continue;
+            };
             let version = |text: &str| {
                 Version::parse(text.trim_start_matches('v'))
                     .map_err(|err| anyhow!("{key}: \"{text}\" is not a release version ({err})"))
@@ -85,17 +132,30 @@ impl Manifest {
             );
         }
         if entries.is_empty() {
-            bail!("it lists no migrations");
+            match odd_keys.first() {
+                Some(key) => bail!(
+                    "it lists no migrations, only keys no migration can have, such as \"{}\" \
+                     (medmig reads v1 to v{MAX_DATA_VERSION})",
+                    crate::text::shorten(key, 40)
+                ),
+                None => bail!("it lists no migrations"),
+            }
         }
         Ok(Manifest {
             entries,
             origin: origin.to_string(),
+            odd_keys,
         })
     }
 
     /// The entry of migration `number`, if the manifest knows it.
     pub fn get(&self, number: u32) -> Option<&ManifestEntry> {
         self.entries.get(&number)
+    }
+
+    /// Every migration number the manifest knows, in order.
+    pub fn numbers(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.entries.keys().copied()
     }
 
     /// The highest migration number the manifest knows.
@@ -225,6 +285,55 @@ mod tests {
             [(5, 0), (5, 1), (5, 2)]
         );
         assert!(m.minors_between(&v("5.2.2"), &v("5.2.4")).is_empty());
+    }
+
+    #[test]
+    fn keys_no_migration_can_have_are_left_out_and_kept_for_a_finding() {
+        let m = Manifest::parse(
+            r#"{"v1": {"serverVersion": "4.0.0"}, "v10000": {"serverVersion": "4.1.0"},
+                "v10001": {"serverVersion": "4.2.0"}, "v4294967295": {"serverVersion": "4.2.0"},
+                "v99999999999999999999999999": {"serverVersion": "4.2.0"},
+                "v0": {"serverVersion": "4.2.0"}}"#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(m.numbers().collect::<Vec<_>>(), [1, MAX_DATA_VERSION]);
+        assert_eq!(m.highest(), MAX_DATA_VERSION);
+        assert_eq!(m.odd_keys.len(), 4);
+        // Only odd keys: nothing to go on, said with the key.
+        let err = Manifest::parse(r#"{"v4294967295": {"serverVersion": "4.2.0"}}"#, "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"v4294967295\""), "{err}");
+        // Not of the form vN at all: refused as before.
+        for key in ["v-1", "v", "v1.5", "v+3", "v 3"] {
+            let text = format!(r#"{{"{key}": {{"serverVersion": "4.2.0"}}}}"#);
+            assert!(Manifest::parse(&text, "t").is_err(), "{key}");
+        }
+    }
+
+    #[test]
+    fn what_a_migration_number_can_be() {
+        assert_eq!(data_version_number(1), Some(1));
+        assert_eq!(
+            data_version_number(i64::from(MAX_DATA_VERSION)),
+            Some(MAX_DATA_VERSION)
+        );
+        for odd in [
+            0,
+            -1,
+            i64::MIN,
+            i64::from(MAX_DATA_VERSION) + 1,
+            1 << 31,
+            i64::MAX,
+        ] {
+            assert_eq!(data_version_number(odd), None, "{odd}");
+        }
+        assert_eq!(digits_value("53"), Some(53));
+        assert_eq!(digits_value(&"9".repeat(100)), Some(i64::MAX));
+        assert_eq!(digits_value(""), None);
+        assert_eq!(digits_value("-1"), None);
+        assert_eq!(digits_value("+1"), None);
     }
 
     #[test]

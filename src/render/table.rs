@@ -86,9 +86,12 @@ pub fn status(
     let migrations = &report.migrations;
     let mut i = 0;
     while i < migrations.len() {
+        // A fold is a run of consecutive numbers: only migrations something names are listed.
+        let first = migrations[i].version as usize;
         let run = migrations[i..]
             .iter()
-            .take_while(|m| !all && plain_completed(m))
+            .enumerate()
+            .take_while(|(k, m)| !all && plain_completed(m) && m.version as usize == first + k)
             .count();
         if run >= FOLD_FROM {
             let (first, last) = (migrations[i].version, migrations[i + run - 1].version);

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+use regex::Regex;
 use serde_json::Value;
 
 use crate::harness::{
@@ -207,7 +208,19 @@ fn verify_finds_tampering_and_truncation_and_refuses_what_is_not_a_bundle() {
         run.stdout
     );
     // A damaged snapshot is refused when read, not trusted.
+    let listed = files["snapshot.json"].len();
     files.insert("snapshot.json".into(), b"{\"format_version\": 1}".to_vec());
+    repack(&tampered, &files);
+    let run = medmig(&["status", "--bundle", tampered.to_str().unwrap()]);
+    assert!(
+        run.single_error()
+            .contains("is damaged (snapshot.json is 21 bytes, the manifest says"),
+        "{run:?}"
+    );
+    // So is one of the listed size with other bytes.
+    let mut same_size = b"{\"format_version\": 1}".to_vec();
+    same_size.resize(listed, b' ');
+    files.insert("snapshot.json".into(), same_size);
     repack(&tampered, &files);
     let run = medmig(&["status", "--bundle", tampered.to_str().unwrap()]);
     assert!(
@@ -597,6 +610,223 @@ fn no_seeded_secret_survives_anywhere_in_a_bundle() {
     assert_eq!(deferral["server_defers_post_deploy_migrations"], false);
     std::fs::remove_file(&out).unwrap();
     std::fs::remove_file(&config).unwrap();
+    std::fs::remove_dir_all(&logs).unwrap();
+}
+
+/// Keywords that are also words of medmig, PostgreSQL or Medplum: `Mary` is in the constraint
+/// kind `primary-key`, `Tim` in `timeout`, the rest are states, kinds, keys, table names and
+/// words of the errors medmig classifies.
+const COLLIDING_KEYWORDS: [&str; 18] = [
+    "Mary",
+    "Tim",
+    "lock",
+    "failed",
+    "status",
+    "accepted",
+    "error",
+    "active",
+    "completed",
+    "migration",
+    "timeout",
+    "deadlock",
+    "version",
+    "level",
+    "msg",
+    "Observation",
+    "Patient",
+    "index",
+];
+
+/// Asserts that `redacted` is `plain` but for strings in which a keyword was replaced.
+fn assert_same_but_redacted(plain: &Value, redacted: &Value, at: &str) {
+    match (plain, redacted) {
+        (Value::String(a), Value::String(b)) => {
+            assert!(
+                a == b || b.contains("[keyword-"),
+                "{at}: {a:?} became {b:?}"
+            );
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_same_but_redacted(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (key, x) in a {
+                assert_same_but_redacted(x, &b[key], &format!("{at}.{key}"));
+            }
+        }
+        _ => assert_eq!(plain, redacted, "{at}"),
+    }
+}
+
+#[test]
+fn keywords_replace_whole_words_of_free_text_and_change_no_answer() {
+    // v45 failed twice (failed-with-retry); its third attempt failed on a lock timeout whose
+    // error names people.
+    let db = TestDb::build(
+        &["schema", "failed-with-retry"],
+        "SELECT fixture.job('e4500000-0000-4000-8000-000000000003', 45, ARRAY['accepted','error'],
+            ARRAY[now() - interval '1 hour', now() - interval '50 minutes'],
+            '{\"resourceType\":\"Parameters\",\"parameter\":[{\"name\":\"error\",\"valueString\":\"canceling statement due to lock timeout: Mary asked Tim to hold the lock\"}]}',
+            '5.1.37')",
+    );
+    let logs = std::env::temp_dir().join(unique_name("medmig_keyword_logs"));
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(
+        logs.join("server.log"),
+        concat!(
+            r#"{"level":"error","timestamp":"2026-03-01T10:05:00.000Z","msg":"Post-deploy migration threw an error","version":"v45","err":"canceling statement due to lock timeout: Mary asked Tim to hold the lock"}"#, "\n",
+            "2026-03-01 10:07:00 ERROR lock timeout waiting for Mary (Rosemary's primary-key check by Tim)\n",
+        ),
+    )
+    .unwrap();
+    let common = [
+        "--database-url",
+        db.url().leak(),
+        "--logs",
+        logs.to_str().unwrap(),
+    ];
+    let (plain, run) = bundle(&common);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut args = common.to_vec();
+    for keyword in COLLIDING_KEYWORDS {
+        args.extend(["--keyword", keyword]);
+    }
+    let (redacted, run) = bundle(&args);
+    assert_eq!(run.code, 0, "a bundle made with keywords: {run:?}");
+    let (plain_arg, redacted_arg) = (plain.to_str().unwrap(), redacted.to_str().unwrap());
+
+    let verify = medmig(&["bundle", "verify", redacted_arg]);
+    assert_eq!(verify.code, 0, "{verify:?}");
+    assert!(verify.stdout.contains("is intact"), "{}", verify.stdout);
+
+    // Every command reads it back, with the same answers.
+    let mut names = Regex::new(r"\b(Mary|Tim)\b").unwrap();
+    let answers = |bundle: &str, command: &[&str]| {
+        let mut all = command.to_vec();
+        all.extend(["--format", "json", "--bundle", bundle]);
+        let run = medmig(&all);
+        assert_eq!(run.code, 0, "{command:?} --bundle: {run:?}");
+        let mut answer: Value = serde_json::from_str(&run.stdout).unwrap();
+        answer.as_object_mut().unwrap().remove("source");
+        (answer, run.stdout)
+    };
+    for command in [
+        &["status"][..],
+        &["recover"],
+        &["rollback-check", "--to", "5.1.44", "--from", "5.2.2"],
+    ] {
+        let (expected, _) = answers(plain_arg, command);
+        let (answer, text) = answers(redacted_arg, command);
+        assert_same_but_redacted(&expected, &answer, command[0]);
+        assert!(!names.is_match(&text), "{command:?}: {text}");
+    }
+    let (status, _) = answers(redacted_arg, &["status"]);
+    let v45 = status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == 45)
+        .unwrap();
+    let error = Regex::new(
+        r"^canceling statement due to lock timeout: \[keyword-\d+\] asked \[keyword-\d+\] to hold the \[keyword-\d+\]$",
+    )
+    .unwrap();
+    assert!(error.is_match(v45["error"].as_str().unwrap()), "{v45}");
+    let (recover, _) = answers(redacted_arg, &["recover"]);
+    assert!(
+        recover["steps"][0]["explanation"]
+            .as_str()
+            .unwrap()
+            .starts_with("This looks like a lock timeout."),
+        "{recover}"
+    );
+
+    let (before, after) = (unpack(&plain), unpack(&redacted));
+    let json = |files: &BTreeMap<String, Vec<u8>>, name: &str| -> Value {
+        serde_json::from_slice(&files[name]).unwrap()
+    };
+    // The snapshot's structure is untouched; job resources differ only in their free text.
+    let (a, b) = (
+        json(&before, "snapshot.json"),
+        json(&after, "snapshot.json"),
+    );
+    for part in [
+        "schema",
+        "database_migration",
+        "job_history",
+        "invalid_indexes",
+    ] {
+        assert_eq!(a[part], b[part], "snapshot {part}");
+    }
+    for (x, y) in a["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["jobs"].as_array().unwrap())
+    {
+        assert_eq!(
+            (&x["id"], &x["status_column"]),
+            (&y["id"], &y["status_column"])
+        );
+        let content = |job: &Value| -> Value {
+            serde_json::from_str(job["content"].as_str().unwrap()).unwrap()
+        };
+        assert_same_but_redacted(&content(x), &content(y), "job content");
+    }
+    // The timeline's kinds and versions are those of the lines as logged.
+    let (a, b) = (
+        json(&before, "timeline.json"),
+        json(&after, "timeline.json"),
+    );
+    assert_same_but_redacted(&a, &b, "timeline");
+    assert!(
+        b.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "post-deploy-error" && e["version"] == 45),
+        "{b}"
+    );
+    // In the logs: the people are gone, `lock timeout` and `primary-key` stay, the JSON line
+    // keeps its keys and level.
+    let log = String::from_utf8(after["logs/01-server.log"].clone()).unwrap();
+    assert!(!names.is_match(&log), "{log}");
+    let mut lines = log.lines();
+    let line: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "Post-deploy migration threw an error");
+    assert_eq!(line["version"], "v45");
+    assert!(
+        line["err"]
+            .as_str()
+            .unwrap()
+            .starts_with("canceling statement due to lock timeout: [keyword-"),
+        "{line}"
+    );
+    let plain_line = lines.next().unwrap();
+    assert!(
+        plain_line.contains("lock timeout waiting for [keyword-"),
+        "{plain_line}"
+    );
+    assert!(
+        plain_line.contains("(Rosemary's primary-key check by [keyword-"),
+        "{plain_line}"
+    );
+    // Nowhere else either.
+    names = Regex::new(r"(?i)\b(Mary|Tim)\b").unwrap();
+    for (name, bytes) in &after {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!names.is_match(&text), "a keyword left in {name}");
+    }
+    std::fs::remove_file(&plain).unwrap();
+    std::fs::remove_file(&redacted).unwrap();
     std::fs::remove_dir_all(&logs).unwrap();
 }
 

@@ -260,15 +260,39 @@ pub fn medmig(args: &[&str]) -> Run {
 
 /// Runs `medmig` with `args` and only `env` as connection variables.
 pub fn medmig_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut command = medmig_command(args, env);
+    Run::from(command.output().expect("the medmig binary runs"))
+}
+
+/// The command [`medmig_with_env`] runs, for a test that starts it and acts while it runs.
+pub fn medmig_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_medmig"));
     command.args(args);
+    without_connection_variables(&mut command);
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Runs `medmig` as [`medmig`] does, with at most `kilobytes` of address space (`ulimit -v`):
+/// a run that would allocate without bound fails at once instead of swapping.
+pub fn medmig_capped(kilobytes: u64, args: &[&str]) -> Run {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -v {kilobytes} && exec \"$0\" \"$@\""))
+        .arg(env!("CARGO_BIN_EXE_medmig"))
+        .args(args);
+    without_connection_variables(&mut command);
+    Run::from(command.output().expect("sh runs the medmig binary"))
+}
+
+/// Removes the caller's connection variables from `command`'s environment.
+fn without_connection_variables(command: &mut Command) {
     for (name, _) in std::env::vars() {
         if name == "DATABASE_URL" || name.starts_with("PG") || name.starts_with("MEDPLUM_") {
             command.env_remove(name);
         }
     }
-    command.envs(env.iter().copied());
-    Run::from(command.output().expect("the medmig binary runs"))
 }
 
 /// `medmig snapshot` of the database at `url` into a new temporary file; returns its path and
