@@ -307,6 +307,26 @@ fn truncated_gzip(path: &Path) {
     std::fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
 }
 
+/// An archive of a bundle's `manifest` and a symbolic link `name` to `target`.
+fn manifest_and_symlink(path: &Path, manifest: &[u8], name: &str, target: &str) {
+    use std::io::Write;
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    ));
+    let mut header = tar::Header::new_gnu();
+    header.set_size(manifest.len() as u64);
+    header.set_mode(0o644);
+    tar.append_data(&mut header, "manifest.json", manifest)
+        .unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    tar.append_link(&mut header, name, target).unwrap();
+    tar.into_inner().unwrap().finish().unwrap().flush().unwrap();
+}
+
 #[test]
 fn hostile_names_in_and_around_a_bundle_are_shown_inert() {
     let logs = temp("medmig_hostile_logs", "d");
@@ -339,6 +359,22 @@ fn hostile_names_in_and_around_a_bundle_are_shown_inert() {
     let stdout = inert_run("bundle verify", &run, 1);
     assert!(stdout.contains(&shown("extra")), "{stdout}");
 
+    // An unsafe entry, a symbolic link whose name and target are hostile: named, shown.
+    let linked = temp("medmig_hostile_link", "tar.gz");
+    manifest_and_symlink(
+        &linked,
+        &files["manifest.json"],
+        &hostile("link"),
+        &hostile("/etc/passwd"),
+    );
+    let run = medmig(&["bundle", "verify", linked.to_str().unwrap()]);
+    let stdout = inert_run("bundle verify (symlink)", &run, 1);
+    assert!(stdout.contains(&shown("link")), "{stdout}");
+    assert!(stdout.contains(&shown("/etc/passwd")), "{stdout}");
+    let run = medmig(&["status", "--bundle", linked.to_str().unwrap()]);
+    run.single_error();
+    assert_inert("status --bundle (symlink)", &run.stderr);
+
     // A bundle whose own name is hostile: the verdict names it, shown.
     let named = logs.join(format!("{}.tar.gz", hostile("case")));
     std::fs::copy(&out, &named).unwrap();
@@ -346,7 +382,7 @@ fn hostile_names_in_and_around_a_bundle_are_shown_inert() {
     let stdout = inert_run("bundle verify (name)", &run, 0);
     assert!(stdout.contains(&shown("case")), "{stdout}");
 
-    for path in [&out, &tampered] {
+    for path in [&out, &tampered, &linked] {
         std::fs::remove_file(path).unwrap();
     }
     std::fs::remove_dir_all(&logs).unwrap();
