@@ -3,11 +3,14 @@
 //! timeline — that every command can read back offline.
 //!
 //! This module owns the bundle's layout and integrity (write, read, verify) and the processing
-//! of what goes in: redaction (`redact`), query text (`sqltext`), logs (`logs`) and the
-//! incident timeline (`timeline`). Database reads stay in `collect.rs`.
+//! of what goes in: redaction (`redact`; FHIR resources in `fhir`, PostgreSQL's row values in
+//! `rowdata`), query text (`sqltext`), logs (`logs`) and the incident timeline (`timeline`).
+//! Database reads stay in `collect.rs`.
 
 pub mod archive;
+pub mod fhir;
 pub mod logs;
 pub mod redact;
+pub mod rowdata;
 pub mod sqltext;
 pub mod timeline;

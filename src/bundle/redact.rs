@@ -3,6 +3,11 @@
 //! as `[email-3]` — the same value always gets the same placeholder within one bundle, so
 //! correlation survives — and counts what it replaced, per rule.
 //!
+//! Free text from outside is read for structure first: a FHIR resource anywhere in it is
+//! redacted by its FHIR types, an allow-list (`fhir.rs`), and the row values PostgreSQL
+//! quotes in its errors are replaced (`rowdata.rs`); then the rules that match the shape of a
+//! secret, then the keywords. On by default, for every bundle.
+//!
 //! Keywords (`--keyword`) are words a person chose, so they match whole words only,
 //! case-insensitively, and only in free text from outside: log messages, error texts, statements,
 //! names. Never in JSON keys, never in the ids, states, kinds and identifiers that medmig,
@@ -22,6 +27,7 @@ use regex::{Captures, Regex};
 use serde_json::Value;
 
 use super::logs::MIGRATION_MESSAGES;
+use super::{fhir, rowdata};
 use crate::analyze::recover::ERROR_CLASSES;
 
 /// What to redact beyond the rules that always apply.
@@ -101,8 +107,10 @@ const IP_RULES: [(&str, &str, usize); 2] = [
     ),
 ];
 
-/// Every rule id (the manifest counts replacements under these ids; the README lists them).
-pub const RULE_IDS: [&str; 13] = [
+/// Every rule id (the manifest counts replacements under these ids; the README lists them):
+/// the secret rules, the kinds of a FHIR resource's values ([`fhir::KINDS`]) and PostgreSQL's
+/// row values ([`rowdata::ROW_VALUE`]).
+pub const RULE_IDS: [&str; 25] = [
     "sensitive-key",
     "url-password",
     "connection-password",
@@ -116,6 +124,18 @@ pub const RULE_IDS: [&str; 13] = [
     "ipv4",
     "ipv6",
     "keyword",
+    "name",
+    "address",
+    "telecom",
+    "identifier",
+    "date",
+    "narrative",
+    "text",
+    "attachment",
+    "number",
+    "reference",
+    "value",
+    "row-value",
 ];
 
 /// A placeholder this redactor wrote (`[email-3]`): no keyword is looked for inside one.
@@ -160,6 +180,9 @@ pub enum StringKind {
     /// A value with a meaning of its own that medmig, PostgreSQL's catalog or Medplum wrote (an
     /// id, a state, a kind, an identifier, a definition, a time): never a keyword.
     Structure,
+    /// A value that says who someone is wherever it is (the `display` of a reference, the
+    /// name of a job's author): replaced whole by a placeholder of this kind.
+    Replaced(&'static str),
     /// JSON text: redacted as a document of its own, then written back.
     Json(Document),
 }
@@ -170,7 +193,7 @@ pub enum StringKind {
 ///
 /// The one place that decides it: a string not listed here is structure.
 pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
-    use StringKind::{FreeText, Json, Structure};
+    use StringKind::{FreeText, Json, Replaced, Structure};
     let free = match document {
         Document::Outside => true,
         Document::Snapshot => match path {
@@ -179,9 +202,13 @@ pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
             | ["activity", "sessions", "application_name" | "query"] => true,
             _ => false,
         },
-        // Error texts and progress notes of `output`, an OperationOutcome's messages, the
-        // name of a person it refers to. Ids, states, types, codes, times, the `request` and
-        // the parameter names (Medplum's own statements) are the job's structure.
+        // The name of a person a reference names (the job's author), as in any resource.
+        Document::Job if matches!(path, [.., parent, "display"] if *parent != "coding") => {
+            return Replaced("name")
+        }
+        // Error texts and progress notes of `output`, an OperationOutcome's messages and
+        // codings' displays. Ids, states, types, codes, times, the `request` and the parameter
+        // names (Medplum's own statements) are the job's structure.
         Document::Job => matches!(
             path,
             [
@@ -212,6 +239,22 @@ pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
         FreeText
     } else {
         Structure
+    }
+}
+
+/// Whether an object of a bundle's JSON with a `resourceType` (at `path` in `document`) is a
+/// FHIR resource from outside, redacted by its FHIR types (`fhir.rs`). The companion of
+/// [`string_kind`] for objects: a job's own resources — the AsyncJob, its output Parameters,
+/// an OperationOutcome — are what medmig reads, their strings decided by [`string_kind`]; a log
+/// line's root is the record.
+pub fn is_fhir_resource(document: Document, path: &[&str], resource_type: &str) -> bool {
+    match document {
+        Document::Job => !matches!(
+            resource_type,
+            "AsyncJob" | "Parameters" | "OperationOutcome"
+        ),
+        Document::LogLine => !path.is_empty(),
+        _ => true,
     }
 }
 
@@ -349,10 +392,27 @@ impl Redactor {
         format!("[{id}-{number}]")
     }
 
-    /// Redacts free text from outside: every rule, then the keywords.
+    /// Redacts free text from outside: its FHIR resources and row values, every rule, then
+    /// the keywords.
     pub fn text(&mut self, input: &str) -> String {
-        let text = self.secrets(input);
+        let structured = self.structured(input, false);
+        let text = self.secrets(structured.as_deref().unwrap_or(input));
         self.keywords(&text)
+    }
+
+    /// The rules that read structure: FHIR resources (only in a text with `resourceType`),
+    /// then PostgreSQL's row values (only in a text with one of their messages). `None` when
+    /// neither found anything. `json_line`: `text` is a JSON log line.
+    fn structured(&mut self, text: &str, json_line: bool) -> Option<String> {
+        let mut placeholder = |kind: &'static str, value: &str| self.placeholder(kind, value);
+        let resources = fhir::redact_embedded(text, json_line, &mut placeholder);
+        let current = resources.as_deref().unwrap_or(text);
+        let rows = if rowdata::may_quote_rows(current) {
+            rowdata::redact_row_values(current, json_line, &mut placeholder)
+        } else {
+            None
+        };
+        rows.or(resources)
     }
 
     /// The rules that match the shape of a secret (everything but the keywords).
@@ -404,11 +464,14 @@ impl Redactor {
         out
     }
 
-    /// Redacts one server log line: the rules over all of it; the keywords in the values of a
-    /// JSON line that are free text ([`Document::LogLine`]), never in its keys, and anywhere in
-    /// a plain line. A JSON line stays valid JSON, byte for byte where nothing was replaced.
+    /// Redacts one server log line: its FHIR resources and row values, the rules over all of
+    /// it; the keywords in the values of a JSON line that are free text
+    /// ([`Document::LogLine`]), never in its keys, and anywhere in a plain line. A JSON line
+    /// stays valid JSON, byte for byte where nothing was replaced.
     pub fn log_line(&mut self, line: &str) -> String {
-        let text = self.secrets(line);
+        let json_line = line.trim_start().starts_with('{');
+        let structured = self.structured(line, json_line);
+        let text = self.secrets(structured.as_deref().unwrap_or(line));
         if self.keywords.is_none() {
             return text;
         }
@@ -498,12 +561,25 @@ impl Redactor {
     }
 
     fn walk(&mut self, value: &mut Value, document: Document, path: &mut Vec<String>) {
+        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
+        if let Some(ty) = value.get("resourceType").and_then(Value::as_str) {
+            if is_fhir_resource(document, &keys, ty) {
+                let text = value.to_string();
+                let redacted =
+                    fhir::redact_resource(&text, &mut |kind, v| self.placeholder(kind, v));
+                let redacted = self.secrets(&redacted);
+                *value = serde_json::from_str(&redacted)
+                    .unwrap_or_else(|_| Value::String(self.placeholder("value", &text)));
+                return;
+            }
+        }
         match value {
             Value::String(text) => {
                 let keys: Vec<&str> = path.iter().map(String::as_str).collect();
                 *text = match string_kind(document, &keys) {
                     StringKind::FreeText => self.text(text),
                     StringKind::Structure => self.secrets(text),
+                    StringKind::Replaced(kind) => self.placeholder(kind, text),
                     StringKind::Json(inner) => match serde_json::from_str::<Value>(text) {
                         Ok(mut tree) => {
                             let before = tree.clone();
@@ -646,7 +722,8 @@ mod tests {
             serde_json::from_str(snapshot["jobs"][0]["content"].as_str().unwrap()).unwrap();
         assert_eq!(job["status"], "accepted");
         assert_eq!(job["request"], "data-migration-v45");
-        assert_eq!(job["meta"]["author"]["display"], "[keyword-1] Jones");
+        // A reference's display is a name, whatever the keywords.
+        assert_eq!(job["meta"]["author"]["display"], "[name-1]");
         let parameters = &job["output"]["parameter"];
         assert_eq!(parameters[0]["name"], "error");
         assert_eq!(parameters[0]["valueString"], "[keyword-1]'s lock timeout");
@@ -719,6 +796,79 @@ mod tests {
             let out = r.text(input);
             assert!(!out.contains(secret), "{input} → {out}");
             assert!(out.contains('['), "{out}");
+        }
+    }
+
+    #[test]
+    fn every_placeholder_kind_is_a_rule() {
+        for kind in fhir::KINDS.iter().chain([&rowdata::ROW_VALUE]) {
+            assert!(RULE_IDS.contains(kind), "{kind}");
+        }
+    }
+
+    /// Homer as @medplum/mock writes him, shortened.
+    const HOMER: &str = r#"{"resourceType":"Patient","id":"123","meta":{"versionId":"2","lastUpdated":"2020-01-02T00:00:00.000Z"},"identifier":[{"system":"abc","value":"MRN-1234"}],"birthDate":"1956-05-12","name":[{"given":["Homer"],"family":"Simpson"}],"gender":"male","telecom":[{"system":"email","value":"chunkylover53@aol.com"}],"address":[{"line":["742 Evergreen Terrace"],"postalCode":"12345"}]}"#;
+
+    #[test]
+    fn the_same_person_gets_the_same_placeholders_in_every_shape_and_document() {
+        let mut r = with_keywords(&[]);
+        let homer: Value = serde_json::from_str(HOMER).unwrap();
+        let escaped = Value::String(format!("invalid {HOMER}")).to_string();
+        let field = r.log_line(&format!(
+            r#"{{"level":"error","msg":"Post-deploy migration threw an error","resource":{HOMER}}}"#
+        ));
+        let message = r.log_line(&format!(
+            r#"{{"level":"error","msg":"Post-deploy migration threw an error","err":{escaped}}}"#
+        ));
+        let plain = r.log_line(&format!("2026-03-01 10:07:00 ERROR {HOMER}"));
+        let text = r.text(&format!("error: {HOMER}"));
+        let mut job = json!({"resourceType": "AsyncJob", "status": "error",
+            "requestTime": "2026-03-01T10:00:00.000Z", "dataVersion": 45,
+            "output": {"resourceType": "Parameters", "parameter": [
+                {"name": "error", "valueString": format!("duplicate key value violates unique constraint \"x\": {HOMER}")},
+                {"name": "outcome", "resource": {"resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "invalid", "diagnostics": "Key (family)=(Simpson) already exists."}]}},
+                {"name": "patient", "resource": homer}]}});
+        let before = job.clone();
+        r.document(&mut job, Document::Job, &[]);
+        for out in [&field, &message, &plain, &text, &job.to_string()] {
+            for leaked in [
+                "Homer",
+                "Simpson",
+                "1956-05-12",
+                "MRN-1234",
+                "chunkylover",
+                "Evergreen",
+                "12345",
+            ] {
+                assert!(!out.contains(leaked), "{leaked} in {out}");
+            }
+            // Homer's family name is [name-2] everywhere but in row data.
+            assert!(
+                out.contains("[name-2]") || out.contains("[row-value-1]"),
+                "{out}"
+            );
+        }
+        assert!(field.contains(r#""family":"[name-2]""#), "{field}");
+        assert!(message.contains(r#"\"family\":\"[name-2]\""#), "{message}");
+        assert!(plain.contains(r#""family":"[name-2]""#), "{plain}");
+        // The job's own structure is untouched: what status reads stays.
+        for key in ["resourceType", "status", "requestTime", "dataVersion"] {
+            assert_eq!(job[key], before[key], "{key}");
+        }
+        let parameters = &job["output"]["parameter"];
+        assert!(parameters[0]["valueString"]
+            .as_str()
+            .unwrap()
+            .starts_with("duplicate key value violates unique constraint \"x\": {"));
+        assert_eq!(
+            parameters[1]["resource"]["issue"][0]["diagnostics"],
+            "Key (family)=([row-value-1]) already exists."
+        );
+        assert_eq!(parameters[2]["resource"]["gender"], "male");
+        assert_eq!(parameters[2]["resource"]["name"][0]["family"], "[name-2]");
+        for line in [&field, &message] {
+            assert!(serde_json::from_str::<Value>(line).is_ok(), "{line}");
         }
     }
 
