@@ -44,9 +44,9 @@ pub const KINDS: [&str; 11] = [
 /// never a resource, whatever else it holds (Medplum logs `resourceType` as a field).
 const LOG_RECORD_KEYS: [&str; 6] = ["level", "msg", "message", "time", "timestamp", "@timestamp"];
 
-/// How many objects a text may be tried as a resource's start before the rest of it is
-/// replaced whole: bounds the work a hostile line can cause.
-const MAX_PROBES: usize = 64;
+/// How many times its own length a text may be read while looking for its resources before
+/// the rest of it is replaced whole: bounds the work a hostile line can cause.
+const MAX_WORK: usize = 64;
 
 /// The deepest escaping looked into: a resource inside a string inside a string inside a
 /// string.
@@ -643,6 +643,47 @@ struct Found {
     level: usize,
 }
 
+/// The escaping level at which a quote preceded by `slashes` backslashes opens or closes a
+/// string: 0 for `"` (or `\\"`), 1 for `\"`, 2 for `\\\"`, …; `None` past [`MAX_LEVEL`].
+fn quote_level(slashes: usize) -> Option<usize> {
+    (0..=MAX_LEVEL).find(|level| slashes % (2 << level) == (1 << level) - 1)
+}
+
+/// The `{` of the object of which the key whose opening quote starts at `quote` is a member,
+/// at escaping `level`: read backwards over the members before it, strings of that level
+/// skipped whole. `None` when there is none (the key is in no object there, or the string the
+/// text at this level is in starts first). Counts the bytes read in `spent`.
+fn enclosing_object(text: &[u8], quote: usize, level: usize, spent: &mut usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut i = quote;
+    while i > 0 {
+        i -= 1;
+        *spent += 1;
+        match text[i] {
+            b'"' => {
+                let slashes = text[..i].iter().rev().take_while(|b| **b == b'\\').count();
+                match quote_level(slashes) {
+                    Some(l) if l == level => in_string = !in_string,
+                    Some(l) if l < level => return None,
+                    _ => {}
+                }
+                i -= slashes;
+            }
+            _ if in_string => {}
+            b'}' | b']' => depth += 1,
+            b @ (b'{' | b'[') => {
+                if depth == 0 {
+                    return (b == b'{').then_some(i);
+                }
+                depth -= 1;
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Redacts every FHIR resource in `text`, at any escaping level; `None` when there is none.
 /// `json_line`: `text` is a JSON log line, whose own root object is the log record, not a
 /// resource, when it has a record's keys.
@@ -656,9 +697,11 @@ pub fn redact_embedded(
     keys.peek()?;
     let root = bytes.iter().position(|b| !b.is_ascii_whitespace());
     let mut found: Vec<Found> = Vec::new();
-    // Past this many objects tried in vain, the rest of the text is replaced whole.
+    let mut not_resources: Vec<usize> = Vec::new();
+    // The work one text may cause; past it, the rest of the text is replaced whole.
+    let budget = MAX_WORK * bytes.len().max(1024);
+    let mut spent = 0;
     let mut cut = None;
-    let mut misses = 0;
     for at in keys {
         if found.iter().any(|f| f.start < at && at < f.end) {
             continue; // a resource inside one already found: rewritten with it
@@ -667,32 +710,30 @@ pub fn redact_embedded(
             continue;
         };
         let quote = at - (1 << level);
-        let mut before = quote;
-        while let Some(open) = memchr::memrchr(b'{', &bytes[..before]) {
-            before = open;
-            let unescaped = Unescaped::new(&text[open..], level);
-            let survey = survey(&unescaped.json);
-            let end = open + unescaped.original(survey.end.unwrap_or(unescaped.json.len()));
-            // An object that closes before the key is a part of the resource, not it.
-            if survey.is_resource && end > at {
-                if !(json_line && level == 0 && Some(open) == root && survey.is_log_record) {
-                    found.push(Found {
-                        start: open,
-                        end,
-                        level,
-                    });
-                }
-                break;
-            }
-            misses += 1;
-            if misses > MAX_PROBES {
-                cut = Some(quote);
-                break;
-            }
-        }
-        if cut.is_some() {
+        if spent > budget {
+            cut = Some(quote);
             break;
         }
+        let Some(open) = enclosing_object(bytes, quote, level, &mut spent) else {
+            continue;
+        };
+        if not_resources.contains(&open) || found.iter().any(|f| f.start == open) {
+            continue;
+        }
+        let unescaped = Unescaped::new(&text[open..], level);
+        let survey = survey(&unescaped.json);
+        let end = survey.end.unwrap_or(unescaped.json.len());
+        spent += end;
+        let record = json_line && level == 0 && Some(open) == root && survey.is_log_record;
+        if !survey.is_resource || record {
+            not_resources.push(open);
+            continue;
+        }
+        found.push(Found {
+            start: open,
+            end: open + unescaped.original(end),
+            level,
+        });
     }
     if found.is_empty() && cut.is_none() {
         return None;
@@ -988,12 +1029,23 @@ mod tests {
 
     #[test]
     fn a_hostile_text_is_bounded() {
-        let text = r#"{"a":{"b":1},"resourceType":"x"} "#.repeat(2000);
-        let broken = format!("{}{text}", "{".repeat(100));
+        // Thousands of keys of the record itself: each read back to the root, until the work
+        // allowed is spent and the rest is replaced whole.
+        let hostile = format!(
+            r#"{{"level":"error","msg":"x"{}}}"#,
+            r#","resourceType":"x""#.repeat(3000)
+        );
         let started = std::time::Instant::now();
-        let out = redact_in(&broken, false);
-        assert!(started.elapsed() < std::time::Duration::from_secs(5));
-        assert!(out.len() < broken.len() + 1000);
+        let out = redact_in(&hostile, true);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(out.starts_with(r#"{"level":"error","msg":"x","resourceType":"x""#));
+        assert!(out.len() < hostile.len());
+        // Thousands of resources: each rewritten once.
+        let many = r#"{"a":{"b":1},"resourceType":"x"} "#.repeat(2000);
+        let out = redact_in(&format!("{}{many}", "{".repeat(100)), false);
+        assert!(!out.contains(r#""b":1"#));
+        assert_eq!(out.matches("[value-1]").count(), 2000);
+        // Nesting too deep for any recursion.
         let deep = format!(
             r#"{{"resourceType":"Patient","contained":{}"#,
             "[".repeat(100_000)

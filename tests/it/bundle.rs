@@ -356,12 +356,12 @@ fn logs_of_every_kind_are_read_filtered_by_time_and_accounted_for() {
 
 /// One JSON line as Medplum's logger writes it (`level`, `timestamp`, `msg`, then the fields),
 /// and the kind and post-deploy version the timeline must give it.
-struct Logged {
-    level: &'static str,
-    msg: &'static str,
-    fields: &'static str,
-    kind: &'static str,
-    version: Option<u32>,
+pub struct Logged {
+    pub level: &'static str,
+    pub msg: &'static str,
+    pub fields: &'static str,
+    pub kind: &'static str,
+    pub version: Option<u32>,
 }
 
 const fn logged(
@@ -384,7 +384,7 @@ const fn logged(
 /// Paths are under Medplum's `packages/server/src/`. Messages that Medplum throws rather
 /// than logs reach a log as the error of the line that reports the failure (the startup
 /// gate, the lock), or as a line of their own at error level (here).
-const LOGGED: &[Logged] = &[
+pub const LOGGED: &[Logged] = &[
     // database.ts: pre-deploy migrations, the lock, the startup gate in every wording
     logged("INFO", "Database pre-deploy migration", r#""shardId":"global","version":"v121","duration":"1800 ms""#, "pre-deploy-migration", None),
     logged("INFO", "Database schema migration", r#""version":"v98","duration":"20 ms""#, "pre-deploy-migration", None),

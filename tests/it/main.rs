@@ -10,6 +10,7 @@ mod help;
 mod hostile_files;
 mod numbers;
 mod outfile;
+mod phi;
 mod plans;
 mod rollback;
 mod scale;
