@@ -561,8 +561,8 @@ impl Redactor {
     }
 
     fn walk(&mut self, value: &mut Value, document: Document, path: &mut Vec<String>) {
-        let keys: Vec<&str> = path.iter().map(String::as_str).collect();
         if let Some(ty) = value.get("resourceType").and_then(Value::as_str) {
+            let keys: Vec<&str> = path.iter().map(String::as_str).collect();
             if is_fhir_resource(document, &keys, ty) {
                 let text = value.to_string();
                 let redacted =
