@@ -7,6 +7,7 @@
 //! the session settings: what is read lives in `collect.rs`.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,13 +98,19 @@ pub struct ConnectionSettings {
     /// What the user should know about the settings (for stderr), e.g. Medplum config sources
     /// medmig could not read.
     pub warnings: Vec<String>,
-    /// Limit on connecting, TLS and authentication together.
+    /// Limit on connecting, TLS and authentication together; zero for none.
     pub connect_timeout: Duration,
-    /// Per-statement limit in the session.
+    /// Where the connect timeout came from, for messages: `--connect-timeout`, or the
+    /// `connect_timeout` of the URL.
+    pub connect_timeout_from: &'static str,
+    /// Per-statement limit in the session; zero for none.
     pub statement_timeout: Duration,
-    /// Limit on waiting for any lock in the session.
+    /// Limit on waiting for any lock in the session; zero for none but the statement's.
     pub lock_timeout: Duration,
 }
+
+/// The connect timeout when neither `--connect-timeout` nor the URL gives one.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the session goes, without secrets: fit for output, errors and files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +164,15 @@ impl ConnectionSettings {
         let mut warnings = Vec::new();
         let (mut config, source_tls) = match source {
             ConnectionSource::DatabaseUrlFlag => {
-                from_url(args.database_url.as_deref().unwrap_or_default())
-                    .context("--database-url is not a valid PostgreSQL URL")?
+                let url = args.database_url.as_deref().unwrap_or_default();
+                if url.trim().is_empty() {
+                    bail!(
+                        "--database-url is empty: give a PostgreSQL URL such as \
+                         postgres://medmig@db.internal:5432/medplum, or leave the flag out to \
+                         connect with DATABASE_URL, --medplum-config or the PG* variables"
+                    );
+                }
+                from_url(url).context("--database-url is not a valid PostgreSQL URL")?
             }
             ConnectionSource::DatabaseUrlEnv => from_url(&env("DATABASE_URL").unwrap_or_default())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?,
@@ -178,6 +192,13 @@ impl ConnectionSettings {
             .map(RootCert::File)
             .or(source_tls.root_cert)
             .or_else(|| env("PGSSLROOTCERT").map(|path| RootCert::File(path.into())));
+        // The flag, when given, over the URL's connect_timeout, over medmig's default.
+        let (connect_timeout, connect_timeout_from) =
+            match (args.connect_timeout, source_tls.connect_timeout) {
+                (Some(flag), _) => (flag, "--connect-timeout"),
+                (None, Some(url)) => (url, "connect_timeout in the URL"),
+                (None, None) => (DEFAULT_CONNECT_TIMEOUT, "--connect-timeout"),
+            };
         Ok(ConnectionSettings {
             config,
             ssl_mode,
@@ -185,7 +206,8 @@ impl ConnectionSettings {
             source,
             ignored_sources: present[1..].to_vec(),
             warnings,
-            connect_timeout: args.connect_timeout,
+            connect_timeout,
+            connect_timeout_from,
             statement_timeout: args.statement_timeout,
             lock_timeout: args.lock_timeout,
         })
@@ -220,24 +242,26 @@ impl ConnectionSettings {
         let mut config = self.config.clone();
         config
             .application_name("medmig")
-            .connect_timeout(self.connect_timeout)
             .ssl_mode(match self.ssl_mode {
                 SslMode::Disable => PgSslMode::Disable,
                 SslMode::Prefer => PgSslMode::Prefer,
                 SslMode::Require | SslMode::VerifyFull => PgSslMode::Require,
             });
+        if !self.connect_timeout.is_zero() {
+            config.connect_timeout(self.connect_timeout);
+        }
         let tls = self.tls_connector()?;
-        let connecting = config.connect(tls);
-        let (client, connection) =
-            match tokio::time::timeout(self.connect_timeout, connecting).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(err)) => return Err(explain_connect_error(&err, &target, self)),
-                Err(_) => bail!(
-                    "cannot connect to {target}: no answer within {} (--connect-timeout); \
-                 check the host and port, and that a firewall lets you through",
-                    flag_duration(self.connect_timeout)
-                ),
-            };
+        let connecting = within(self.connect_timeout, config.connect(tls));
+        let (client, connection) = match connecting.await {
+            Some(Ok(pair)) => pair,
+            Some(Err(err)) => return Err(explain_connect_error(&err, &target, self)),
+            None => bail!(
+                "cannot connect to {target}: no answer within {} ({}); check the host and \
+                 port, and that a firewall lets you through",
+                flag_duration(self.connect_timeout),
+                self.connect_timeout_from
+            ),
+        };
         // The server says its version in the handshake: one older than medmig reads is refused
         // before any query that would fail on it obscurely.
         if let Some(version) = connection.parameter("server_version") {
@@ -276,22 +300,23 @@ impl ConnectionSettings {
         let mut roots = RootCertStore::empty();
         match &self.root_cert {
             Some(RootCert::File(path)) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                    .with_context(|| {
-                        format!(
-                            "cannot read the root certificates in {} (--ssl-root-cert): \
-                             give a readable PEM file",
-                            path.display()
-                        )
-                    })?;
-                roots.add_parsable_certificates(certs);
+                let shown = path.display();
+                let pem = read_root_cert_file(path)?;
+                add_pem_roots(&mut roots, &pem).map_err(|why| {
+                    anyhow!(
+                        "the root certificate file {shown} {why}: give a PEM file of the \
+                         certificate authorities to trust (-----BEGIN CERTIFICATE-----; for RDS, \
+                         its CA bundle)"
+                    )
+                })?;
             }
             Some(RootCert::Pem(text)) => {
-                let certs = CertificateDer::pem_slice_iter(text.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .context("the database.ssl.ca certificate in the Medplum config is not PEM")?;
-                roots.add_parsable_certificates(certs);
+                add_pem_roots(&mut roots, text.as_bytes()).map_err(|why| {
+                    anyhow!(
+                        "the database.ssl.ca certificate in the Medplum config {why}: give the \
+                         certificate authority as PEM text"
+                    )
+                })?;
             }
             None => {
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -305,6 +330,49 @@ impl ConnectionSettings {
         }
         Ok(roots)
     }
+}
+
+/// The largest root certificate file medmig reads: far above any CA bundle (the system's is
+/// some 200 KB, RDS's 160 KB).
+const ROOT_CERT_FILE_LIMIT: u64 = 16 << 20;
+
+/// The bytes of a root certificate file, up to [`ROOT_CERT_FILE_LIMIT`].
+fn read_root_cert_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(ROOT_CERT_FILE_LIMIT + 1).read_to_end(&mut bytes))
+        .with_context(|| {
+            format!("cannot read the root certificate file {shown}: give a readable PEM file")
+        })?;
+    if bytes.len() as u64 > ROOT_CERT_FILE_LIMIT {
+        bail!(
+            "the root certificate file {shown} is larger than {} MiB, which no CA bundle is: \
+             give the PEM file of the certificate authorities to trust",
+            ROOT_CERT_FILE_LIMIT >> 20
+        );
+    }
+    Ok(bytes)
+}
+
+/// Adds the certificates in PEM text `pem` to `roots`; when none can be used, says why (to
+/// follow the name of where the text came from).
+fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("is not PEM ({err})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificates".to_string());
+    }
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        let plural = if ignored == 1 { "" } else { "s" };
+        return Err(format!(
+            "holds {ignored} PEM certificate{plural} and none can be read"
+        ));
+    }
+    Ok(())
 }
 
 /// Every source that is present, in precedence order.
@@ -331,15 +399,31 @@ fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSour
     present
 }
 
-/// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override.
+/// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override;
+/// and a URL's `connect_timeout`, before `--connect-timeout` overrides it.
 #[derive(Default)]
 struct SourceTls {
     mode: Option<SslMode>,
     root_cert: Option<RootCert>,
+    connect_timeout: Option<Duration>,
 }
 
-/// Parses a `postgres://` URL or a `key=value` string. `sslmode` and `sslrootcert` are taken
-/// out first: the driver knows neither `verify-full` nor root files.
+/// A URL's `connect_timeout` as libpq reads it: whole seconds, 0 or less for no limit, 1 taken
+/// as 2 (libpq's minimum).
+fn url_connect_timeout(value: &str) -> Result<Duration> {
+    let seconds: i64 = value.trim().parse().map_err(|_| {
+        anyhow!("connect_timeout '{value}' is not a whole number of seconds (0 for no limit)")
+    })?;
+    Ok(Duration::from_secs(match seconds {
+        i64::MIN..=0 => 0,
+        1 => 2,
+        n => n.unsigned_abs(),
+    }))
+}
+
+/// Parses a `postgres://` URL or a `key=value` string. `sslmode`, `sslrootcert` and
+/// `connect_timeout` are taken out first: the driver knows neither `verify-full` nor root
+/// files, and reads `connect_timeout` otherwise than libpq (0 is no limit).
 fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     let mut tls = SourceTls::default();
     let mut take = |key: &str, value: &str| -> Result<bool> {
@@ -352,6 +436,10 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
             }
             "sslrootcert" => {
                 tls.root_cert = Some(RootCert::File(value.into()));
+                Ok(true)
+            }
+            "connect_timeout" => {
+                tls.connect_timeout = Some(url_connect_timeout(value)?);
                 Ok(true)
             }
             _ => Ok(false),
@@ -458,6 +546,7 @@ fn from_medplum_config(
                 SslMode::VerifyFull
             }),
             root_cert: ssl.ca.map(RootCert::Pem),
+            ..SourceTls::default()
         },
         _ => SourceTls::default(),
     };
@@ -524,7 +613,7 @@ fn from_libpq_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
         config,
         SourceTls {
             mode,
-            root_cert: None,
+            ..SourceTls::default()
         },
     ))
 }
@@ -619,6 +708,17 @@ fn check_server_version(version: &str, target: &Target) -> Result<()> {
     }
 }
 
+/// `idle_in_transaction_session_timeout` when statements have no limit.
+const IDLE_WITHOUT_STATEMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// `work` to its end, or `None` once `limit` has passed; zero is no limit.
+async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
+    match limit.is_zero() {
+        true => Some(work.await),
+        false => tokio::time::timeout(limit, work).await.ok(),
+    }
+}
+
 /// An open session. Queries go through [`Session::client`]; failures go through
 /// [`Session::explain`] so that a dead connection reports its real cause.
 pub struct Session {
@@ -632,15 +732,20 @@ pub struct Session {
 
 impl Session {
     /// The values of `statement_timeout`, `lock_timeout` and
-    /// `idle_in_transaction_session_timeout` for the session, as PostgreSQL settings text.
+    /// `idle_in_transaction_session_timeout` for the session, as PostgreSQL settings text. A
+    /// zero limit is `0`, no limit, as PostgreSQL reads it.
     pub fn timeout_settings(&self) -> [String; 3] {
-        let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
-        [
-            ms(self.statement_timeout),
-            ms(self.lock_timeout),
-            // Long enough for the client to read results, short enough not to linger.
-            ms(self.statement_timeout * 2),
-        ]
+        let ms = |d: Duration| match d.is_zero() {
+            true => "0".to_string(),
+            false => format!("{}ms", d.as_millis().max(1)),
+        };
+        // Long enough for the client to read results, short enough not to linger; kept when
+        // statements have no limit, since medmig itself never pauses in its transaction.
+        let idle = match self.statement_timeout.is_zero() {
+            true => IDLE_WITHOUT_STATEMENT_LIMIT,
+            false => self.statement_timeout.saturating_mul(2),
+        };
+        [ms(self.statement_timeout), ms(self.lock_timeout), ms(idle)]
     }
 
     /// Ends the session cleanly: the client's Terminate message goes out and the connection
@@ -734,8 +839,9 @@ fn explain_connect_error(
         "connection refused: is PostgreSQL running and listening on that host and port?".to_string()
     } else if lower.contains("timed out") || lower.contains("timeout") {
         format!(
-            "no answer within {} (--connect-timeout): check the host, the port and the firewall",
-            flag_duration(settings.connect_timeout)
+            "no answer within {} ({}): check the host, the port and the firewall",
+            flag_duration(settings.connect_timeout),
+            settings.connect_timeout_from
         )
     } else if lower.contains("failed to lookup")
         || lower.contains("name or service not known")
@@ -830,7 +936,7 @@ mod tests {
 
     fn args() -> ConnectArgs {
         ConnectArgs {
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Some(Duration::from_secs(10)),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(2),
             ..ConnectArgs::default()
@@ -889,6 +995,81 @@ mod tests {
         assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
         a.sslmode = Some(SslMode::Disable);
         assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
+    }
+
+    #[test]
+    fn connect_timeout_comes_from_the_flag_then_the_url_then_the_default() {
+        let mut a = args();
+        a.connect_timeout = None;
+        let s = resolve(a.clone(), &[]);
+        assert!(s.is_err(), "no source");
+        a.database_url = Some("postgres://u@db/medplum?connect_timeout=7&sslmode=require".into());
+        let s = resolve(a.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.connect_timeout, s.connect_timeout_from),
+            (Duration::from_secs(7), "connect_timeout in the URL")
+        );
+        assert_eq!(s.ssl_mode, SslMode::Require);
+        a.database_url = Some("host=db dbname=medplum connect_timeout=0".into());
+        assert_eq!(
+            resolve(a.clone(), &[]).unwrap().connect_timeout,
+            Duration::ZERO
+        );
+        a.connect_timeout = Some(Duration::from_secs(3));
+        let s = resolve(a.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.connect_timeout, s.connect_timeout_from),
+            (Duration::from_secs(3), "--connect-timeout")
+        );
+        a.connect_timeout = None;
+        a.database_url = Some("postgres://u@db/medplum".into());
+        assert_eq!(
+            resolve(a, &[]).unwrap().connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT
+        );
+        // As libpq reads it: whole seconds, none below 2, 0 or less for no limit.
+        for (text, seconds) in [("10", 10), (" 4 ", 4), ("1", 2), ("0", 0), ("-3", 0)] {
+            assert_eq!(
+                url_connect_timeout(text).unwrap(),
+                Duration::from_secs(seconds),
+                "{text}"
+            );
+        }
+        for bad in ["", "1.5", "10s", "ten"] {
+            let err = url_connect_timeout(bad).unwrap_err().to_string();
+            assert!(err.contains("whole number of seconds"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_database_url_is_refused() {
+        for empty in ["", "  "] {
+            let mut a = args();
+            a.database_url = Some(empty.into());
+            let err = resolve(a, &[("PGHOST", "db")]).unwrap_err().to_string();
+            assert!(err.contains("--database-url is empty"), "{err}");
+        }
+    }
+
+    #[test]
+    fn root_certificates_that_cannot_be_used_are_named_for_what_they_are() {
+        let mut roots = RootCertStore::empty();
+        assert_eq!(
+            add_pem_roots(&mut roots, b"not a certificate\n"),
+            Err("holds no PEM certificates".to_string())
+        );
+        // A private key is PEM, but not a certificate.
+        let key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            add_pem_roots(&mut roots, key),
+            Err("holds no PEM certificates".to_string())
+        );
+        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            add_pem_roots(&mut roots, broken),
+            Err("holds 1 PEM certificate and none can be read".to_string())
+        );
+        assert!(roots.is_empty());
     }
 
     #[test]

@@ -11,14 +11,14 @@ use medmig::connect::ConnectionSettings;
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
-    admin, connect, every_output, medmig, medmig_with_env, runtime, server_url, server_user,
-    unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
+    admin, connect, every_output, medmig, medmig_with_env, medmig_within, runtime, server_url,
+    server_user, unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
 };
 
 fn connect_args(url: &str) -> ConnectArgs {
     ConnectArgs {
         database_url: Some(url.to_string()),
-        connect_timeout: Duration::from_secs(10),
+        connect_timeout: Some(Duration::from_secs(10)),
         statement_timeout: Duration::from_secs(30),
         lock_timeout: Duration::from_secs(2),
         ..ConnectArgs::default()
@@ -114,16 +114,7 @@ fn unresolvable_host() {
 
 #[test]
 fn a_server_that_never_answers_hits_the_connect_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // Accepts and then says nothing, like a wedged proxy.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    let url = format!("postgres://medmig@127.0.0.1:{port}/medplum");
+    let url = format!("postgres://medmig@127.0.0.1:{}/medplum", silent_port());
     let started = Instant::now();
     let run = medmig(&["status", "--database-url", &url, "--connect-timeout", "1s"]);
     assert!(
@@ -131,6 +122,133 @@ fn a_server_that_never_answers_hits_the_connect_timeout() {
         "{run:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+/// A port that accepts connections and never says a word, like a wedged proxy.
+fn silent_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_urls_connect_timeout_is_honoured_unless_the_flag_is_given() {
+    let url = format!(
+        "postgres://medmig@127.0.0.1:{}/medplum?connect_timeout=2",
+        silent_port()
+    );
+    let (run, took) = medmig_within(&["status", "--database-url", &url], Duration::from_secs(30));
+    let line = run.single_error();
+    assert!(
+        line.contains("no answer within 2s (connect_timeout in the URL)"),
+        "{line}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "took {took:?}"
+    );
+    let (run, took) = medmig_within(
+        &["status", "--database-url", &url, "--connect-timeout", "1s"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        run.single_error()
+            .contains("no answer within 1s (--connect-timeout)"),
+        "{run:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn an_empty_database_url_is_refused_rather_than_taken_for_localhost() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    // Even where the PG* variables would connect: an empty flag is a mistake, not a default.
+    let (host, port) = crate::harness::server_host_port();
+    let run = medmig_with_env(
+        &["status", "--database-url", ""],
+        &[
+            ("PGHOST", &host),
+            ("PGPORT", &port.to_string()),
+            ("PGUSER", &server_user()),
+            ("PGDATABASE", &db.name),
+        ],
+    );
+    let line = run.single_error();
+    assert!(line.contains("--database-url is empty"), "{line}");
+}
+
+#[test]
+fn a_zero_timeout_means_no_limit_as_in_postgresql() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let mut args = connect_args(&db.url());
+    args.statement_timeout = Duration::ZERO;
+    args.lock_timeout = Duration::ZERO;
+    let settings = ConnectionSettings::resolve(&args, &[]).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut session = settings.connect().await.unwrap();
+        let timeouts = session.timeout_settings();
+        let transaction = begin_read_only(&mut session.client, &timeouts)
+            .await
+            .unwrap();
+        for (setting, expected) in [
+            ("statement_timeout", "0"),
+            ("lock_timeout", "0"),
+            // medmig never idles in its transaction: this one keeps a limit.
+            ("idle_in_transaction_session_timeout", "1min"),
+        ] {
+            let row = transaction
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+        }
+    });
+    let run = medmig(&[
+        "status",
+        "--database-url",
+        &db.url(),
+        "--statement-timeout",
+        "0",
+        "--lock-timeout",
+        "0",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn a_root_certificate_file_that_is_not_pem_says_so() {
+    let path = std::env::temp_dir().join(format!("{}.pem", unique_name("medmig_garbage_ca")));
+    for garbage in [
+        &b"this is not a certificate\n"[..],
+        &[0u8, 159, 146, 150, 255, 10][..],
+    ] {
+        std::fs::write(&path, garbage).unwrap();
+        let run = medmig(&[
+            "status",
+            "--database-url",
+            "postgres://medmig@127.0.0.1:1/medplum",
+            "--sslmode",
+            "verify-full",
+            "--ssl-root-cert",
+            path.to_str().unwrap(),
+        ]);
+        let line = run.single_error();
+        assert!(
+            line.contains(&format!(
+                "the root certificate file {} holds no PEM certificates",
+                path.display()
+            )) && line.contains("-----BEGIN CERTIFICATE-----"),
+            "{line}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
 }
 
 #[test]
