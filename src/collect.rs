@@ -327,6 +327,9 @@ async fn read_snapshot(
 
 /// Every diagnostic query, each under its own savepoint: one that fails (a privilege, an old
 /// server, a timeout) becomes a gap and the others still run.
+///
+/// Each is an unnamed statement with its parameter types given, as every other statement:
+/// named prepared statements would collide behind a transaction-mode pooler.
 async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnostics, Failure> {
     let mut diagnostics = Diagnostics::default();
     let names: Vec<&str> = SETTINGS.to_vec();
@@ -335,11 +338,11 @@ async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnosti
             .savepoint("medmig_diagnostic")
             .await
             .map_err(|err| (err, "a savepoint"))?;
-        let result = if kind == "settings" {
-            savepoint.query_one(sql, &[&names]).await
-        } else {
-            savepoint.query_one(sql, &[]).await
+        let params: Params = match kind {
+            "settings" => &[(&names, Type::TEXT_ARRAY)],
+            _ => &[],
         };
+        let result = savepoint.query_typed_one(sql, params).await;
         match result.and_then(|row| row.try_get::<_, serde_json::Value>("rows")) {
             Ok(rows) => {
                 savepoint

@@ -14,6 +14,7 @@ use crate::harness::{
     admin, connect, every_output, medmig, medmig_with_env, medmig_within, runtime, server_url,
     server_user, unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
 };
+use crate::relay::{requests, Plan, Relay};
 
 fn connect_args(url: &str) -> ConnectArgs {
     ConnectArgs {
@@ -252,6 +253,45 @@ fn a_root_certificate_file_that_is_not_pem_says_so() {
 }
 
 #[test]
+fn the_bundle_diagnostics_use_unnamed_statements_as_every_other_read() {
+    // Named prepared statements (s0, s1, …) collide behind a transaction-mode pooler, where
+    // the next transaction may run on another server connection. What medmig sends is read
+    // off the wire: every Parse message must name no statement.
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let relay = Relay::start(&db, Plan::default());
+    let out = std::env::temp_dir().join(format!("{}.tar.gz", unique_name("medmig_unnamed")));
+    let run = medmig(&[
+        "bundle",
+        "--out",
+        out.to_str().unwrap(),
+        "--database-url",
+        &relay.url,
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    std::fs::remove_file(&out).unwrap();
+    let (sent, _) = relay.finish();
+    let parsed: Vec<Vec<u8>> = requests(&sent)
+        .into_iter()
+        .filter(|(kind, _)| *kind == b'P')
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        parsed
+            .iter()
+            .any(|body| String::from_utf8_lossy(body).contains("pg_settings")),
+        "the diagnostics went through the relay"
+    );
+    for body in &parsed {
+        let name_end = body.iter().position(|b| *b == 0).unwrap();
+        assert!(
+            name_end == 0,
+            "a named statement: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(120)])
+        );
+    }
+}
+
+#[test]
 fn wrong_password_is_named_and_never_echoed() {
     let url = url_as(PASSWORD_ROLE, Some("wrong-Pa55word-x"), "postgres");
     let run = medmig(&["status", "--database-url", &url]);
@@ -485,46 +525,10 @@ fn the_session_ends_with_a_goodbye() {
     // the missing goodbye for a reset). A relay between medmig and the server keeps what medmig
     // sends, unencrypted: it must end with PostgreSQL's Terminate message, then a clean close.
     let db = TestDb::with(&["schema", "steady-state"]);
-    let config: tokio_postgres::Config = db.url().parse().unwrap();
-    let server = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(host) => format!("{host}:{}", config.get_ports()[0]),
-        other => panic!("the test server is not on TCP: {other:?}"),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let relay = listener.local_addr().unwrap();
-    let relaying = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut from_medmig, _) = listener.accept().unwrap();
-        let mut to_server = std::net::TcpStream::connect(server).unwrap();
-        let (mut from_server, mut to_medmig) = (
-            to_server.try_clone().unwrap(),
-            from_medmig.try_clone().unwrap(),
-        );
-        std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_medmig));
-        let (mut sent, mut buffer) = (Vec::new(), [0u8; 16384]);
-        let ended = loop {
-            match from_medmig.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    sent.extend_from_slice(&buffer[..n]);
-                    to_server.write_all(&buffer[..n]).unwrap();
-                }
-                Err(err) => break Err(err.kind()),
-            }
-        };
-        let _ = to_server.shutdown(std::net::Shutdown::Write);
-        (sent, ended)
-    });
-    let at = db.url().find('@').unwrap() + 1;
-    let authority_end = at + db.url()[at..].find('/').unwrap();
-    let url = format!(
-        "{}{relay}{}?sslmode=disable",
-        &db.url()[..at],
-        &db.url()[authority_end..]
-    );
-    let run = medmig(&["status", "--database-url", &url]);
+    let relay = Relay::start(&db, Plan::default());
+    let run = medmig(&["status", "--database-url", &relay.url]);
     assert_eq!(run.code, 0, "{run:?}");
-    let (sent, ended) = relaying.join().unwrap();
+    let (sent, ended) = relay.finish();
     assert_eq!(ended, Ok(()), "medmig's side of the connection");
     assert!(
         sent.ends_with(b"X\0\0\0\x04"),

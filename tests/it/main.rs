@@ -7,6 +7,7 @@ mod connection;
 mod golden;
 mod harness;
 mod plans;
+mod relay;
 mod rollback;
 mod scale;
 mod schema;
