@@ -440,7 +440,7 @@ pub struct ConnectArgs {
     pub connect_timeout: Option<Duration>,
 
     /// Cancel any single statement that runs longer than this; 0 means no limit, as in
-    /// PostgreSQL.
+    /// PostgreSQL. medmig also gives up on a server that sends no answer for this long plus 5s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration,
           help_heading = "Connection")]
     pub statement_timeout: Duration,

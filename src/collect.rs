@@ -4,8 +4,9 @@
 //! order they run in. The number of statements is fixed — it does not grow with the number
 //! of jobs, tables or indexes. It never writes, never takes more than the `ACCESS SHARE`
 //! lock of a plain read, and gives up after `lock_timeout` rather than queue behind a
-//! migration. It reads no table content but `"DatabaseMigration"` and data-migration
-//! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
+//! migration. Every answer is held to the client's own deadline (`Watch`). It reads no table
+//! content but `"DatabaseMigration"` and data-migration `"AsyncJob"` rows. Interpretation
+//! belongs to `analyze/`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +21,7 @@ use crate::catalog::{
     ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
     IndexParts, SchemaContract, TableContract, TableNames,
 };
-use crate::connect::{ConnectionSettings, Target};
+use crate::connect::{ConnectionSettings, Target, Watch};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
 use crate::nodetree::{boolean_equality, call_on_columns};
 use crate::snapshot::{
@@ -160,14 +161,23 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
             server_version_num,
         }
     };
-    let outcome = read_snapshot(
+    let watch = session.watch();
+    let reading = read_snapshot(
         &mut session.client,
+        &watch,
         &timeouts,
         &session.target,
         source,
         wanted,
-    )
-    .await;
+    );
+    let outcome = match watch.guard(reading).await {
+        Ok(outcome) => outcome,
+        Err(expired) => {
+            let err = session.expired(expired);
+            session.abandon();
+            return Err(err);
+        }
+    };
     let result = match outcome {
         Ok(collected) => Ok(collected),
         Err(Failure::Refused(err)) => Err(err),
@@ -221,21 +231,30 @@ async fn set_limits(
 
 async fn read_snapshot(
     client: &mut Client,
+    watch: &Watch,
     timeouts: &[String; 3],
     target: &Target,
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
     wanted: Wanted,
 ) -> Result<Collected, Failure> {
     let at = |reading: &'static str| move |err| (err, reading);
-    let start = at("the start of a read-only transaction");
-    let transaction = start_read_only(client).await.map_err(start)?;
+    let starting = "the start of a read-only transaction";
+    let start = at(starting);
+    let transaction = watch
+        .round_trip(starting, start_read_only(client))
+        .await
+        .map_err(start)?;
     // The limits and the probe go out together (`biased`: in that order): the probe takes no
     // lock and reads only the catalogs, so it cannot wait on anything.
-    let (limited, probe) = tokio::join!(
-        biased;
-        set_limits(&transaction, timeouts),
-        transaction.query_typed_one(PROBE, &[]),
-    );
+    let (limited, probe) = watch
+        .round_trip("the server version and the catalog", async {
+            tokio::join!(
+                biased;
+                set_limits(&transaction, timeouts),
+                transaction.query_typed_one(PROBE, &[]),
+            )
+        })
+        .await;
     limited.map_err(start)?;
     let probe = probe.map_err(at("the server version and the catalog"))?;
     let get = |name: &str| -> Result<bool, Failure> {
@@ -277,6 +296,7 @@ async fn read_snapshot(
     let locked: Vec<u32> = probe.try_get("locked_tables").map_err(facts)?;
     let reads = Reads::send(
         &transaction,
+        watch,
         &[(&locked, Type::OID_ARRAY)],
         read_migration,
         read_jobs,
@@ -292,15 +312,16 @@ async fn read_snapshot(
         .map_err(Failure::Refused)?;
     let mut transaction = transaction;
     let diagnostics = if wanted.diagnostics {
-        Some(read_diagnostics(&mut transaction).await?)
+        Some(read_diagnostics(&mut transaction, watch).await?)
     } else {
         None
     };
     // Nothing was written; ending with ROLLBACK says so.
-    transaction
-        .rollback()
+    let ending = "the end of the transaction";
+    watch
+        .round_trip(ending, transaction.rollback())
         .await
-        .map_err(at("the end of the transaction"))?;
+        .map_err(at(ending))?;
     // The schema may still be rendering: it is waited for only now, with the server done.
     let (schema, rendered_schema) = reads.schema.finish().await;
     let invalid_indexes = invalid_indexes(&schema);
@@ -330,25 +351,32 @@ async fn read_snapshot(
 ///
 /// Each is an unnamed statement with its parameter types given, as every other statement:
 /// named prepared statements would collide behind a transaction-mode pooler.
-async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnostics, Failure> {
+async fn read_diagnostics(
+    transaction: &mut Transaction<'_>,
+    watch: &Watch,
+) -> Result<Diagnostics, Failure> {
+    const READING: &str = "the database diagnostics";
     let mut diagnostics = Diagnostics::default();
     let names: Vec<&str> = SETTINGS.to_vec();
+    let savepoint_failed = |err| (err, "a savepoint");
     for (kind, sql) in DIAGNOSTICS {
-        let savepoint = transaction
-            .savepoint("medmig_diagnostic")
+        let savepoint = watch
+            .round_trip(READING, transaction.savepoint("medmig_diagnostic"))
             .await
-            .map_err(|err| (err, "a savepoint"))?;
+            .map_err(savepoint_failed)?;
         let params: Params = match kind {
             "settings" => &[(&names, Type::TEXT_ARRAY)],
             _ => &[],
         };
-        let result = savepoint.query_typed_one(sql, params).await;
+        let result = watch
+            .round_trip(READING, savepoint.query_typed_one(sql, params))
+            .await;
         match result.and_then(|row| row.try_get::<_, serde_json::Value>("rows")) {
             Ok(rows) => {
-                savepoint
-                    .commit()
+                watch
+                    .round_trip(READING, savepoint.commit())
                     .await
-                    .map_err(|err| (err, "a savepoint"))?;
+                    .map_err(savepoint_failed)?;
                 diagnostics.sections.insert(kind.to_string(), rows);
             }
             Err(err) => {
@@ -356,10 +384,10 @@ async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnosti
                     Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
                     None => err.to_string(),
                 };
-                savepoint
-                    .rollback()
+                watch
+                    .round_trip(READING, savepoint.rollback())
                     .await
-                    .map_err(|err| (err, "a savepoint"))?;
+                    .map_err(savepoint_failed)?;
                 diagnostics.gaps.push(Gap {
                     what: kind.replace('_', " "),
                     why,
@@ -404,6 +432,9 @@ struct Reads {
     activity: MigrationActivity,
 }
 
+/// The number of catalog statements in [`Reads::send`]'s flight.
+const CATALOG_STATEMENTS: usize = 6;
+
 /// A statement's parameters with their types, as `query_typed` takes them.
 type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
@@ -413,6 +444,7 @@ impl Reads {
     /// `render`, the schema contract is rendered for a file while the last statements run.
     async fn send<'p>(
         transaction: &Transaction<'_>,
+        watch: &Watch,
         unopened: Params<'p>,
         read_migration: bool,
         read_jobs: bool,
@@ -424,6 +456,15 @@ impl Reads {
             (&MIGRATION_STATEMENTS, Type::TEXT),
             (&LONG_WRITES, Type::TEXT),
         ];
+        let count = |wanted: bool| usize::from(wanted);
+        watch.flight(
+            "the catalog and the migration tables",
+            CATALOG_STATEMENTS
+                + count(read_migration)
+                + count(read_jobs)
+                + count(read_jobs && read_history)
+                + 1,
+        );
         let fetch = |sql: &'static str, params: Params<'p>, wanted: bool| async move {
             match wanted {
                 true => transaction
@@ -445,12 +486,14 @@ impl Reads {
                 let (constraints, functions, extensions, tables) = tokio::join!(
                     biased;
                     decoded(
+                        watch,
                         "the constraint catalog",
                         fetch(SCHEMA_CONSTRAINTS, unopened, true),
                         decode_constraints
                     ),
-                    decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
+                    decoded(watch, "the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
                     decoded(
+                        watch,
                         "the extension catalog",
                         fetch(SCHEMA_EXTENSIONS, &[], true),
                         decode_extensions
@@ -459,12 +502,14 @@ impl Reads {
                         let (columns, names, index_rows) = tokio::join!(
                             biased;
                             folded(
+                                watch,
                                 "the table catalog",
                                 fetch(SCHEMA_COLUMNS, unopened, true),
                                 ColumnsRead::default(),
                                 ColumnsRead::add
                             ),
                             decoded(
+                                watch,
                                 "operator class and collation names",
                                 fetch(SCHEMA_NAMES, &[], true),
                                 decode_names
@@ -474,6 +519,7 @@ impl Reads {
                         let (columns, names) = (columns?, names?);
                         let indexes = IndexesRead::new(columns.finish(&names), names);
                         let indexes = folded(
+                            watch,
                             "the index catalog",
                             std::future::ready(index_rows),
                             indexes,
@@ -497,18 +543,26 @@ impl Reads {
                 Ok::<_, Failure>(schema)
             },
             decoded(
+                watch,
                 "\"DatabaseMigration\"",
                 fetch(DATABASE_MIGRATION, &[], read_migration),
                 decode_migration
             ),
-            decoded("\"AsyncJob\"", fetch(DATA_MIGRATION_JOBS, job_type, read_jobs), decode_jobs),
+            decoded(watch, "\"AsyncJob\"", fetch(DATA_MIGRATION_JOBS, job_type, read_jobs), decode_jobs),
             decoded(
+                watch,
                 "\"AsyncJob_History\"",
                 fetch(DATA_MIGRATION_JOB_HISTORY, job_type, read_jobs && read_history),
                 decode_job_history
             ),
-            decoded("pg_stat_activity", fetch(MIGRATION_ACTIVITY, statements, true), decode_activity),
+            decoded(
+                watch,
+                "pg_stat_activity",
+                fetch(MIGRATION_ACTIVITY, statements, true),
+                decode_activity
+            ),
         );
+        watch.landed();
         let schema = schema?;
         let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
         Ok(Reads {
@@ -549,17 +603,28 @@ type Rows = Result<Option<RowStream>, tokio_postgres::Error>;
 /// producing the rest; `state` as it is when the statement was skipped. `reading` names what
 /// the statement reads, for messages.
 async fn folded<T>(
+    watch: &Watch,
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
     mut state: T,
     add: fn(&mut T, Row) -> Result<(), Unreadable>,
 ) -> Result<T, Failure> {
     let at = |err| Failure::Query(err, reading);
-    if let Some(rows) = rows.await.map_err(at)? {
+    // The first answer and the last are the server's progress (see `Watch`).
+    let rows = rows.await;
+    watch.answered();
+    if let Some(rows) = rows.map_err(at)? {
         pin_mut!(rows);
-        while let Some(row) = rows.try_next().await.map_err(at)? {
-            add(&mut state, row).map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
+        let streamed = async {
+            while let Some(row) = rows.try_next().await.map_err(at)? {
+                add(&mut state, row)
+                    .map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
+            }
+            Ok::<_, Failure>(())
         }
+        .await;
+        watch.answered();
+        streamed?;
     }
     Ok(state)
 }
@@ -567,6 +632,7 @@ async fn folded<T>(
 /// The rows of a small statement, decoded once they are all in (while the server runs the
 /// next statements); decoded from no rows when the statement was skipped.
 async fn decoded<T>(
+    watch: &Watch,
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
     decode: fn(&[Row]) -> Result<T, Unreadable>,
@@ -575,7 +641,7 @@ async fn decoded<T>(
         rows.push(row);
         Ok(())
     };
-    let rows = folded(reading, rows, Vec::new(), push).await?;
+    let rows = folded(watch, reading, rows, Vec::new(), push).await?;
     decode(&rows).map_err(|unreadable| Failure::Unreadable(unreadable, reading))
 }
 

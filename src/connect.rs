@@ -2,10 +2,12 @@
 //!
 //! This module owns turning [`ConnectArgs`] plus the environment into one validated
 //! [`ConnectionSettings`] (which source wins, TLS mode, trusted roots, timeouts), opening the
-//! connection, and translating connection and query failures into one-line messages that say
-//! what to do. It never logs or returns a password. It does not run queries of its own beyond
-//! the session settings: what is read lives in `collect.rs`.
+//! connection, the client's own deadline on the session's answers ([`Watch`]), and translating
+//! connection and query failures into one-line messages that say what to do. It never logs or
+//! returns a password. It does not run queries of its own beyond the session settings: what is
+//! read lives in `collect.rs`.
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -19,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
@@ -708,6 +711,10 @@ fn check_server_version(version: &str, target: &Target) -> Result<()> {
     }
 }
 
+/// How long beyond `--statement-timeout` medmig waits for an answer before it takes the server
+/// or the network for stuck: time for the answer to travel, and for a busy server to send it.
+pub const NETWORK_MARGIN: Duration = Duration::from_secs(5);
+
 /// `idle_in_transaction_session_timeout` when statements have no limit.
 const IDLE_WITHOUT_STATEMENT_LIMIT: Duration = Duration::from_secs(60);
 
@@ -716,6 +723,138 @@ async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> 
     match limit.is_zero() {
         true => Some(work.await),
         false => tokio::time::timeout(limit, work).await.ok(),
+    }
+}
+
+/// The client's own deadline on a session's answers, for a server that stops answering
+/// without closing the connection (a stopped backend, a wedged proxy): PostgreSQL enforces
+/// `statement_timeout` only on a server that runs.
+///
+/// Every answer must come within `--statement-timeout` plus [`NETWORK_MARGIN`] of the one
+/// before it (or of the request, when nothing was outstanding): the server runs one statement
+/// at a time, each within its `statement_timeout`, lock waits included. A pipelined flight of
+/// statements must also end within their number times `--statement-timeout`, plus the
+/// margin. With `--statement-timeout 0` a statement may run as long as it takes, and so the
+/// client waits as long too. Single-threaded: the reads and the watch run in one task. On
+/// tokio's clock, so that tests can let its time pass.
+pub struct Watch {
+    statement_timeout: Duration,
+    /// When the last answer came, or the last request went to an idle server.
+    last: Cell<Instant>,
+    /// When the flight under way began, and how many statements it has.
+    flight: Cell<Option<(Instant, usize)>>,
+    /// What is being read, for the message.
+    reading: Cell<&'static str>,
+}
+
+/// Which of [`Watch`]'s limits ran out, and while reading what.
+#[derive(Debug)]
+pub struct Expired {
+    pub reading: &'static str,
+    pub limit: Limit,
+}
+
+/// A limit of [`Watch`].
+#[derive(Debug)]
+pub enum Limit {
+    /// No answer came for this long.
+    Answer(Duration),
+    /// A flight of `statements` took longer than `bound`.
+    Flight { statements: usize, bound: Duration },
+}
+
+impl Watch {
+    /// How long the server may take over one answer; `None` when statements have no limit.
+    fn per_answer(&self) -> Option<Duration> {
+        (!self.statement_timeout.is_zero())
+            .then(|| self.statement_timeout.saturating_add(NETWORK_MARGIN))
+    }
+
+    /// How long a flight of `statements` may take.
+    fn flight_bound(&self, statements: usize) -> Duration {
+        self.statement_timeout
+            .saturating_mul(u32::try_from(statements).unwrap_or(u32::MAX))
+            .saturating_add(NETWORK_MARGIN)
+    }
+
+    /// A request goes to a server that has nothing else to do: its answer is due a round
+    /// trip from now. `reading` names what it reads, for the message.
+    pub fn request(&self, reading: &'static str) {
+        self.reading.set(reading);
+        self.last.set(Instant::now());
+    }
+
+    /// An answer came (the first of a statement's, or its end).
+    pub fn answered(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// `work`, one round trip reading `reading`, under the watch.
+    pub async fn round_trip<T>(&self, reading: &'static str, work: impl Future<Output = T>) -> T {
+        self.request(reading);
+        let out = work.await;
+        self.answered();
+        out
+    }
+
+    /// A flight of `statements` pipelined statements goes out now, reading `reading`.
+    pub fn flight(&self, reading: &'static str, statements: usize) {
+        self.request(reading);
+        self.flight.set(Some((Instant::now(), statements)));
+    }
+
+    /// The flight is over: its bound no longer holds.
+    pub fn landed(&self) {
+        self.flight.set(None);
+    }
+
+    /// Runs `work` (everything the session reads) until it ends or a limit runs out.
+    pub async fn guard<T>(&self, work: impl Future<Output = T>) -> Result<T, Expired> {
+        let Some(per_answer) = self.per_answer() else {
+            return Ok(work.await);
+        };
+        tokio::select! {
+            biased;
+            out = work => Ok(out),
+            expired = self.expiry(per_answer) => Err(expired),
+        }
+    }
+
+    /// Ends when a limit has run out (never, for limits too far off to be told from none).
+    async fn expiry(&self, per_answer: Duration) -> Expired {
+        let flight_end = |(start, statements): (Instant, usize)| {
+            start.checked_add(self.flight_bound(statements))
+        };
+        loop {
+            let answer_due = self.last.get().checked_add(per_answer);
+            let flight_due = self.flight.get().and_then(flight_end);
+            let Some(due) = answer_due.into_iter().chain(flight_due).min() else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(due).await;
+            // An answer may have come, or the flight landed, while the watch slept.
+            let (now, reading) = (Instant::now(), self.reading.get());
+            if let Some((start, statements)) = self.flight.get() {
+                if flight_end((start, statements)).is_some_and(|end| now >= end) {
+                    let bound = self.flight_bound(statements);
+                    return Expired {
+                        reading,
+                        limit: Limit::Flight { statements, bound },
+                    };
+                }
+            }
+            if self
+                .last
+                .get()
+                .checked_add(per_answer)
+                .is_some_and(|due| now >= due)
+            {
+                return Expired {
+                    reading,
+                    limit: Limit::Answer(per_answer),
+                };
+            }
+        }
     }
 }
 
@@ -748,12 +887,58 @@ impl Session {
         [ms(self.statement_timeout), ms(self.lock_timeout), ms(idle)]
     }
 
+    /// The client-side deadline on this session's answers (see [`Watch`]).
+    pub fn watch(&self) -> Watch {
+        Watch {
+            statement_timeout: self.statement_timeout,
+            last: Cell::new(Instant::now()),
+            flight: Cell::new(None),
+            reading: Cell::new("the start of a read-only transaction"),
+        }
+    }
+
     /// Ends the session cleanly: the client's Terminate message goes out and the connection
     /// closes before medmig goes on, so that the server sees a goodbye, not a reset. Bounded:
     /// a server that does not answer is not waited for.
     pub async fn close(self) {
         drop(self.client);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.connection).await;
+    }
+
+    /// Leaves a session whose server stopped answering without waiting for anything: the
+    /// connection is dropped where it stands (the server, when it runs again, finds it
+    /// closed and rolls the transaction back).
+    pub fn abandon(self) {
+        self.connection.abort();
+    }
+
+    /// The message for a [`Watch`] that ran out: which limit, and what to do.
+    pub fn expired(&self, expired: Expired) -> anyhow::Error {
+        let statement = flag_duration(self.statement_timeout);
+        let margin = flag_duration(NETWORK_MARGIN);
+        let gave_up = "medmig gave up on the session without waiting further";
+        match expired.limit {
+            Limit::Answer(limit) => anyhow!(
+                "no answer from {} while reading {} for {} (--statement-timeout {statement} \
+                 plus {margin} for the network, medmig's own deadline): the server or the \
+                 network to it stopped answering, and {gave_up}; check the server (a stopped or \
+                 overloaded backend, a wedged proxy or pooler) and the network, then run \
+                 medmig again, or raise --statement-timeout if the server is only slow",
+                self.target,
+                expired.reading,
+                flag_duration(limit)
+            ),
+            Limit::Flight { statements, bound } => anyhow!(
+                "the answers from {} to {statements} pipelined statements took longer than {} \
+                 in all ({statements} times --statement-timeout {statement}, plus {margin} for \
+                 the network, medmig's own deadline; it was reading {}), and {gave_up}: the \
+                 server or the network is too slow; check them, then run medmig again, or \
+                 raise --statement-timeout",
+                self.target,
+                flag_duration(bound),
+                expired.reading
+            ),
+        }
     }
 
     /// Turns a failed query into a one-line message that names what was being read
@@ -932,6 +1117,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains('\x1b'), "{err}");
+    }
+
+    fn watch(statement_timeout: Duration) -> Watch {
+        Watch {
+            statement_timeout,
+            last: Cell::new(Instant::now()),
+            flight: Cell::new(None),
+            reading: Cell::new("the probe"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_runs_out_the_answer_deadline() {
+        let watch = watch(Duration::from_secs(30));
+        let started = Instant::now();
+        let work = watch.round_trip("the probe", std::future::pending::<()>());
+        let expired = watch.guard(work).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(35));
+        assert!(matches!(expired.limit, Limit::Answer(d) if d == Duration::from_secs(35)));
+        assert_eq!(expired.reading, "the probe");
+        // An answer within the deadline is waited for.
+        let slow = watch.round_trip("the jobs", tokio::time::sleep(Duration::from_secs(34)));
+        assert!(watch.guard(slow).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flight_whose_answers_trickle_runs_out_its_bound_in_all() {
+        let watch = watch(Duration::from_secs(1));
+        let started = Instant::now();
+        watch.flight("the flight", 3);
+        // An answer every 4s: each within 1s + 5s of the last, never the end.
+        let trickle = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                watch.answered();
+            }
+        };
+        let expired = watch.guard(trickle).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
+        assert!(matches!(
+            expired.limit,
+            Limit::Flight { statements: 3, bound } if bound == Duration::from_secs(8)
+        ));
+        // Landed, the flight's bound is gone; with no limit at all, nothing is.
+        watch.landed();
+        let steady = watch.round_trip("the end", tokio::time::sleep(Duration::from_secs(5)));
+        assert!(watch.guard(steady).await.is_ok());
+        let unlimited = self::watch(Duration::ZERO);
+        let slow = tokio::time::sleep(Duration::from_secs(86_400));
+        assert!(unlimited.guard(slow).await.is_ok());
     }
 
     fn args() -> ConnectArgs {

@@ -6,6 +6,7 @@ mod config;
 mod connection;
 mod golden;
 mod harness;
+mod locks;
 mod plans;
 mod relay;
 mod rollback;
