@@ -216,6 +216,12 @@ impl ConnectionSettings {
         })
     }
 
+    /// Why a table could not be read, when that is to be noted rather than stopped for (a
+    /// lock, a cancelled statement); `None` for any other failure.
+    pub fn not_read_because(&self, err: &tokio_postgres::Error) -> Option<String> {
+        not_read_because(err, self.statement_timeout, self.lock_timeout)
+    }
+
     /// Where the session goes, for output and messages.
     pub fn target(&self) -> Target {
         let host = match self.config.get_hosts().first() {
@@ -955,19 +961,8 @@ impl Session {
             return anyhow!("reading {reading} from {} failed: {err}", self.target);
         };
         let code = db.code();
-        if *code == SqlState::LOCK_NOT_AVAILABLE {
-            anyhow!(
-                "gave up reading {reading}: another session held a lock on it for longer than \
-                 --lock-timeout {} (a running migration or maintenance?); medmig does not queue \
-                 behind it: try again later, or see pg_stat_activity for the holder",
-                flag_duration(self.lock_timeout)
-            )
-        } else if *code == SqlState::QUERY_CANCELED {
-            anyhow!(
-                "reading {reading} took longer than --statement-timeout {} and was cancelled; \
-                 the database may be busy: try again later or raise --statement-timeout",
-                flag_duration(self.statement_timeout)
-            )
+        if let Some(why) = not_read_because(&err, self.statement_timeout, self.lock_timeout) {
+            anyhow!("gave up reading {reading}: {why}")
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             anyhow!(
                 "user \"{}\" may not read {reading}: {}; see the README for the GRANTs medmig needs",
@@ -982,6 +977,34 @@ impl Session {
                 code.code()
             )
         }
+    }
+}
+
+/// Why a table could not be read, when it is a reason to note rather than to stop for: a lock
+/// held past the lock timeout, or a statement cancelled at the statement timeout (the wait for
+/// a lock counts in it). `None` for any other failure.
+fn not_read_because(
+    err: &tokio_postgres::Error,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+) -> Option<String> {
+    let code = err.as_db_error()?.code();
+    if *code == SqlState::LOCK_NOT_AVAILABLE {
+        Some(format!(
+            "another session held a lock on it for longer than --lock-timeout {} (a running \
+             migration or maintenance?); medmig does not queue behind it: try again later, or \
+             see pg_stat_activity for the holder",
+            flag_duration(lock_timeout)
+        ))
+    } else if *code == SqlState::QUERY_CANCELED {
+        Some(format!(
+            "reading it took longer than --statement-timeout {} and was cancelled; the database \
+             may be busy, or another session held a lock on it: try again later or raise \
+             --statement-timeout",
+            flag_duration(statement_timeout)
+        ))
+    } else {
+        None
     }
 }
 

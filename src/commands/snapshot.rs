@@ -15,6 +15,12 @@ pub fn run(args: &SnapshotArgs) -> Result<u8> {
         snapshot.jobs.len(),
         snapshot.invalid_indexes.len()
     );
+    for unread in &snapshot.unread_tables {
+        eprintln!(
+            "medmig: {} could not be read, and the snapshot says so: {}",
+            unread.table, unread.why
+        );
+    }
     super::end_with(snapshot);
     Ok(0)
 }

@@ -60,37 +60,6 @@ fn the_session_cannot_write_and_carries_its_limits() {
 }
 
 #[test]
-fn a_lock_on_async_job_makes_medmig_give_up_within_its_lock_timeout() {
-    let db = TestDb::with(&["schema", "steady-state"]);
-    let rt = runtime();
-    rt.block_on(async {
-        // What a migration's ALTER TABLE would hold.
-        let holder = connect(&db.url()).await;
-        holder
-            .batch_execute("BEGIN; LOCK TABLE \"AsyncJob\" IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let run = medmig(&[
-            "status",
-            "--database-url",
-            &db.url(),
-            "--lock-timeout",
-            "1s",
-        ]);
-        let waited = started.elapsed();
-        let line = run.single_error();
-        assert!(
-            line.contains("lock") && line.contains("--lock-timeout 1s"),
-            "{line}"
-        );
-        assert!(line.contains("\"AsyncJob\""), "{line}");
-        assert!(waited < Duration::from_secs(8), "waited {waited:?}");
-        holder.batch_execute("ROLLBACK").await.unwrap();
-    });
-}
-
-#[test]
 fn refused_connection() {
     let line = medmig(&[
         "status",

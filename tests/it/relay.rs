@@ -1,11 +1,11 @@
 //! A TCP relay between medmig and the test server that reads the PostgreSQL protocol as it
-//! passes: it keeps what medmig sends, and can stop passing the server's answers after a given
-//! number of them, as a stuck backend or a wedged proxy would. Plain TCP (`sslmode=disable`) so
-//! that it can read.
+//! passes: it keeps what medmig sends, and can hold medmig's next request or stop passing the
+//! server's answers after a given number of them, as a stuck backend, a wedged proxy or a lock
+//! taken at the wrong moment would. Plain TCP (`sslmode=disable`) so that it can read.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::harness::TestDb;
@@ -14,17 +14,26 @@ use crate::harness::TestDb;
 /// ReadyForQuery messages: the first ends the startup, then one per statement.
 #[derive(Clone, Copy, Default)]
 pub struct Plan {
+    /// Hold what medmig sends after this many answers until [`Relay::release`].
+    pub hold_after: Option<usize>,
     /// Pass nothing more from the server after this many answers.
     pub stall_after: Option<usize>,
 }
 
-/// The answers passed so far.
-type Shared = Arc<Mutex<usize>>;
+#[derive(Default)]
+struct State {
+    answers: usize,
+    holding: bool,
+    held: bool,
+}
+
+type Shared = Arc<(Mutex<State>, Condvar)>;
 
 /// A running relay; see the module documentation.
 pub struct Relay {
     /// The test database's URL through the relay.
     pub url: String,
+    shared: Shared,
     medmig_side: JoinHandle<(Vec<u8>, Result<(), ErrorKind>)>,
 }
 
@@ -40,7 +49,8 @@ impl Relay {
         };
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let relay = listener.local_addr().unwrap();
-        let state: Shared = Arc::default();
+        let shared: Shared = Arc::default();
+        let state = shared.clone();
         let medmig_side = std::thread::spawn(move || {
             let (from_medmig, _) = listener.accept().unwrap();
             let to_server = TcpStream::connect(server).unwrap();
@@ -48,8 +58,9 @@ impl Relay {
                 to_server.try_clone().unwrap(),
                 from_medmig.try_clone().unwrap(),
             );
-            std::thread::spawn(move || pass_answers(from_server, to_medmig, &state, plan));
-            pass_requests(from_medmig, to_server)
+            let answers = state.clone();
+            std::thread::spawn(move || pass_answers(from_server, to_medmig, &answers, plan));
+            pass_requests(from_medmig, to_server, &state)
         });
         let url = db.url();
         let at = url.find('@').unwrap() + 1;
@@ -60,8 +71,25 @@ impl Relay {
                 &url[..at],
                 &url[authority_end..]
             ),
+            shared,
             medmig_side,
         }
+    }
+
+    /// Waits until medmig's next request is held (see [`Plan::hold_after`]).
+    pub fn wait_until_held(&self) {
+        let (lock, changed) = &*self.shared;
+        let state = changed
+            .wait_while(lock.lock().unwrap(), |s| !s.held)
+            .unwrap();
+        drop(state);
+    }
+
+    /// Lets medmig's requests through again.
+    pub fn release(&self) {
+        let (lock, changed) = &*self.shared;
+        lock.lock().unwrap().holding = false;
+        changed.notify_all();
     }
 
     /// Once medmig has closed its side: every byte it sent, and how its side ended.
@@ -70,16 +98,25 @@ impl Relay {
     }
 }
 
-/// medmig → server, keeping the bytes.
+/// medmig → server, keeping the bytes; waits while a hold is on.
 fn pass_requests(
     mut from_medmig: TcpStream,
     mut to_server: TcpStream,
+    shared: &Shared,
 ) -> (Vec<u8>, Result<(), ErrorKind>) {
     let (mut sent, mut buffer) = (Vec::new(), [0u8; 16384]);
     let ended = loop {
         match from_medmig.read(&mut buffer) {
             Ok(0) => break Ok(()),
             Ok(n) => {
+                let (lock, changed) = &**shared;
+                let mut state = lock.lock().unwrap();
+                if state.holding {
+                    state.held = true;
+                    changed.notify_all();
+                    state = changed.wait_while(state, |s| s.holding).unwrap();
+                }
+                drop(state);
                 sent.extend_from_slice(&buffer[..n]);
                 if to_server.write_all(&buffer[..n]).is_err() {
                     break Ok(());
@@ -92,8 +129,8 @@ fn pass_requests(
     (sent, ended)
 }
 
-/// server → medmig, message by message, counting answers (ReadyForQuery); stops passing as
-/// planned.
+/// server → medmig, message by message, counting answers (ReadyForQuery); starts a hold, or
+/// stops passing, as planned.
 fn pass_answers(mut from_server: TcpStream, mut to_medmig: TcpStream, shared: &Shared, plan: Plan) {
     let (mut pending, mut buffer) = (Vec::new(), [0u8; 16384]);
     let mut stalled = false;
@@ -109,9 +146,14 @@ fn pass_answers(mut from_server: TcpStream, mut to_medmig: TcpStream, shared: &S
                 continue;
             }
             if message[0] == b'Z' {
-                let mut answers = shared.lock().unwrap();
-                *answers += 1;
-                stalled = plan.stall_after == Some(*answers);
+                let (lock, _) = &**shared;
+                let mut state = lock.lock().unwrap();
+                state.answers += 1;
+                // Before medmig sees this answer, so that what it sends next is held.
+                if plan.hold_after == Some(state.answers) {
+                    state.holding = true;
+                }
+                stalled = plan.stall_after == Some(state.answers);
             }
             if to_medmig.write_all(&message).is_err() {
                 return;
