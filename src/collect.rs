@@ -500,11 +500,11 @@ type Lenient<T> = (T, Option<String>);
 
 /// A migration table's read (`read`): its failure for a lock or a cancellation is noted with
 /// why, not fatal (the rollback to the savepoint after it clears the aborted transaction).
-fn lenient<T: Default>(
+async fn lenient<T: Default>(
     settings: &ConnectionSettings,
-    read: Result<T, Failure>,
+    read: impl std::future::Future<Output = Result<T, Failure>>,
 ) -> Result<Lenient<T>, Failure> {
-    match read {
+    match read.await {
         Err(Failure::Query(err, reading)) => match settings.not_read_because(&err) {
             Some(why) => Ok((T::default(), Some(why))),
             None => Err(Failure::Query(err, reading)),
@@ -647,44 +647,35 @@ impl Reads {
                 Ok::<_, Failure>(schema)
             },
             savepoint(SAVEPOINT),
-            async {
-                lenient(
-                    settings,
-                    decoded(
-                        watch,
-                        "\"DatabaseMigration\"",
-                        fetch(DATABASE_MIGRATION, &[], rows.migration),
-                        decode_migration,
-                    )
-                    .await,
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"DatabaseMigration\"",
+                    fetch(DATABASE_MIGRATION, &[], rows.migration),
+                    decode_migration
                 )
-            },
+            ),
             savepoint(BACK_TO_SAVEPOINT),
-            async {
-                lenient(
-                    settings,
-                    decoded(
-                        watch,
-                        "\"AsyncJob\"",
-                        fetch(DATA_MIGRATION_JOBS, job_type, rows.jobs),
-                        decode_jobs,
-                    )
-                    .await,
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"AsyncJob\"",
+                    fetch(DATA_MIGRATION_JOBS, job_type, rows.jobs),
+                    decode_jobs
                 )
-            },
+            ),
             savepoint(BACK_TO_SAVEPOINT),
-            async {
-                lenient(
-                    settings,
-                    decoded(
-                        watch,
-                        "\"AsyncJob_History\"",
-                        fetch(DATA_MIGRATION_JOB_HISTORY, job_type, rows.history),
-                        decode_job_history,
-                    )
-                    .await,
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"AsyncJob_History\"",
+                    fetch(DATA_MIGRATION_JOB_HISTORY, job_type, rows.history),
+                    decode_job_history
                 )
-            },
+            ),
             savepoint(BACK_TO_SAVEPOINT),
             decoded(
                 watch,
