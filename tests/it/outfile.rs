@@ -235,6 +235,23 @@ fn a_bundle_goes_to_standard_output_only_when_that_is_not_a_terminal() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The medmig command of a signal test, with SIGINT and SIGTERM at their defaults whatever
+/// this test process inherited: a test run in the background of a non-interactive shell (a
+/// CI script's `cmd &`) starts with SIGINT ignored, which medmig keeps ignored, as it should.
+fn signalled_medmig(args: &[&str], env: &[(&str, &str)]) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = medmig_command(args, env);
+    // SAFETY: between fork and exec only async-signal-safe calls (signal) are made.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    command
+}
+
 /// Polls `ready` until it holds; panics with what the child said if it ends first or the
 /// wait exceeds a minute.
 fn wait_until(child: &mut Child, what: &str, mut ready: impl FnMut() -> bool) {
@@ -297,7 +314,7 @@ fn sigint_while_a_snapshot_waits_for_the_server_leaves_nothing() {
             ..crate::relay::Plan::default()
         },
     );
-    let mut child = medmig_command(
+    let mut child = signalled_medmig(
         &[
             "snapshot",
             "--database-url",
@@ -338,7 +355,7 @@ fn sigint_while_a_schema_capture_waits_for_the_server_leaves_nothing() {
     let dir = directory("medmig_out_capture_sigint");
     let out = dir.join("contract.json");
     let url = format!("postgres://medmig@127.0.0.1:{port}/medplum");
-    let mut child = medmig_command(
+    let mut child = signalled_medmig(
         &[
             "schema",
             "capture",
@@ -393,7 +410,7 @@ fn sigterm_while_a_bundle_reads_logs_leaves_nothing() {
 
     let dir = directory("medmig_out_sigterm");
     let out = dir.join("case.tar.gz");
-    let mut child = medmig_command(
+    let mut child = signalled_medmig(
         &[
             "bundle",
             "--no-db",
