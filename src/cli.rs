@@ -559,18 +559,20 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "FILE", help_heading = "Connection")]
     pub ssl_root_cert: Option<PathBuf>,
 
-    /// Give up connecting after this long.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration,
+    /// Give up connecting after this long [default: the URL's connect_timeout, else 10s]; 0
+    /// means no limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration,
           help_heading = "Connection")]
-    pub connect_timeout: Duration,
+    pub connect_timeout: Option<Duration>,
 
-    /// Cancel any single statement that runs longer than this.
+    /// Cancel any single statement that runs longer than this; 0 means no limit, as in
+    /// PostgreSQL. medmig also gives up on a server that sends no answer for this long plus 5s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration,
           help_heading = "Connection")]
     pub statement_timeout: Duration,
 
     /// Give up rather than wait longer than this for a lock held by another session, such as
-    /// a running migration.
+    /// a running migration; 0 means no limit but --statement-timeout, as in PostgreSQL.
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration,
           help_heading = "Connection")]
     pub lock_timeout: Duration,

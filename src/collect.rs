@@ -4,8 +4,10 @@
 //! order they run in. The number of statements is fixed — it does not grow with the number
 //! of jobs, tables or indexes. It never writes, never takes more than the `ACCESS SHARE`
 //! lock of a plain read, and gives up after `lock_timeout` rather than queue behind a
-//! migration. It reads no table content but `"DatabaseMigration"` and data-migration
-//! `"AsyncJob"` rows. Interpretation belongs to `analyze/`.
+//! migration: a migration table it cannot read for a lock is recorded with why (a gap), and the
+//! rest is still read. Every answer is held to the client's own deadline (`Watch`). It reads
+//! no table content but `"DatabaseMigration"` and data-migration `"AsyncJob"` rows.
+//! Interpretation belongs to `analyze/`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
@@ -20,12 +22,12 @@ use crate::catalog::{
     ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
     IndexParts, SchemaContract, TableContract, TableNames,
 };
-use crate::connect::{ConnectionSettings, Target};
+use crate::connect::{ConnectionSettings, Target, Watch};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
 use crate::nodetree::{boolean_equality, call_on_columns};
 use crate::snapshot::{
     DatabaseMigrationRow, InvalidIndex, JobRecord, JobVersion, MigratingSession, MigrationActivity,
-    RenderedSchema, Snapshot, SnapshotSource, FORMAT_VERSION,
+    RenderedSchema, Snapshot, SnapshotSource, UnreadTable, FORMAT_VERSION,
 };
 
 const SESSION_SETTINGS: &str = include_str!("../queries/session_settings.sql");
@@ -115,6 +117,17 @@ pub async fn collect_with_diagnostics(
     ))
 }
 
+/// The schema contract alone, as `schema capture` and `schema diff` read it: the catalog
+/// queries, and no table rows (so a lock a migration holds on `"AsyncJob"` is no obstacle). The
+/// snapshot's rows are empty and none is recorded as missing: it is for its schema only.
+pub async fn collect_schema(settings: &ConnectionSettings) -> Result<Snapshot> {
+    let wanted = Wanted {
+        catalog_only: true,
+        ..Wanted::default()
+    };
+    Ok(collect_all(settings, wanted).await?.snapshot)
+}
+
 /// [`collect`] for a file: with the snapshot's schema contract already rendered (see
 /// [`Snapshot::write_rendered`]), on another thread while the server answered the last
 /// statements.
@@ -135,6 +148,8 @@ pub async fn collect_for_file(settings: &ConnectionSettings) -> Result<(Snapshot
 struct Wanted {
     diagnostics: bool,
     rendered_schema: bool,
+    /// The catalog only: no table rows, no sessions.
+    catalog_only: bool,
 }
 
 /// The snapshot, and what else was [`Wanted`].
@@ -160,14 +175,24 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
             server_version_num,
         }
     };
-    let outcome = read_snapshot(
+    let watch = session.watch();
+    let reading = read_snapshot(
         &mut session.client,
+        &watch,
+        settings,
         &timeouts,
         &session.target,
         source,
         wanted,
-    )
-    .await;
+    );
+    let outcome = match watch.guard(reading).await {
+        Ok(outcome) => outcome,
+        Err(expired) => {
+            let err = session.expired(expired);
+            session.abandon();
+            return Err(err);
+        }
+    };
     let result = match outcome {
         Ok(collected) => Ok(collected),
         Err(Failure::Refused(err)) => Err(err),
@@ -219,23 +244,38 @@ async fn set_limits(
     Ok(())
 }
 
+/// Why a migration table the probe found locked is not read.
+const LOCKED: &str = "another session holds or awaits an ACCESS EXCLUSIVE lock on it (a \
+    migration altering it?), and medmig does not queue behind it: try again later, or see \
+    pg_stat_activity for the holder";
+
 async fn read_snapshot(
     client: &mut Client,
+    watch: &Watch,
+    settings: &ConnectionSettings,
     timeouts: &[String; 3],
     target: &Target,
     source: impl FnOnce(String, String, i32) -> SnapshotSource,
     wanted: Wanted,
 ) -> Result<Collected, Failure> {
     let at = |reading: &'static str| move |err| (err, reading);
-    let start = at("the start of a read-only transaction");
-    let transaction = start_read_only(client).await.map_err(start)?;
+    let starting = "the start of a read-only transaction";
+    let start = at(starting);
+    let transaction = watch
+        .round_trip(starting, start_read_only(client))
+        .await
+        .map_err(start)?;
     // The limits and the probe go out together (`biased`: in that order): the probe takes no
     // lock and reads only the catalogs, so it cannot wait on anything.
-    let (limited, probe) = tokio::join!(
-        biased;
-        set_limits(&transaction, timeouts),
-        transaction.query_typed_one(PROBE, &[]),
-    );
+    let (limited, probe) = watch
+        .round_trip("the server version and the catalog", async {
+            tokio::join!(
+                biased;
+                set_limits(&transaction, timeouts),
+                transaction.query_typed_one(PROBE, &[]),
+            )
+        })
+        .await;
     limited.map_err(start)?;
     let probe = probe.map_err(at("the server version and the catalog"))?;
     let get = |name: &str| -> Result<bool, Failure> {
@@ -258,18 +298,30 @@ async fn read_snapshot(
     let async_job_table = get("job_table")?;
     let history_table = async_job_table && get("history_table")?;
     // A table the role may not read is recorded, not fatal: `status` refuses such a snapshot
-    // with the GRANT to run, `rollback-check` answers UNKNOWN.
+    // with the GRANT to run, `rollback-check` answers UNKNOWN. One a migration holds locked
+    // is not read, and recorded with why: its evidence is unknown. Neither matters for the
+    // catalog alone.
     let mut unreadable_tables = Vec::new();
-    let mut readable = |exists: bool, column: &str, table: &str| -> Result<bool, Failure> {
-        let ok = exists && get(column)?;
+    let mut unread_tables = Vec::new();
+    let rows = !wanted.catalog_only;
+    let mut readable = |exists: bool, table: &str, prefix: &str| -> Result<bool, Failure> {
+        let exists = rows && exists;
+        let ok = exists && get(&format!("{prefix}_readable"))?;
         if exists && !ok {
             unreadable_tables.push(table.to_string());
         }
-        Ok(ok)
+        let locked = ok && get(&format!("{prefix}_locked"))?;
+        if locked {
+            unread_tables.push(UnreadTable {
+                table: table.to_string(),
+                why: LOCKED.to_string(),
+            });
+        }
+        Ok(ok && !locked)
     };
-    let read_migration = readable(true, "migration_readable", "\"DatabaseMigration\"")?;
-    let read_jobs = readable(async_job_table, "job_readable", "\"AsyncJob\"")?;
-    let read_history = readable(history_table, "history_readable", "\"AsyncJob_History\"")?;
+    let read_migration = readable(true, "\"DatabaseMigration\"", "migration")?;
+    let read_jobs = readable(async_job_table, "\"AsyncJob\"", "job")?;
+    let read_history = readable(history_table, "\"AsyncJob_History\"", "history")?;
 
     // Everything else goes out in one flight (see `Reads`).
     // Tables a migration holds or awaits ACCESS EXCLUSIVE on: the catalog queries leave them
@@ -277,30 +329,58 @@ async fn read_snapshot(
     let locked: Vec<u32> = probe.try_get("locked_tables").map_err(facts)?;
     let reads = Reads::send(
         &transaction,
+        watch,
+        settings,
         &[(&locked, Type::OID_ARRAY)],
-        read_migration,
-        read_jobs,
-        read_history,
+        RowReads {
+            migration: read_migration,
+            jobs: read_jobs,
+            history: read_jobs && read_history,
+            activity: rows,
+        },
         wanted.rendered_schema,
     )
     .await?;
-    let database_migration = reads
-        .database_migration
+    // A migration table that could not be read after all (locked after the probe looked) is
+    // noted with why; the history is read through the jobs, and cannot be without them.
+    let (migration_rows, migration_why) = reads.database_migration;
+    let (jobs, jobs_why) = reads.jobs;
+    let (job_history, mut history_why) = reads.job_history;
+    let jobs_locked = unread_tables.iter().any(|t| t.table == "\"AsyncJob\"");
+    if read_history && (jobs_locked || jobs_why.is_some()) {
+        history_why = Some(
+            "its rows are chosen by the \"AsyncJob\" rows, which could not be read".to_string(),
+        );
+    }
+    for (table, why) in [
+        ("\"DatabaseMigration\"", migration_why),
+        ("\"AsyncJob\"", jobs_why),
+        ("\"AsyncJob_History\"", history_why),
+    ] {
+        if let Some(why) = why {
+            unread_tables.push(UnreadTable {
+                table: table.to_string(),
+                why,
+            });
+        }
+    }
+    let database_migration = migration_rows
         .iter()
         .map(DatabaseMigrationRow::from_json)
         .collect::<Result<Vec<_>>>()
         .map_err(Failure::Refused)?;
     let mut transaction = transaction;
     let diagnostics = if wanted.diagnostics {
-        Some(read_diagnostics(&mut transaction).await?)
+        Some(read_diagnostics(&mut transaction, watch).await?)
     } else {
         None
     };
     // Nothing was written; ending with ROLLBACK says so.
-    transaction
-        .rollback()
+    let ending = "the end of the transaction";
+    watch
+        .round_trip(ending, transaction.rollback())
         .await
-        .map_err(at("the end of the transaction"))?;
+        .map_err(at(ending))?;
     // The schema may still be rendering: it is waited for only now, with the server done.
     let (schema, rendered_schema) = reads.schema.finish().await;
     let invalid_indexes = invalid_indexes(&schema);
@@ -313,12 +393,13 @@ async fn read_snapshot(
             source: source(user, server_version, server_version_num),
             database_migration,
             async_job_table,
-            jobs: reads.jobs,
-            job_history: reads.job_history,
+            jobs,
+            job_history,
             invalid_indexes,
             schema: Some(schema),
-            activity: Some(reads.activity),
+            activity: rows.then_some(reads.activity),
             unreadable_tables,
+            unread_tables,
         },
         diagnostics,
         rendered_schema,
@@ -327,25 +408,35 @@ async fn read_snapshot(
 
 /// Every diagnostic query, each under its own savepoint: one that fails (a privilege, an old
 /// server, a timeout) becomes a gap and the others still run.
-async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnostics, Failure> {
+///
+/// Each is an unnamed statement with its parameter types given, as every other statement:
+/// named prepared statements would collide behind a transaction-mode pooler.
+async fn read_diagnostics(
+    transaction: &mut Transaction<'_>,
+    watch: &Watch,
+) -> Result<Diagnostics, Failure> {
+    const READING: &str = "the database diagnostics";
     let mut diagnostics = Diagnostics::default();
     let names: Vec<&str> = SETTINGS.to_vec();
+    let savepoint_failed = |err| (err, "a savepoint");
     for (kind, sql) in DIAGNOSTICS {
-        let savepoint = transaction
-            .savepoint("medmig_diagnostic")
+        let savepoint = watch
+            .round_trip(READING, transaction.savepoint("medmig_diagnostic"))
             .await
-            .map_err(|err| (err, "a savepoint"))?;
-        let result = if kind == "settings" {
-            savepoint.query_one(sql, &[&names]).await
-        } else {
-            savepoint.query_one(sql, &[]).await
+            .map_err(savepoint_failed)?;
+        let params: Params = match kind {
+            "settings" => &[(&names, Type::TEXT_ARRAY)],
+            _ => &[],
         };
+        let result = watch
+            .round_trip(READING, savepoint.query_typed_one(sql, params))
+            .await;
         match result.and_then(|row| row.try_get::<_, serde_json::Value>("rows")) {
             Ok(rows) => {
-                savepoint
-                    .commit()
+                watch
+                    .round_trip(READING, savepoint.commit())
                     .await
-                    .map_err(|err| (err, "a savepoint"))?;
+                    .map_err(savepoint_failed)?;
                 diagnostics.sections.insert(kind.to_string(), rows);
             }
             Err(err) => {
@@ -353,10 +444,10 @@ async fn read_diagnostics(transaction: &mut Transaction<'_>) -> Result<Diagnosti
                     Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
                     None => err.to_string(),
                 };
-                savepoint
-                    .rollback()
+                watch
+                    .round_trip(READING, savepoint.rollback())
                     .await
-                    .map_err(|err| (err, "a savepoint"))?;
+                    .map_err(savepoint_failed)?;
                 diagnostics.gaps.push(Gap {
                     what: kind.replace('_', " "),
                     why,
@@ -392,28 +483,65 @@ fn invalid_indexes(schema: &SchemaContract) -> Vec<InvalidIndex> {
 /// close, nothing left behind for a transaction-mode pooler), and all are written before the
 /// first answer is read. The server runs them back to back while medmig decodes each answer
 /// as it comes in. A statement that fails aborts the transaction and the ones after it fail
-/// with it; the first failure, in sending order, is the one reported.
+/// with it; the first failure, in sending order, is the one reported. Except for the
+/// migration tables, which a migration may lock: they are read under a savepoint, each read
+/// followed by a rollback to it, so that one that gives up on a lock (or is cancelled) aborts
+/// nothing else and is noted with why instead (see [`Lenient`]).
 struct Reads {
-    database_migration: Vec<serde_json::Value>,
-    jobs: Vec<JobRecord>,
-    job_history: Vec<JobVersion>,
+    database_migration: Lenient<Vec<serde_json::Value>>,
+    jobs: Lenient<Vec<JobRecord>>,
+    job_history: Lenient<Vec<JobVersion>>,
     schema: Schema,
     activity: MigrationActivity,
 }
+
+/// What a read of a migration table gave: its rows, or none and why it could not be read.
+type Lenient<T> = (T, Option<String>);
+
+/// A migration table's read (`read`): its failure for a lock or a cancellation is noted with
+/// why, not fatal (the rollback to the savepoint after it clears the aborted transaction).
+async fn lenient<T: Default>(
+    settings: &ConnectionSettings,
+    read: impl std::future::Future<Output = Result<T, Failure>>,
+) -> Result<Lenient<T>, Failure> {
+    match read.await {
+        Err(Failure::Query(err, reading)) => match settings.not_read_because(&err) {
+            Some(why) => Ok((T::default(), Some(why))),
+            None => Err(Failure::Query(err, reading)),
+        },
+        read => read.map(|rows| (rows, None)),
+    }
+}
+
+/// Which tables and views [`Reads::send`] reads rows of.
+struct RowReads {
+    migration: bool,
+    jobs: bool,
+    history: bool,
+    activity: bool,
+}
+
+/// The savepoint the migration tables are read under, and the rollback to it after each.
+const SAVEPOINT: &str = "SAVEPOINT medmig_rows";
+const BACK_TO_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT medmig_rows";
+
+/// The number of catalog statements in [`Reads::send`]'s flight.
+const CATALOG_STATEMENTS: usize = 6;
 
 /// A statement's parameters with their types, as `query_typed` takes them.
 type Params<'a> = &'a [(&'a (dyn ToSql + Sync), Type)];
 
 impl Reads {
-    /// Sends every statement, skipping the tables the probe found missing or unreadable;
-    /// `unopened` is the catalog queries' parameter, the tables they must not open. With
-    /// `render`, the schema contract is rendered for a file while the last statements run.
+    /// Sends every statement, skipping the tables the probe found missing, unreadable or
+    /// locked (`rows`); `unopened` is the catalog queries' parameter, the tables they must not
+    /// open. With `render`, the schema contract is rendered for a file while the last
+    /// statements run.
     async fn send<'p>(
         transaction: &Transaction<'_>,
+        watch: &Watch,
+        settings: &ConnectionSettings,
         unopened: Params<'p>,
-        read_migration: bool,
-        read_jobs: bool,
-        read_history: bool,
+        rows: RowReads,
         render: bool,
     ) -> Result<Reads, Failure> {
         let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
@@ -421,6 +549,17 @@ impl Reads {
             (&MIGRATION_STATEMENTS, Type::TEXT),
             (&LONG_WRITES, Type::TEXT),
         ];
+        let guarded = rows.migration || rows.jobs || rows.history;
+        let count = |wanted: bool| usize::from(wanted);
+        watch.flight(
+            "the catalog and the migration tables",
+            CATALOG_STATEMENTS
+                + 4 * count(guarded)
+                + count(rows.migration)
+                + count(rows.jobs)
+                + count(rows.history)
+                + count(rows.activity),
+        );
         let fetch = |sql: &'static str, params: Params<'p>, wanted: bool| async move {
             match wanted {
                 true => transaction
@@ -430,24 +569,35 @@ impl Reads {
                 false => Ok(None),
             }
         };
+        let savepoint = |sql: &'static str| {
+            folded(
+                watch,
+                "a savepoint",
+                fetch(sql, &[], guarded),
+                (),
+                |_, _| Ok(()),
+            )
+        };
         // The schema's statements go first, the small ones before the big ones: the big ones'
         // rows are decoded, and the index definitions assembled, as they arrive, while the
         // server is still producing them; with the last index the contract is complete, and
         // it is rendered on another thread while the server answers the rest. `biased` polls,
         // and so sends, in the order written, which is also the order failures are looked at
         // in.
-        let (schema, migration, jobs, history, activity) = tokio::join!(
+        let (schema, saved, migration, back1, jobs, back2, history, back3, activity) = tokio::join!(
             biased;
             async {
                 let (constraints, functions, extensions, tables) = tokio::join!(
                     biased;
                     decoded(
+                        watch,
                         "the constraint catalog",
                         fetch(SCHEMA_CONSTRAINTS, unopened, true),
                         decode_constraints
                     ),
-                    decoded("the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
+                    decoded(watch, "the function catalog", fetch(SCHEMA_FUNCTIONS, &[], true), decode_functions),
                     decoded(
+                        watch,
                         "the extension catalog",
                         fetch(SCHEMA_EXTENSIONS, &[], true),
                         decode_extensions
@@ -456,12 +606,14 @@ impl Reads {
                         let (columns, names, index_rows) = tokio::join!(
                             biased;
                             folded(
+                                watch,
                                 "the table catalog",
                                 fetch(SCHEMA_COLUMNS, unopened, true),
                                 ColumnsRead::default(),
                                 ColumnsRead::add
                             ),
                             decoded(
+                                watch,
                                 "operator class and collation names",
                                 fetch(SCHEMA_NAMES, &[], true),
                                 decode_names
@@ -471,6 +623,7 @@ impl Reads {
                         let (columns, names) = (columns?, names?);
                         let indexes = IndexesRead::new(columns.finish(&names), names);
                         let indexes = folded(
+                            watch,
                             "the index catalog",
                             std::future::ready(index_rows),
                             indexes,
@@ -493,21 +646,53 @@ impl Reads {
                 };
                 Ok::<_, Failure>(schema)
             },
-            decoded(
-                "\"DatabaseMigration\"",
-                fetch(DATABASE_MIGRATION, &[], read_migration),
-                decode_migration
+            savepoint(SAVEPOINT),
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"DatabaseMigration\"",
+                    fetch(DATABASE_MIGRATION, &[], rows.migration),
+                    decode_migration
+                )
             ),
-            decoded("\"AsyncJob\"", fetch(DATA_MIGRATION_JOBS, job_type, read_jobs), decode_jobs),
-            decoded(
-                "\"AsyncJob_History\"",
-                fetch(DATA_MIGRATION_JOB_HISTORY, job_type, read_jobs && read_history),
-                decode_job_history
+            savepoint(BACK_TO_SAVEPOINT),
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"AsyncJob\"",
+                    fetch(DATA_MIGRATION_JOBS, job_type, rows.jobs),
+                    decode_jobs
+                )
             ),
-            decoded("pg_stat_activity", fetch(MIGRATION_ACTIVITY, statements, true), decode_activity),
+            savepoint(BACK_TO_SAVEPOINT),
+            lenient(
+                settings,
+                decoded(
+                    watch,
+                    "\"AsyncJob_History\"",
+                    fetch(DATA_MIGRATION_JOB_HISTORY, job_type, rows.history),
+                    decode_job_history
+                )
+            ),
+            savepoint(BACK_TO_SAVEPOINT),
+            decoded(
+                watch,
+                "pg_stat_activity",
+                fetch(MIGRATION_ACTIVITY, statements, rows.activity),
+                decode_activity
+            ),
         );
+        watch.landed();
         let schema = schema?;
-        let (database_migration, jobs, job_history) = (migration?, jobs?, history?);
+        saved?;
+        let database_migration = migration?;
+        back1?;
+        let jobs = jobs?;
+        back2?;
+        let job_history = history?;
+        back3?;
         Ok(Reads {
             database_migration,
             jobs,
@@ -546,17 +731,28 @@ type Rows = Result<Option<RowStream>, tokio_postgres::Error>;
 /// producing the rest; `state` as it is when the statement was skipped. `reading` names what
 /// the statement reads, for messages.
 async fn folded<T>(
+    watch: &Watch,
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
     mut state: T,
     add: fn(&mut T, Row) -> Result<(), Unreadable>,
 ) -> Result<T, Failure> {
     let at = |err| Failure::Query(err, reading);
-    if let Some(rows) = rows.await.map_err(at)? {
+    // The first answer and the last are the server's progress (see `Watch`).
+    let rows = rows.await;
+    watch.answered();
+    if let Some(rows) = rows.map_err(at)? {
         pin_mut!(rows);
-        while let Some(row) = rows.try_next().await.map_err(at)? {
-            add(&mut state, row).map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
+        let streamed = async {
+            while let Some(row) = rows.try_next().await.map_err(at)? {
+                add(&mut state, row)
+                    .map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
+            }
+            Ok::<_, Failure>(())
         }
+        .await;
+        watch.answered();
+        streamed?;
     }
     Ok(state)
 }
@@ -564,6 +760,7 @@ async fn folded<T>(
 /// The rows of a small statement, decoded once they are all in (while the server runs the
 /// next statements); decoded from no rows when the statement was skipped.
 async fn decoded<T>(
+    watch: &Watch,
     reading: &'static str,
     rows: impl std::future::Future<Output = Rows>,
     decode: fn(&[Row]) -> Result<T, Unreadable>,
@@ -572,7 +769,7 @@ async fn decoded<T>(
         rows.push(row);
         Ok(())
     };
-    let rows = folded(reading, rows, Vec::new(), push).await?;
+    let rows = folded(watch, reading, rows, Vec::new(), push).await?;
     decode(&rows).map_err(|unreadable| Failure::Unreadable(unreadable, reading))
 }
 

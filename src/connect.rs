@@ -2,11 +2,14 @@
 //!
 //! This module owns turning [`ConnectArgs`] plus the environment into one validated
 //! [`ConnectionSettings`] (which source wins, TLS mode, trusted roots, timeouts), opening the
-//! connection, and translating connection and query failures into one-line messages that say
-//! what to do. It never logs or returns a password. It does not run queries of its own beyond
-//! the session settings: what is read lives in `collect.rs`.
+//! connection, the client's own deadline on the session's answers ([`Watch`]), and translating
+//! connection and query failures into one-line messages that say what to do. It never logs or
+//! returns a password. It does not run queries of its own beyond the session settings: what is
+//! read lives in `collect.rs`.
 
+use std::cell::Cell;
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
@@ -97,13 +101,19 @@ pub struct ConnectionSettings {
     /// What the user should know about the settings (for stderr), e.g. Medplum config sources
     /// medmig could not read.
     pub warnings: Vec<String>,
-    /// Limit on connecting, TLS and authentication together.
+    /// Limit on connecting, TLS and authentication together; zero for none.
     pub connect_timeout: Duration,
-    /// Per-statement limit in the session.
+    /// Where the connect timeout came from, for messages: `--connect-timeout`, or the
+    /// `connect_timeout` of the URL.
+    pub connect_timeout_from: &'static str,
+    /// Per-statement limit in the session; zero for none.
     pub statement_timeout: Duration,
-    /// Limit on waiting for any lock in the session.
+    /// Limit on waiting for any lock in the session; zero for none but the statement's.
     pub lock_timeout: Duration,
 }
+
+/// The connect timeout when neither `--connect-timeout` nor the URL gives one.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where the session goes, without secrets: fit for output, errors and files.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +167,15 @@ impl ConnectionSettings {
         let mut warnings = Vec::new();
         let (mut config, source_tls) = match source {
             ConnectionSource::DatabaseUrlFlag => {
-                from_url(args.database_url.as_deref().unwrap_or_default())
-                    .context("--database-url is not a valid PostgreSQL URL")?
+                let url = args.database_url.as_deref().unwrap_or_default();
+                if url.trim().is_empty() {
+                    bail!(
+                        "--database-url is empty: give a PostgreSQL URL such as \
+                         postgres://medmig@db.internal:5432/medplum, or leave the flag out to \
+                         connect with DATABASE_URL, --medplum-config or the PG* variables"
+                    );
+                }
+                from_url(url).context("--database-url is not a valid PostgreSQL URL")?
             }
             ConnectionSource::DatabaseUrlEnv => from_url(&env("DATABASE_URL").unwrap_or_default())
                 .context("DATABASE_URL is not a valid PostgreSQL URL")?,
@@ -178,6 +195,13 @@ impl ConnectionSettings {
             .map(RootCert::File)
             .or(source_tls.root_cert)
             .or_else(|| env("PGSSLROOTCERT").map(|path| RootCert::File(path.into())));
+        // The flag, when given, over the URL's connect_timeout, over medmig's default.
+        let (connect_timeout, connect_timeout_from) =
+            match (args.connect_timeout, source_tls.connect_timeout) {
+                (Some(flag), _) => (flag, "--connect-timeout"),
+                (None, Some(url)) => (url, "connect_timeout in the URL"),
+                (None, None) => (DEFAULT_CONNECT_TIMEOUT, "--connect-timeout"),
+            };
         Ok(ConnectionSettings {
             config,
             ssl_mode,
@@ -185,10 +209,17 @@ impl ConnectionSettings {
             source,
             ignored_sources: present[1..].to_vec(),
             warnings,
-            connect_timeout: args.connect_timeout,
+            connect_timeout,
+            connect_timeout_from,
             statement_timeout: args.statement_timeout,
             lock_timeout: args.lock_timeout,
         })
+    }
+
+    /// Why a table could not be read, when that is to be noted rather than stopped for (a
+    /// lock, a cancelled statement); `None` for any other failure.
+    pub fn not_read_because(&self, err: &tokio_postgres::Error) -> Option<String> {
+        not_read_because(err, self.statement_timeout, self.lock_timeout)
     }
 
     /// Where the session goes, for output and messages.
@@ -220,24 +251,26 @@ impl ConnectionSettings {
         let mut config = self.config.clone();
         config
             .application_name("medmig")
-            .connect_timeout(self.connect_timeout)
             .ssl_mode(match self.ssl_mode {
                 SslMode::Disable => PgSslMode::Disable,
                 SslMode::Prefer => PgSslMode::Prefer,
                 SslMode::Require | SslMode::VerifyFull => PgSslMode::Require,
             });
+        if !self.connect_timeout.is_zero() {
+            config.connect_timeout(self.connect_timeout);
+        }
         let tls = self.tls_connector()?;
-        let connecting = config.connect(tls);
-        let (client, connection) =
-            match tokio::time::timeout(self.connect_timeout, connecting).await {
-                Ok(Ok(pair)) => pair,
-                Ok(Err(err)) => return Err(explain_connect_error(&err, &target, self)),
-                Err(_) => bail!(
-                    "cannot connect to {target}: no answer within {} (--connect-timeout); \
-                 check the host and port, and that a firewall lets you through",
-                    flag_duration(self.connect_timeout)
-                ),
-            };
+        let connecting = within(self.connect_timeout, config.connect(tls));
+        let (client, connection) = match connecting.await {
+            Some(Ok(pair)) => pair,
+            Some(Err(err)) => return Err(explain_connect_error(&err, &target, self)),
+            None => bail!(
+                "cannot connect to {target}: no answer within {} ({}); check the host and \
+                 port, and that a firewall lets you through",
+                flag_duration(self.connect_timeout),
+                self.connect_timeout_from
+            ),
+        };
         // The server says its version in the handshake: one older than medmig reads is refused
         // before any query that would fail on it obscurely.
         if let Some(version) = connection.parameter("server_version") {
@@ -276,22 +309,23 @@ impl ConnectionSettings {
         let mut roots = RootCertStore::empty();
         match &self.root_cert {
             Some(RootCert::File(path)) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                    .with_context(|| {
-                        format!(
-                            "cannot read the root certificates in {} (--ssl-root-cert): \
-                             give a readable PEM file",
-                            path.display()
-                        )
-                    })?;
-                roots.add_parsable_certificates(certs);
+                let shown = path.display();
+                let pem = read_root_cert_file(path)?;
+                add_pem_roots(&mut roots, &pem).map_err(|why| {
+                    anyhow!(
+                        "the root certificate file {shown} {why}: give a PEM file of the \
+                         certificate authorities to trust (-----BEGIN CERTIFICATE-----; for RDS, \
+                         its CA bundle)"
+                    )
+                })?;
             }
             Some(RootCert::Pem(text)) => {
-                let certs = CertificateDer::pem_slice_iter(text.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .context("the database.ssl.ca certificate in the Medplum config is not PEM")?;
-                roots.add_parsable_certificates(certs);
+                add_pem_roots(&mut roots, text.as_bytes()).map_err(|why| {
+                    anyhow!(
+                        "the database.ssl.ca certificate in the Medplum config {why}: give the \
+                         certificate authority as PEM text"
+                    )
+                })?;
             }
             None => {
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
@@ -305,6 +339,49 @@ impl ConnectionSettings {
         }
         Ok(roots)
     }
+}
+
+/// The largest root certificate file medmig reads: far above any CA bundle (the system's is
+/// some 200 KB, RDS's 160 KB).
+const ROOT_CERT_FILE_LIMIT: u64 = 16 << 20;
+
+/// The bytes of a root certificate file, up to [`ROOT_CERT_FILE_LIMIT`].
+fn read_root_cert_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(ROOT_CERT_FILE_LIMIT + 1).read_to_end(&mut bytes))
+        .with_context(|| {
+            format!("cannot read the root certificate file {shown}: give a readable PEM file")
+        })?;
+    if bytes.len() as u64 > ROOT_CERT_FILE_LIMIT {
+        bail!(
+            "the root certificate file {shown} is larger than {} MiB, which no CA bundle is: \
+             give the PEM file of the certificate authorities to trust",
+            ROOT_CERT_FILE_LIMIT >> 20
+        );
+    }
+    Ok(bytes)
+}
+
+/// Adds the certificates in PEM text `pem` to `roots`; when none can be used, says why (to
+/// follow the name of where the text came from).
+fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| format!("is not PEM ({err})"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificates".to_string());
+    }
+    let (added, ignored) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        let plural = if ignored == 1 { "" } else { "s" };
+        return Err(format!(
+            "holds {ignored} PEM certificate{plural} and none can be read"
+        ));
+    }
+    Ok(())
 }
 
 /// Every source that is present, in precedence order.
@@ -331,15 +408,31 @@ fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSour
     present
 }
 
-/// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override.
+/// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override;
+/// and a URL's `connect_timeout`, before `--connect-timeout` overrides it.
 #[derive(Default)]
 struct SourceTls {
     mode: Option<SslMode>,
     root_cert: Option<RootCert>,
+    connect_timeout: Option<Duration>,
 }
 
-/// Parses a `postgres://` URL or a `key=value` string. `sslmode` and `sslrootcert` are taken
-/// out first: the driver knows neither `verify-full` nor root files.
+/// A URL's `connect_timeout` as libpq reads it: whole seconds, 0 or less for no limit, 1 taken
+/// as 2 (libpq's minimum).
+fn url_connect_timeout(value: &str) -> Result<Duration> {
+    let seconds: i64 = value.trim().parse().map_err(|_| {
+        anyhow!("connect_timeout '{value}' is not a whole number of seconds (0 for no limit)")
+    })?;
+    Ok(Duration::from_secs(match seconds {
+        i64::MIN..=0 => 0,
+        1 => 2,
+        n => n.unsigned_abs(),
+    }))
+}
+
+/// Parses a `postgres://` URL or a `key=value` string. `sslmode`, `sslrootcert` and
+/// `connect_timeout` are taken out first: the driver knows neither `verify-full` nor root
+/// files, and reads `connect_timeout` otherwise than libpq (0 is no limit).
 fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     let mut tls = SourceTls::default();
     let mut take = |key: &str, value: &str| -> Result<bool> {
@@ -352,6 +445,10 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
             }
             "sslrootcert" => {
                 tls.root_cert = Some(RootCert::File(value.into()));
+                Ok(true)
+            }
+            "connect_timeout" => {
+                tls.connect_timeout = Some(url_connect_timeout(value)?);
                 Ok(true)
             }
             _ => Ok(false),
@@ -458,6 +555,7 @@ fn from_medplum_config(
                 SslMode::VerifyFull
             }),
             root_cert: ssl.ca.map(RootCert::Pem),
+            ..SourceTls::default()
         },
         _ => SourceTls::default(),
     };
@@ -524,7 +622,7 @@ fn from_libpq_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
         config,
         SourceTls {
             mode,
-            root_cert: None,
+            ..SourceTls::default()
         },
     ))
 }
@@ -619,6 +717,153 @@ fn check_server_version(version: &str, target: &Target) -> Result<()> {
     }
 }
 
+/// How long beyond `--statement-timeout` medmig waits for an answer before it takes the server
+/// or the network for stuck: time for the answer to travel, and for a busy server to send it.
+pub const NETWORK_MARGIN: Duration = Duration::from_secs(5);
+
+/// `idle_in_transaction_session_timeout` when statements have no limit.
+const IDLE_WITHOUT_STATEMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// `work` to its end, or `None` once `limit` has passed; zero is no limit.
+async fn within<T>(limit: Duration, work: impl Future<Output = T>) -> Option<T> {
+    match limit.is_zero() {
+        true => Some(work.await),
+        false => tokio::time::timeout(limit, work).await.ok(),
+    }
+}
+
+/// The client's own deadline on a session's answers, for a server that stops answering
+/// without closing the connection (a stopped backend, a wedged proxy): PostgreSQL enforces
+/// `statement_timeout` only on a server that runs.
+///
+/// Every answer must come within `--statement-timeout` plus [`NETWORK_MARGIN`] of the one
+/// before it (or of the request, when nothing was outstanding): the server runs one statement
+/// at a time, each within its `statement_timeout`, lock waits included. A pipelined flight of
+/// statements must also end within their number times `--statement-timeout`, plus the
+/// margin. With `--statement-timeout 0` a statement may run as long as it takes, and so the
+/// client waits as long too. Single-threaded: the reads and the watch run in one task. On
+/// tokio's clock, so that tests can let its time pass.
+pub struct Watch {
+    statement_timeout: Duration,
+    /// When the last answer came, or the last request went to an idle server.
+    last: Cell<Instant>,
+    /// When the flight under way began, and how many statements it has.
+    flight: Cell<Option<(Instant, usize)>>,
+    /// What is being read, for the message.
+    reading: Cell<&'static str>,
+}
+
+/// Which of [`Watch`]'s limits ran out, and while reading what.
+#[derive(Debug)]
+pub struct Expired {
+    pub reading: &'static str,
+    pub limit: Limit,
+}
+
+/// A limit of [`Watch`].
+#[derive(Debug)]
+pub enum Limit {
+    /// No answer came for this long.
+    Answer(Duration),
+    /// A flight of `statements` took longer than `bound`.
+    Flight { statements: usize, bound: Duration },
+}
+
+impl Watch {
+    /// How long the server may take over one answer; `None` when statements have no limit.
+    fn per_answer(&self) -> Option<Duration> {
+        (!self.statement_timeout.is_zero())
+            .then(|| self.statement_timeout.saturating_add(NETWORK_MARGIN))
+    }
+
+    /// How long a flight of `statements` may take.
+    fn flight_bound(&self, statements: usize) -> Duration {
+        self.statement_timeout
+            .saturating_mul(u32::try_from(statements).unwrap_or(u32::MAX))
+            .saturating_add(NETWORK_MARGIN)
+    }
+
+    /// A request goes to a server that has nothing else to do: its answer is due a round
+    /// trip from now. `reading` names what it reads, for the message.
+    pub fn request(&self, reading: &'static str) {
+        self.reading.set(reading);
+        self.last.set(Instant::now());
+    }
+
+    /// An answer came (the first of a statement's, or its end).
+    pub fn answered(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// `work`, one round trip reading `reading`, under the watch.
+    pub async fn round_trip<T>(&self, reading: &'static str, work: impl Future<Output = T>) -> T {
+        self.request(reading);
+        let out = work.await;
+        self.answered();
+        out
+    }
+
+    /// A flight of `statements` pipelined statements goes out now, reading `reading`.
+    pub fn flight(&self, reading: &'static str, statements: usize) {
+        self.request(reading);
+        self.flight.set(Some((Instant::now(), statements)));
+    }
+
+    /// The flight is over: its bound no longer holds.
+    pub fn landed(&self) {
+        self.flight.set(None);
+    }
+
+    /// Runs `work` (everything the session reads) until it ends or a limit runs out.
+    pub async fn guard<T>(&self, work: impl Future<Output = T>) -> Result<T, Expired> {
+        let Some(per_answer) = self.per_answer() else {
+            return Ok(work.await);
+        };
+        tokio::select! {
+            biased;
+            out = work => Ok(out),
+            expired = self.expiry(per_answer) => Err(expired),
+        }
+    }
+
+    /// Ends when a limit has run out (never, for limits too far off to be told from none).
+    async fn expiry(&self, per_answer: Duration) -> Expired {
+        let flight_end = |(start, statements): (Instant, usize)| {
+            start.checked_add(self.flight_bound(statements))
+        };
+        loop {
+            let answer_due = self.last.get().checked_add(per_answer);
+            let flight_due = self.flight.get().and_then(flight_end);
+            let Some(due) = answer_due.into_iter().chain(flight_due).min() else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep_until(due).await;
+            // An answer may have come, or the flight landed, while the watch slept.
+            let (now, reading) = (Instant::now(), self.reading.get());
+            if let Some((start, statements)) = self.flight.get() {
+                if flight_end((start, statements)).is_some_and(|end| now >= end) {
+                    let bound = self.flight_bound(statements);
+                    return Expired {
+                        reading,
+                        limit: Limit::Flight { statements, bound },
+                    };
+                }
+            }
+            if self
+                .last
+                .get()
+                .checked_add(per_answer)
+                .is_some_and(|due| now >= due)
+            {
+                return Expired {
+                    reading,
+                    limit: Limit::Answer(per_answer),
+                };
+            }
+        }
+    }
+}
+
 /// An open session. Queries go through [`Session::client`]; failures go through
 /// [`Session::explain`] so that a dead connection reports its real cause.
 pub struct Session {
@@ -632,15 +877,30 @@ pub struct Session {
 
 impl Session {
     /// The values of `statement_timeout`, `lock_timeout` and
-    /// `idle_in_transaction_session_timeout` for the session, as PostgreSQL settings text.
+    /// `idle_in_transaction_session_timeout` for the session, as PostgreSQL settings text. A
+    /// zero limit is `0`, no limit, as PostgreSQL reads it.
     pub fn timeout_settings(&self) -> [String; 3] {
-        let ms = |d: Duration| format!("{}ms", d.as_millis().max(1));
-        [
-            ms(self.statement_timeout),
-            ms(self.lock_timeout),
-            // Long enough for the client to read results, short enough not to linger.
-            ms(self.statement_timeout * 2),
-        ]
+        let ms = |d: Duration| match d.is_zero() {
+            true => "0".to_string(),
+            false => format!("{}ms", d.as_millis().max(1)),
+        };
+        // Long enough for the client to read results, short enough not to linger; kept when
+        // statements have no limit, since medmig itself never pauses in its transaction.
+        let idle = match self.statement_timeout.is_zero() {
+            true => IDLE_WITHOUT_STATEMENT_LIMIT,
+            false => self.statement_timeout.saturating_mul(2),
+        };
+        [ms(self.statement_timeout), ms(self.lock_timeout), ms(idle)]
+    }
+
+    /// The client-side deadline on this session's answers (see [`Watch`]).
+    pub fn watch(&self) -> Watch {
+        Watch {
+            statement_timeout: self.statement_timeout,
+            last: Cell::new(Instant::now()),
+            flight: Cell::new(None),
+            reading: Cell::new("the start of a read-only transaction"),
+        }
     }
 
     /// Ends the session cleanly: the client's Terminate message goes out and the connection
@@ -649,6 +909,42 @@ impl Session {
     pub async fn close(self) {
         drop(self.client);
         let _ = tokio::time::timeout(Duration::from_secs(1), self.connection).await;
+    }
+
+    /// Leaves a session whose server stopped answering without waiting for anything: the
+    /// connection is dropped where it stands (the server, when it runs again, finds it
+    /// closed and rolls the transaction back).
+    pub fn abandon(self) {
+        self.connection.abort();
+    }
+
+    /// The message for a [`Watch`] that ran out: which limit, and what to do.
+    pub fn expired(&self, expired: Expired) -> anyhow::Error {
+        let statement = flag_duration(self.statement_timeout);
+        let margin = flag_duration(NETWORK_MARGIN);
+        let gave_up = "medmig gave up on the session without waiting further";
+        match expired.limit {
+            Limit::Answer(limit) => anyhow!(
+                "no answer from {} while reading {} for {} (--statement-timeout {statement} \
+                 plus {margin} for the network, medmig's own deadline): the server or the \
+                 network to it stopped answering, and {gave_up}; check the server (a stopped or \
+                 overloaded backend, a wedged proxy or pooler) and the network, then run \
+                 medmig again, or raise --statement-timeout if the server is only slow",
+                self.target,
+                expired.reading,
+                flag_duration(limit)
+            ),
+            Limit::Flight { statements, bound } => anyhow!(
+                "the answers from {} to {statements} pipelined statements took longer than {} \
+                 in all ({statements} times --statement-timeout {statement}, plus {margin} for \
+                 the network, medmig's own deadline; it was reading {}), and {gave_up}: the \
+                 server or the network is too slow; check them, then run medmig again, or \
+                 raise --statement-timeout",
+                self.target,
+                flag_duration(bound),
+                expired.reading
+            ),
+        }
     }
 
     /// Turns a failed query into a one-line message that names what was being read
@@ -665,19 +961,8 @@ impl Session {
             return anyhow!("reading {reading} from {} failed: {err}", self.target);
         };
         let code = db.code();
-        if *code == SqlState::LOCK_NOT_AVAILABLE {
-            anyhow!(
-                "gave up reading {reading}: another session held a lock on it for longer than \
-                 --lock-timeout {} (a running migration or maintenance?); medmig does not queue \
-                 behind it: try again later, or see pg_stat_activity for the holder",
-                flag_duration(self.lock_timeout)
-            )
-        } else if *code == SqlState::QUERY_CANCELED {
-            anyhow!(
-                "reading {reading} took longer than --statement-timeout {} and was cancelled; \
-                 the database may be busy: try again later or raise --statement-timeout",
-                flag_duration(self.statement_timeout)
-            )
+        if let Some(why) = not_read_because(&err, self.statement_timeout, self.lock_timeout) {
+            anyhow!("gave up reading {reading}: {why}")
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             anyhow!(
                 "user \"{}\" may not read {reading}: {}; see the README for the GRANTs medmig needs",
@@ -692,6 +977,34 @@ impl Session {
                 code.code()
             )
         }
+    }
+}
+
+/// Why a table could not be read, when it is a reason to note rather than to stop for: a lock
+/// held past the lock timeout, or a statement cancelled at the statement timeout (the wait for
+/// a lock counts in it). `None` for any other failure.
+fn not_read_because(
+    err: &tokio_postgres::Error,
+    statement_timeout: Duration,
+    lock_timeout: Duration,
+) -> Option<String> {
+    let code = err.as_db_error()?.code();
+    if *code == SqlState::LOCK_NOT_AVAILABLE {
+        Some(format!(
+            "another session held a lock on it for longer than --lock-timeout {} (a running \
+             migration or maintenance?); medmig does not queue behind it: try again later, or \
+             see pg_stat_activity for the holder",
+            flag_duration(lock_timeout)
+        ))
+    } else if *code == SqlState::QUERY_CANCELED {
+        Some(format!(
+            "reading it took longer than --statement-timeout {} and was cancelled; the database \
+             may be busy, or another session held a lock on it: try again later or raise \
+             --statement-timeout",
+            flag_duration(statement_timeout)
+        ))
+    } else {
+        None
     }
 }
 
@@ -734,8 +1047,9 @@ fn explain_connect_error(
         "connection refused: is PostgreSQL running and listening on that host and port?".to_string()
     } else if lower.contains("timed out") || lower.contains("timeout") {
         format!(
-            "no answer within {} (--connect-timeout): check the host, the port and the firewall",
-            flag_duration(settings.connect_timeout)
+            "no answer within {} ({}): check the host, the port and the firewall",
+            flag_duration(settings.connect_timeout),
+            settings.connect_timeout_from
         )
     } else if lower.contains("failed to lookup")
         || lower.contains("name or service not known")
@@ -828,9 +1142,59 @@ mod tests {
         assert!(!err.contains('\x1b'), "{err}");
     }
 
+    fn watch(statement_timeout: Duration) -> Watch {
+        Watch {
+            statement_timeout,
+            last: Cell::new(Instant::now()),
+            flight: Cell::new(None),
+            reading: Cell::new("the probe"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_server_runs_out_the_answer_deadline() {
+        let watch = watch(Duration::from_secs(30));
+        let started = Instant::now();
+        let work = watch.round_trip("the probe", std::future::pending::<()>());
+        let expired = watch.guard(work).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(35));
+        assert!(matches!(expired.limit, Limit::Answer(d) if d == Duration::from_secs(35)));
+        assert_eq!(expired.reading, "the probe");
+        // An answer within the deadline is waited for.
+        let slow = watch.round_trip("the jobs", tokio::time::sleep(Duration::from_secs(34)));
+        assert!(watch.guard(slow).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flight_whose_answers_trickle_runs_out_its_bound_in_all() {
+        let watch = watch(Duration::from_secs(1));
+        let started = Instant::now();
+        watch.flight("the flight", 3);
+        // An answer every 4s: each within 1s + 5s of the last, never the end.
+        let trickle = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                watch.answered();
+            }
+        };
+        let expired = watch.guard(trickle).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(8));
+        assert!(matches!(
+            expired.limit,
+            Limit::Flight { statements: 3, bound } if bound == Duration::from_secs(8)
+        ));
+        // Landed, the flight's bound is gone; with no limit at all, nothing is.
+        watch.landed();
+        let steady = watch.round_trip("the end", tokio::time::sleep(Duration::from_secs(5)));
+        assert!(watch.guard(steady).await.is_ok());
+        let unlimited = self::watch(Duration::ZERO);
+        let slow = tokio::time::sleep(Duration::from_secs(86_400));
+        assert!(unlimited.guard(slow).await.is_ok());
+    }
+
     fn args() -> ConnectArgs {
         ConnectArgs {
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Some(Duration::from_secs(10)),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(2),
             ..ConnectArgs::default()
@@ -889,6 +1253,81 @@ mod tests {
         assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
         a.sslmode = Some(SslMode::Disable);
         assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
+    }
+
+    #[test]
+    fn connect_timeout_comes_from_the_flag_then_the_url_then_the_default() {
+        let mut a = args();
+        a.connect_timeout = None;
+        let s = resolve(a.clone(), &[]);
+        assert!(s.is_err(), "no source");
+        a.database_url = Some("postgres://u@db/medplum?connect_timeout=7&sslmode=require".into());
+        let s = resolve(a.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.connect_timeout, s.connect_timeout_from),
+            (Duration::from_secs(7), "connect_timeout in the URL")
+        );
+        assert_eq!(s.ssl_mode, SslMode::Require);
+        a.database_url = Some("host=db dbname=medplum connect_timeout=0".into());
+        assert_eq!(
+            resolve(a.clone(), &[]).unwrap().connect_timeout,
+            Duration::ZERO
+        );
+        a.connect_timeout = Some(Duration::from_secs(3));
+        let s = resolve(a.clone(), &[]).unwrap();
+        assert_eq!(
+            (s.connect_timeout, s.connect_timeout_from),
+            (Duration::from_secs(3), "--connect-timeout")
+        );
+        a.connect_timeout = None;
+        a.database_url = Some("postgres://u@db/medplum".into());
+        assert_eq!(
+            resolve(a, &[]).unwrap().connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT
+        );
+        // As libpq reads it: whole seconds, none below 2, 0 or less for no limit.
+        for (text, seconds) in [("10", 10), (" 4 ", 4), ("1", 2), ("0", 0), ("-3", 0)] {
+            assert_eq!(
+                url_connect_timeout(text).unwrap(),
+                Duration::from_secs(seconds),
+                "{text}"
+            );
+        }
+        for bad in ["", "1.5", "10s", "ten"] {
+            let err = url_connect_timeout(bad).unwrap_err().to_string();
+            assert!(err.contains("whole number of seconds"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_empty_database_url_is_refused() {
+        for empty in ["", "  "] {
+            let mut a = args();
+            a.database_url = Some(empty.into());
+            let err = resolve(a, &[("PGHOST", "db")]).unwrap_err().to_string();
+            assert!(err.contains("--database-url is empty"), "{err}");
+        }
+    }
+
+    #[test]
+    fn root_certificates_that_cannot_be_used_are_named_for_what_they_are() {
+        let mut roots = RootCertStore::empty();
+        assert_eq!(
+            add_pem_roots(&mut roots, b"not a certificate\n"),
+            Err("holds no PEM certificates".to_string())
+        );
+        // A private key is PEM, but not a certificate.
+        let key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(
+            add_pem_roots(&mut roots, key),
+            Err("holds no PEM certificates".to_string())
+        );
+        let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(
+            add_pem_roots(&mut roots, broken),
+            Err("holds 1 PEM certificate and none can be read".to_string())
+        );
+        assert!(roots.is_empty());
     }
 
     #[test]

@@ -49,10 +49,22 @@ pub struct Snapshot {
     /// Medplum tables the role may not read (`"AsyncJob"`, …): their evidence is missing.
     #[serde(default)]
     pub unreadable_tables: Vec<String>,
+    /// Medplum tables the role may read but that were not read, and why (another session held
+    /// a lock on them, e.g. a migration altering them): their evidence is missing too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unread_tables: Vec<UnreadTable>,
     /// The schema contract (absent from snapshots taken before medmig captured it). Last in
     /// the file, where [`Snapshot::write_rendered`] puts it already rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaContract>,
+}
+
+/// A Medplum table that was not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnreadTable {
+    /// Its name as SQL writes it: `"AsyncJob"`.
+    pub table: String,
+    pub why: String,
 }
 
 /// Sessions that were migrating when the snapshot was taken.
@@ -187,6 +199,40 @@ pub struct InvalidIndex {
 }
 
 impl Snapshot {
+    /// Every Medplum table whose evidence is missing, and why: the unreadable ones, then the
+    /// unread ones.
+    pub fn missing_tables(&self) -> Vec<UnreadTable> {
+        let unreadable = self.unreadable_tables.iter().map(|table| UnreadTable {
+            table: table.clone(),
+            why: format!("user \"{}\" may not read it", self.source.user),
+        });
+        unreadable
+            .chain(self.unread_tables.iter().cloned())
+            .collect()
+    }
+
+    /// Why `table` (as SQL writes it: `"AsyncJob"`) is missing, if it is.
+    pub fn missing(&self, table: &str) -> Option<String> {
+        self.missing_tables()
+            .into_iter()
+            .find(|missing| missing.table == table)
+            .map(|missing| missing.why)
+    }
+
+    /// Fails, saying why, when a Medplum table could not be read: for commands whose answer
+    /// cannot be given without it (a plan), where [`Snapshot::require_readable`] has let the
+    /// snapshot through.
+    pub fn require_complete(&self, command: &str) -> Result<()> {
+        let Some(missing) = self.unread_tables.first() else {
+            return Ok(());
+        };
+        bail!(
+            "{command} needs {} and it could not be read when the evidence was taken: {}",
+            missing.table,
+            missing.why
+        )
+    }
+
     /// Fails, naming the GRANT that is missing, when a Medplum table could not be read.
     pub fn require_readable(&self) -> Result<()> {
         if self.unreadable_tables.is_empty() {

@@ -48,6 +48,9 @@ pub enum MigrationState {
     Waiting,
     /// The evidence contradicts itself; the report says what contradicts what.
     Inconsistent,
+    /// The evidence was not read: `"DatabaseMigration"`, or its jobs in `"AsyncJob"` (a
+    /// migration held them locked); the detail says which and why.
+    Unknown,
 }
 
 impl MigrationState {
@@ -63,6 +66,7 @@ impl MigrationState {
             MigrationState::Pending => "pending",
             MigrationState::Waiting => "waiting",
             MigrationState::Inconsistent => "inconsistent",
+            MigrationState::Unknown => "unknown",
         }
     }
 }
@@ -209,7 +213,11 @@ pub const UNPLACED_JOB_FINDINGS: [&str; 2] = ["job-unreadable", "odd-job-version
 /// Works out the state of every post-deploy migration.
 pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions) -> StatusReport {
     let mut findings = Vec::new();
-    let row = migration_row(snapshot, &mut findings);
+    let unread = Unread::of(snapshot, &mut findings);
+    let row = match unread.migration {
+        Some(_) => None,
+        None => migration_row(snapshot, &mut findings),
+    };
     let data_version = row.and_then(|r| r.data_version);
     let done = u32::try_from(data_version.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
 
@@ -257,7 +265,7 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
     .into_iter()
     .max()
     .unwrap_or(0);
-    let pending = (done < highest).then(|| done + 1);
+    let pending = (unread.migration.is_none() && done < highest).then(|| done + 1);
     // The migrations something names (the manifest, a job, dataVersion) and the next one,
     // never a range counted up to a number read from outside.
     let versions: BTreeSet<u32> = manifest
@@ -279,8 +287,10 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             .iter()
             .map(|job| run_facts(job, history.get(job.id.as_str()), options.now))
             .collect();
-        let (state, detail, work_evidence) =
-            decide(version, done, runs, damaged, &facts, &evidence, options);
+        let (state, detail, work_evidence) = match unread.state_of(version, done) {
+            Some(why) => (MigrationState::Unknown, Some(why), Vec::new()),
+            None => decide(version, done, runs, damaged, &facts, &evidence, options),
+        };
         let entry = manifest.get(version);
         let current = facts.last().map(|(f, _)| f.clone()).unwrap_or_default();
         migrations.push(MigrationStatus {
@@ -306,7 +316,14 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
         });
     }
 
-    job_findings(&jobs, &defects, done, pending, &mut findings);
+    let mut about_jobs = Vec::new();
+    job_findings(&jobs, &defects, done, pending, &mut about_jobs);
+    // Without dataVersion, where a job stands in the order is not known.
+    findings.extend(
+        about_jobs
+            .into_iter()
+            .filter(|f| unread.migration.is_none() || f.id != "out-of-order-job"),
+    );
     other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
     manifest_findings(manifest, done, highest, &mut findings);
@@ -339,6 +356,56 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
         ignored_jobs,
         invalid_indexes: snapshot.invalid_indexes.clone(),
         findings,
+    }
+}
+
+/// The migration tables that were not read, as far as states rest on them.
+struct Unread {
+    /// Why `"DatabaseMigration"` was not read: no state is known.
+    migration: Option<String>,
+    /// Why the jobs were not read: no state beyond `dataVersion` is known.
+    jobs: Option<String>,
+}
+
+impl Unread {
+    /// What `snapshot` misses, with an `evidence-unreadable` finding for each table.
+    fn of(snapshot: &Snapshot, findings: &mut Vec<Finding>) -> Unread {
+        for missing in snapshot.missing_tables() {
+            let lost = match missing.table.as_str() {
+                "\"DatabaseMigration\"" => {
+                    "dataVersion and the pre-deploy version are unknown, and so is the state of \
+                     every post-deploy migration"
+                }
+                "\"AsyncJob\"" => {
+                    "the post-deploy jobs are unknown, and so is the state of every migration \
+                     after dataVersion"
+                }
+                _ => "the jobs' timelines are missing",
+            };
+            findings.push(Finding::new(
+                "evidence-unreadable",
+                Severity::Error,
+                format!(
+                    "{} could not be read, so {lost}: {}",
+                    missing.table, missing.why
+                ),
+            ));
+        }
+        Unread {
+            migration: snapshot.missing("\"DatabaseMigration\""),
+            jobs: snapshot.missing("\"AsyncJob\""),
+        }
+    }
+
+    /// Why migration `version` has no known state (`done` is `dataVersion`), if it has none.
+    fn state_of(&self, version: u32, done: u32) -> Option<String> {
+        if let Some(why) = &self.migration {
+            return Some(format!(
+                "\"DatabaseMigration\" could not be read, so dataVersion is unknown: {why}"
+            ));
+        }
+        let why = self.jobs.as_ref().filter(|_| version > done)?;
+        Some(format!("its jobs in \"AsyncJob\" could not be read: {why}"))
     }
 }
 
@@ -1148,6 +1215,7 @@ mod tests {
             schema: None,
             activity: None,
             unreadable_tables: vec![],
+            unread_tables: vec![],
         }
     }
 
@@ -1161,6 +1229,42 @@ mod tests {
 
     fn has(report: &StatusReport, id: &str) -> bool {
         report.findings.iter().any(|f| f.id == id)
+    }
+
+    #[test]
+    fn tables_not_read_leave_the_states_that_rest_on_them_unknown() {
+        let locked = |table: &str| crate::snapshot::UnreadTable {
+            table: table.into(),
+            why: "another session holds a lock on it".into(),
+        };
+        // Without the jobs: what dataVersion counts is known, the rest is not.
+        let mut s = snapshot(Some(47), vec![]);
+        s.unread_tables = vec![locked("\"AsyncJob\"")];
+        let r = report(&s);
+        assert_eq!(state(&r, 47), MigrationState::Completed);
+        assert_eq!(state(&r, 48), MigrationState::Unknown);
+        assert!(r.migrations[47]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("holds a lock")));
+        assert_eq!(r.post_deploy.pending, Some(48));
+        assert!(has(&r, "evidence-unreadable") && !has(&r, "migration-pending"));
+        // Without "DatabaseMigration": nothing is known, and its emptiness is no finding.
+        let mut s = snapshot(Some(47), vec![]);
+        s.database_migration.clear();
+        s.unread_tables = vec![locked("\"DatabaseMigration\"")];
+        let r = report(&s);
+        assert!(r
+            .migrations
+            .iter()
+            .all(|m| m.state == MigrationState::Unknown));
+        assert_eq!(r.post_deploy.pending, None);
+        assert!(!has(&r, "no-migration-row"));
+        // A failed job is out of order only against a known dataVersion.
+        let mut s = snapshot(Some(47), vec![job("j1", 49, "error", 5)]);
+        s.database_migration.clear();
+        s.unread_tables = vec![locked("\"DatabaseMigration\"")];
+        assert!(!has(&report(&s), "out-of-order-job"));
     }
 
     #[test]

@@ -181,26 +181,34 @@ pub fn rollback_check(
             .as_ref()
             .is_some_and(|a| a.hidden_sessions == 0),
     };
-    let jobs_unreadable = snapshot
-        .unreadable_tables
-        .iter()
-        .any(|t| t.contains("AsyncJob"));
+    let missing = snapshot.missing_tables();
+    let jobs_unreadable = missing.iter().any(|t| t.table.contains("AsyncJob"));
 
     let mut checks = vec![target_in_manifest(manifest, to, covered, known)];
-    if !snapshot.unreadable_tables.is_empty() {
+    if !missing.is_empty() {
+        let mut reasons = Vec::new();
+        if !snapshot.unreadable_tables.is_empty() {
+            reasons.push(format!(
+                "user \"{}\" may not read {}: GRANT SELECT on them so that medmig can see what \
+                 ran",
+                snapshot.source.user,
+                snapshot.unreadable_tables.join(", ")
+            ));
+        }
+        for unread in &snapshot.unread_tables {
+            reasons.push(format!(
+                "{} could not be read: {}",
+                unread.table, unread.why
+            ));
+        }
         checks.push(
             Check::new(
                 "evidence-unreadable",
                 Impact::Blocker,
                 Outcome::Unknown,
-                format!(
-                    "user \"{}\" may not read {}: GRANT SELECT on them so that medmig can see \
-                     what ran",
-                    snapshot.source.user,
-                    snapshot.unreadable_tables.join(", ")
-                ),
+                reasons.join("; "),
             )
-            .with(snapshot.unreadable_tables.clone()),
+            .with(missing.into_iter().map(|t| t.table).collect()),
         );
     }
     checks.push(newer.started(jobs_unreadable));

@@ -201,10 +201,10 @@ fn write_database(
     render::json::status(&mut status, &source, &report)?;
     staging.write("status.json", &status)?;
 
-    for table in &snapshot.unreadable_tables {
+    for missing in snapshot.missing_tables() {
         gaps.push(Gap {
-            what: format!("{table} rows"),
-            why: format!("user \"{}\" may not read it", snapshot.source.user),
+            what: format!("{} rows", missing.table),
+            why: missing.why,
         });
     }
     gaps.extend(diagnostics.gaps.iter().cloned());

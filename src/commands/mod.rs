@@ -11,7 +11,7 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
-use crate::collect::{collect, collect_for_file, collect_with_diagnostics};
+use crate::collect::{collect, collect_for_file, collect_schema, collect_with_diagnostics};
 use crate::connect::{process_environment, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
@@ -43,6 +43,18 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
     };
     let source = ReportSource::of(&snapshot, kind, file, "");
     Ok((snapshot, source))
+}
+
+/// The evidence for the schema contract alone: [`load_input`]'s snapshot, except that a live
+/// database is read for its catalog only (no table rows: a lock on one is no obstacle).
+pub fn load_schema_input(input: &InputArgs) -> Result<Snapshot> {
+    match (&input.snapshot, &input.bundle) {
+        (None, None) => {
+            let settings = settings(&input.connect)?;
+            runtime()?.block_on(collect_schema(&settings))
+        }
+        _ => Ok(load_input(input)?.0),
+    }
 }
 
 /// The evidence with its status analysis, as `status`, `upgrade-plan` and `recover` read it.

@@ -18,6 +18,7 @@ pub fn run(args: &RecoverArgs, out: &mut impl Write) -> Result<u8> {
         args.stale_after,
         args.evidence.server_statement_timeout,
     )?;
+    analyzed.snapshot.require_complete("recover")?;
     let steps = recover(
         &analyzed.snapshot,
         &analyzed.status,

@@ -52,7 +52,7 @@ pub fn diff(args: &SchemaDiffArgs, out: &mut impl Write) -> Result<u8> {
 
 /// The schema of the input, as a capture.
 fn current_schema(input: &crate::cli::InputArgs) -> Result<SchemaCapture> {
-    let (snapshot, _) = super::load_input(input)?;
+    let snapshot = super::load_schema_input(input)?;
     let schema = snapshot.schema.ok_or_else(|| {
         anyhow!("the snapshot carries no schema (taken by an older medmig): take it again")
     })?;

@@ -23,6 +23,12 @@ pub fn run(args: &SnapshotArgs) -> Result<u8> {
             "invalid indexes"
         )
     ));
+    for unread in &snapshot.unread_tables {
+        super::note(format_args!(
+            "{} could not be read, and the snapshot says so: {}",
+            unread.table, unread.why
+        ));
+    }
     super::end_with(snapshot);
     Ok(0)
 }

@@ -19,6 +19,7 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
         std::time::Duration::from_secs(3600),
         std::time::Duration::from_secs(60),
     )?;
+    analyzed.snapshot.require_complete("upgrade-plan")?;
     let (status, manifest, source) = (&analyzed.status, &analyzed.manifest, &analyzed.source);
     let (from, inferred_by) = match &args.from {
         Some(from) => (from.clone(), None),

@@ -11,14 +11,15 @@ use medmig::connect::ConnectionSettings;
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
-    admin, connect, every_output, medmig, medmig_with_env, runtime, server_url, server_user,
-    unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
+    admin, connect, every_output, medmig, medmig_with_env, medmig_within, runtime, server_url,
+    server_user, unique_name, url_as, url_for, TestDb, PASSWORD_ROLE,
 };
+use crate::relay::{requests, Plan, Relay};
 
 fn connect_args(url: &str) -> ConnectArgs {
     ConnectArgs {
         database_url: Some(url.to_string()),
-        connect_timeout: Duration::from_secs(10),
+        connect_timeout: Some(Duration::from_secs(10)),
         statement_timeout: Duration::from_secs(30),
         lock_timeout: Duration::from_secs(2),
         ..ConnectArgs::default()
@@ -59,37 +60,6 @@ fn the_session_cannot_write_and_carries_its_limits() {
 }
 
 #[test]
-fn a_lock_on_async_job_makes_medmig_give_up_within_its_lock_timeout() {
-    let db = TestDb::with(&["schema", "steady-state"]);
-    let rt = runtime();
-    rt.block_on(async {
-        // What a migration's ALTER TABLE would hold.
-        let holder = connect(&db.url()).await;
-        holder
-            .batch_execute("BEGIN; LOCK TABLE \"AsyncJob\" IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
-        let started = Instant::now();
-        let run = medmig(&[
-            "status",
-            "--database-url",
-            &db.url(),
-            "--lock-timeout",
-            "1s",
-        ]);
-        let waited = started.elapsed();
-        let line = run.single_error();
-        assert!(
-            line.contains("lock") && line.contains("--lock-timeout 1s"),
-            "{line}"
-        );
-        assert!(line.contains("\"AsyncJob\""), "{line}");
-        assert!(waited < Duration::from_secs(8), "waited {waited:?}");
-        holder.batch_execute("ROLLBACK").await.unwrap();
-    });
-}
-
-#[test]
 fn refused_connection() {
     let line = medmig(&[
         "status",
@@ -114,16 +84,7 @@ fn unresolvable_host() {
 
 #[test]
 fn a_server_that_never_answers_hits_the_connect_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // Accepts and then says nothing, like a wedged proxy.
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
-    let url = format!("postgres://medmig@127.0.0.1:{port}/medplum");
+    let url = format!("postgres://medmig@127.0.0.1:{}/medplum", silent_port());
     let started = Instant::now();
     let run = medmig(&["status", "--database-url", &url, "--connect-timeout", "1s"]);
     assert!(
@@ -131,6 +92,172 @@ fn a_server_that_never_answers_hits_the_connect_timeout() {
         "{run:?}"
     );
     assert!(started.elapsed() < Duration::from_secs(8));
+}
+
+/// A port that accepts connections and never says a word, like a wedged proxy.
+fn silent_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_urls_connect_timeout_is_honoured_unless_the_flag_is_given() {
+    let url = format!(
+        "postgres://medmig@127.0.0.1:{}/medplum?connect_timeout=2",
+        silent_port()
+    );
+    let (run, took) = medmig_within(&["status", "--database-url", &url], Duration::from_secs(30));
+    let line = run.single_error();
+    assert!(
+        line.contains("no answer within 2s (connect_timeout in the URL)"),
+        "{line}"
+    );
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "took {took:?}"
+    );
+    let (run, took) = medmig_within(
+        &["status", "--database-url", &url, "--connect-timeout", "1s"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        run.single_error()
+            .contains("no answer within 1s (--connect-timeout)"),
+        "{run:?}"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+#[test]
+fn an_empty_database_url_is_refused_rather_than_taken_for_localhost() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    // Even where the PG* variables would connect: an empty flag is a mistake, not a default.
+    let (host, port) = crate::harness::server_host_port();
+    let run = medmig_with_env(
+        &["status", "--database-url", ""],
+        &[
+            ("PGHOST", &host),
+            ("PGPORT", &port.to_string()),
+            ("PGUSER", &server_user()),
+            ("PGDATABASE", &db.name),
+        ],
+    );
+    let line = run.single_error();
+    assert!(line.contains("--database-url is empty"), "{line}");
+}
+
+#[test]
+fn a_zero_timeout_means_no_limit_as_in_postgresql() {
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let mut args = connect_args(&db.url());
+    args.statement_timeout = Duration::ZERO;
+    args.lock_timeout = Duration::ZERO;
+    let settings = ConnectionSettings::resolve(&args, &[]).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let mut session = settings.connect().await.unwrap();
+        let timeouts = session.timeout_settings();
+        let transaction = begin_read_only(&mut session.client, &timeouts)
+            .await
+            .unwrap();
+        for (setting, expected) in [
+            ("statement_timeout", "0"),
+            ("lock_timeout", "0"),
+            // medmig never idles in its transaction: this one keeps a limit.
+            ("idle_in_transaction_session_timeout", "1min"),
+        ] {
+            let row = transaction
+                .query_one(&format!("SHOW {setting}"), &[])
+                .await
+                .unwrap();
+            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
+        }
+    });
+    let run = medmig(&[
+        "status",
+        "--database-url",
+        &db.url(),
+        "--statement-timeout",
+        "0",
+        "--lock-timeout",
+        "0",
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+}
+
+#[test]
+fn a_root_certificate_file_that_is_not_pem_says_so() {
+    let path = std::env::temp_dir().join(format!("{}.pem", unique_name("medmig_garbage_ca")));
+    for garbage in [
+        &b"this is not a certificate\n"[..],
+        &[0u8, 159, 146, 150, 255, 10][..],
+    ] {
+        std::fs::write(&path, garbage).unwrap();
+        let run = medmig(&[
+            "status",
+            "--database-url",
+            "postgres://medmig@127.0.0.1:1/medplum",
+            "--sslmode",
+            "verify-full",
+            "--ssl-root-cert",
+            path.to_str().unwrap(),
+        ]);
+        let line = run.single_error();
+        assert!(
+            line.contains(&format!(
+                "the root certificate file {} holds no PEM certificates",
+                path.display()
+            )) && line.contains("-----BEGIN CERTIFICATE-----"),
+            "{line}"
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn the_bundle_diagnostics_use_unnamed_statements_as_every_other_read() {
+    // Named prepared statements (s0, s1, …) collide behind a transaction-mode pooler, where
+    // the next transaction may run on another server connection. What medmig sends is read
+    // off the wire: every Parse message must name no statement.
+    let db = TestDb::with(&["schema", "steady-state"]);
+    let relay = Relay::start(&db, Plan::default());
+    let out = std::env::temp_dir().join(format!("{}.tar.gz", unique_name("medmig_unnamed")));
+    let run = medmig(&[
+        "bundle",
+        "--out",
+        out.to_str().unwrap(),
+        "--database-url",
+        &relay.url,
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    std::fs::remove_file(&out).unwrap();
+    let (sent, _) = relay.finish();
+    let parsed: Vec<Vec<u8>> = requests(&sent)
+        .into_iter()
+        .filter(|(kind, _)| *kind == b'P')
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        parsed
+            .iter()
+            .any(|body| String::from_utf8_lossy(body).contains("pg_settings")),
+        "the diagnostics went through the relay"
+    );
+    for body in &parsed {
+        let name_end = body.iter().position(|b| *b == 0).unwrap();
+        assert!(
+            name_end == 0,
+            "a named statement: {:?}",
+            String::from_utf8_lossy(&body[..body.len().min(120)])
+        );
+    }
 }
 
 #[test]
@@ -367,46 +494,10 @@ fn the_session_ends_with_a_goodbye() {
     // the missing goodbye for a reset). A relay between medmig and the server keeps what medmig
     // sends, unencrypted: it must end with PostgreSQL's Terminate message, then a clean close.
     let db = TestDb::with(&["schema", "steady-state"]);
-    let config: tokio_postgres::Config = db.url().parse().unwrap();
-    let server = match &config.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(host) => format!("{host}:{}", config.get_ports()[0]),
-        other => panic!("the test server is not on TCP: {other:?}"),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let relay = listener.local_addr().unwrap();
-    let relaying = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        let (mut from_medmig, _) = listener.accept().unwrap();
-        let mut to_server = std::net::TcpStream::connect(server).unwrap();
-        let (mut from_server, mut to_medmig) = (
-            to_server.try_clone().unwrap(),
-            from_medmig.try_clone().unwrap(),
-        );
-        std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_medmig));
-        let (mut sent, mut buffer) = (Vec::new(), [0u8; 16384]);
-        let ended = loop {
-            match from_medmig.read(&mut buffer) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    sent.extend_from_slice(&buffer[..n]);
-                    to_server.write_all(&buffer[..n]).unwrap();
-                }
-                Err(err) => break Err(err.kind()),
-            }
-        };
-        let _ = to_server.shutdown(std::net::Shutdown::Write);
-        (sent, ended)
-    });
-    let at = db.url().find('@').unwrap() + 1;
-    let authority_end = at + db.url()[at..].find('/').unwrap();
-    let url = format!(
-        "{}{relay}{}?sslmode=disable",
-        &db.url()[..at],
-        &db.url()[authority_end..]
-    );
-    let run = medmig(&["status", "--database-url", &url]);
+    let relay = Relay::start(&db, Plan::default());
+    let run = medmig(&["status", "--database-url", &relay.url]);
     assert_eq!(run.code, 0, "{run:?}");
-    let (sent, ended) = relaying.join().unwrap();
+    let (sent, ended) = relay.finish();
     assert_eq!(ended, Ok(()), "medmig's side of the connection");
     assert!(
         sent.ends_with(b"X\0\0\0\x04"),

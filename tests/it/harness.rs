@@ -295,6 +295,49 @@ fn without_connection_variables(command: &mut Command) {
     }
 }
 
+/// Runs `medmig` with `args` like [`medmig`], killing it if it has not ended after `limit`
+/// (and failing the test then); returns what it did and how long it took.
+pub fn medmig_within(args: &[&str], limit: std::time::Duration) -> (Run, std::time::Duration) {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut child = medmig_command(args, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the medmig binary runs");
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("medmig can be waited for") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let took = started.elapsed();
+    let run = Run {
+        code: status.and_then(|s| s.code()).unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "medmig {args:?} still ran after {limit:?}: {run:?}"
+    );
+    (run, took)
+}
+
 /// `medmig snapshot` of the database at `url` into a new temporary file; returns its path and
 /// what medmig said on stderr.
 pub fn take_snapshot(url: &str) -> (PathBuf, String) {

@@ -121,16 +121,7 @@ fn csv_records(text: &str) -> Vec<BTreeMap<String, String>> {
 #[test]
 fn hostile_names_from_a_database_are_shown_not_obeyed_in_every_format() {
     let db = TestDb::with(&["schema"]);
-    let baseline = temp("medmig_baseline", "json");
-    let run = medmig(&[
-        "schema",
-        "capture",
-        "--database-url",
-        &db.url(),
-        "--out",
-        baseline.to_str().unwrap(),
-    ]);
-    assert_eq!(run.code, 0, "{run:?}");
+    let baseline = crate::schema::capture(&db);
     drop(db);
     let db = hostile_database();
     let url = db.url();
