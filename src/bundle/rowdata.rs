@@ -14,7 +14,9 @@
 //!   contains (cols) = (values).`;
 //! - `COPY t, line N, column c: "value"` and `COPY t, line N: "line"`;
 //! - `invalid input syntax for type t: "value"`, `invalid input value for enum t: "value"`,
-//!   `date/time field value out of range: "value"`.
+//!   `date/time field value out of range: "value"`;
+//! - the string literals of the statement a `SQL statement "…"` context quotes (a function's
+//!   statement, with the row values it was given).
 //!
 //! Values are printed unquoted and joined with `, ` (`null` for a null, which is kept), so
 //! where a list ends is read from the words that follow it, else the last `)` before the end of
@@ -30,7 +32,7 @@ use aho_corasick::{AhoCorasick, MatchKind};
 pub const ROW_VALUE: &str = "row-value";
 
 /// Where each message starts, in the order [`redact_row_values`] reads them.
-const STARTS: [&str; 7] = [
+const STARTS: [&str; 8] = [
     "Key (",
     "key (",
     "ailing row contains (",
@@ -38,6 +40,7 @@ const STARTS: [&str; 7] = [
     "invalid input syntax for type ",
     "invalid input value for enum ",
     "field value out of range",
+    "SQL statement ",
 ];
 
 /// What follows a `Key (cols)=(values)` list.
@@ -79,16 +82,22 @@ pub fn redact_row_values(
             continue;
         }
         let region = region_end(text, found.end(), json_line);
-        let span = match found.pattern().as_usize() {
+        let pattern = found.pattern().as_usize();
+        let span = match pattern {
             0 | 1 => key_values(text, found.end(), region),
             2 => failing_row(text, found.end(), region),
             3 => copy_context(text, found.end(), region),
+            7 => quoted(text, found.end(), region),
             _ => quoted_value(text, found.end(), region),
         };
         let Some((start, end, columns)) = span else {
             continue;
         };
-        let replaced = replace_list(&text[start..end], columns, placeholder);
+        let replaced = if pattern == 7 {
+            replace_literals(&text[start..end], placeholder)
+        } else {
+            replace_list(&text[start..end], columns, placeholder)
+        };
         out.push_str(&text[copied..start]);
         out.push_str(&replaced);
         copied = end;
@@ -170,16 +179,57 @@ fn quoted_value(text: &str, from: usize, region: usize) -> Option<(usize, usize,
     if colon > 512 || rest[..colon].contains('\n') {
         return None;
     }
-    let after = &rest[colon + 2..];
+    quoted(text, from + colon + 2, region)
+}
+
+/// `"value"` at `from` (the quotes escaped as the text is), to the last such quote before the
+/// end of the region: the value's span.
+fn quoted(text: &str, from: usize, region: usize) -> Option<(usize, usize, Option<usize>)> {
+    let after = &text[from..region];
     let slashes = after.bytes().take_while(|b| *b == b'\\').count();
     if after.as_bytes().get(slashes) != Some(&b'"') {
         return None;
     }
     let quote = &after[..=slashes];
-    let start = from + colon + 2 + quote.len();
+    let start = from + quote.len();
     let body = &text[start..region];
     let end = body.rfind(quote).unwrap_or(body.len());
     Some((start, start + end, Some(1)))
+}
+
+/// A statement with the content of each of its string literals (`'…'`, `''` inside) replaced.
+fn replace_literals(
+    statement: &str,
+    placeholder: &mut dyn FnMut(&'static str, &str) -> String,
+) -> String {
+    let mut out = String::with_capacity(statement.len());
+    let mut rest = statement;
+    while let Some(open) = rest.find('\'') {
+        out.push_str(&rest[..=open]);
+        let body = &rest[open + 1..];
+        let mut end = 0;
+        loop {
+            match body[end..].find('\'') {
+                Some(i) if body[end + i + 1..].starts_with('\'') => end += i + 2,
+                Some(i) => {
+                    end += i;
+                    break;
+                }
+                None => {
+                    end = body.len();
+                    break;
+                }
+            }
+        }
+        let literal = &body[..end];
+        if !literal.is_empty() {
+            out.push_str(&placeholder(ROW_VALUE, literal));
+        }
+        out.push('\'');
+        rest = body.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The number of columns in `a, b, lower((c)::text)`: commas outside parentheses, plus one.
@@ -294,6 +344,10 @@ mod tests {
             (
                 "date/time field value out of range: \"1956-05-32\"",
                 "date/time field value out of range: \"[row-value-1]\"",
+            ),
+            (
+                "CONTEXT:  SQL statement \"UPDATE person SET family = 'O''Brien' WHERE mrn = 'MRN-1' AND n = 3\"\nPL/pgSQL function fix() line 4 at SQL statement",
+                "CONTEXT:  SQL statement \"UPDATE person SET family = '[row-value-1]' WHERE mrn = '[row-value-2]' AND n = 3\"\nPL/pgSQL function fix() line 4 at SQL statement",
             ),
             // Values holding the separators are redacted together.
             (

@@ -131,16 +131,18 @@ fn escaped(text: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
-/// A PostgreSQL error as the server sent it: its message and detail.
+/// A PostgreSQL error as the server sent it: its message, detail and context.
 struct PgError {
     code: String,
     message: String,
     detail: String,
+    context: String,
 }
 
 /// Makes a real PostgreSQL raise, for rows of each person's values, a unique violation, a
 /// check violation (the failing row, the resource itself in a `jsonb` column), a foreign-key
-/// violation and an invalid input error; returns them.
+/// violation, an invalid input error, and a check violation inside a function (whose context
+/// quotes the statement with the values); returns them.
 fn violations(people: &[(String, String, String, String, Value)]) -> Vec<PgError> {
     let db = TestDb::with(&[]);
     let rt = runtime();
@@ -150,7 +152,12 @@ fn violations(people: &[(String, String, String, String, Value)]) -> Vec<PgError
             .batch_execute(
                 "CREATE TABLE person (mrn text PRIMARY KEY, family text, given text, birth text,
                      status text CHECK (status IN ('active', 'inactive')), content jsonb);
-                 CREATE TABLE visit (person text REFERENCES person (mrn));",
+                 CREATE TABLE visit (person text REFERENCES person (mrn));
+                 CREATE FUNCTION admit(mrn text, family text) RETURNS void LANGUAGE plpgsql AS $$
+                 BEGIN
+                   EXECUTE format('INSERT INTO person (mrn, family, status) VALUES (%L, %L, %L)',
+                                  mrn || '-2', family, 'admitted');
+                 END $$;",
             )
             .await
             .unwrap();
@@ -179,6 +186,12 @@ fn violations(people: &[(String, String, String, String, Value)]) -> Vec<PgError
                     .await
                     .unwrap_err(),
             );
+            failures.push(
+                client
+                    .execute("SELECT admit($1, $2)", &[mrn, family])
+                    .await
+                    .unwrap_err(),
+            );
             let name = format!("{given} {family}");
             failures.push(
                 client
@@ -192,6 +205,7 @@ fn violations(people: &[(String, String, String, String, Value)]) -> Vec<PgError
                     code: db.code().code().to_string(),
                     message: db.message().to_string(),
                     detail: db.detail().unwrap_or_default().to_string(),
+                    context: db.where_().unwrap_or_default().to_string(),
                 });
             }
         }
@@ -343,16 +357,21 @@ fn no_identifying_value_of_medplums_mock_patients_survives_anywhere_in_a_bundle(
     }
     for error in &errors {
         log.push_str(&format!(
-            r#"{{"level":"ERROR","timestamp":"{}","msg":"Post-deploy migration threw an error","err":{},"detail":{},"code":"{}"}}"#,
+            r#"{{"level":"ERROR","timestamp":"{}","msg":"Post-deploy migration threw an error","err":{},"detail":{},"where":{},"code":"{}"}}"#,
             time(),
             Value::String(error.message.clone()),
             Value::String(error.detail.clone()),
+            Value::String(error.context.clone()),
             error.code
         ));
         log.push('\n');
         log.push_str(&format!(
-            "2026-03-01 10:08:00 ERROR:  {}\nDETAIL:  {}\n2026-03-01 10:08:00 ERROR {} DETAIL: {}\n",
-            error.message, error.detail, error.message, error.detail
+            "2026-03-01 10:08:00 ERROR:  {}\nDETAIL:  {}\n2026-03-01 10:08:00 ERROR {} DETAIL: {} CONTEXT: {}\n",
+            error.message,
+            error.detail,
+            error.message,
+            error.detail,
+            error.context.replace('\n', " ")
         ));
     }
     let logs = std::env::temp_dir().join(unique_name("medmig_phi_logs"));
@@ -363,6 +382,10 @@ fn no_identifying_value_of_medplums_mock_patients_survives_anywhere_in_a_bundle(
     // resource, as Medplum's error texts do.
     let unique = errors.iter().find(|e| e.code == "23505").unwrap();
     let check = errors.iter().find(|e| e.code == "23514").unwrap();
+    let in_function = errors
+        .iter()
+        .find(|e| e.context.contains("SQL statement"))
+        .unwrap();
     let homer = resources
         .iter()
         .find(|r| r["resourceType"] == "Patient" && r["birthDate"].is_string())
@@ -370,7 +393,8 @@ fn no_identifying_value_of_medplums_mock_patients_survives_anywhere_in_a_bundle(
     let output = serde_json::json!({"resourceType": "Parameters", "parameter": [
         {"name": "error", "valueString": format!("{}\n{}\nresource: {}", unique.message, unique.detail, medplum_json(homer))},
         {"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "processing", "diagnostics": format!("{} {}", check.message, check.detail)}]}}]});
+            {"severity": "error", "code": "processing", "diagnostics": format!("{} {}", check.message, check.detail)},
+            {"severity": "error", "code": "processing", "diagnostics": format!("{}\n{}\n{}", in_function.message, in_function.detail, in_function.context)}]}}]});
     let db = TestDb::build(
         &["schema", "failed-with-retry"],
         &format!(
