@@ -7,8 +7,9 @@
 //! `resourceType`, the `id` of a resource, `meta.versionId` and `meta.lastUpdated`, the values
 //! of elements whose type is `code`, `id`, `boolean` or `canonical`, the `system` URIs (of
 //! codings, identifiers, quantities…) and an extension's `url`, a reference that is only
-//! `Type/id`, and `null`. Every other value becomes a placeholder that names its kind by its
-//! FHIR type ([`KINDS`]); an element the table does not know, and anything in it, is redacted.
+//! `Type/id`, and `true`, `false` and `null` anywhere. Every other value becomes a
+//! placeholder that names its kind by its FHIR type ([`KINDS`]); an element the table does not
+//! know, and anything in it, is redacted.
 //!
 //! This module owns where resources are in a text, how their elements are typed and what
 //! each value's kind is. The placeholders themselves (their numbers, their counts) are the
