@@ -332,3 +332,24 @@ fn only_migrations_something_names_are_listed_and_folds_do_not_span_a_gap() {
         "{table}"
     );
 }
+
+#[test]
+fn the_manifest_the_fuzzer_found_is_refused_in_bounded_memory() {
+    // Found by scripts/fuzz (target manifest): one key, v2222253, made status count to it
+    // and abort after 3.4 GB. Only keys no migration can have: nothing to go on, one line.
+    let manifest = temp("medmig_fuzz_manifest", "json");
+    std::fs::write(&manifest, r#"{"v2222253": {"serverVersion": "5.2.4"}}"#).unwrap();
+    let snapshot = crate::harness::fixture_path("snapshots/steady-state.json");
+    let run = medmig_capped(
+        256 * 1024,
+        &[
+            "status",
+            "--snapshot",
+            snapshot.to_str().unwrap(),
+            "--manifest",
+            path(&manifest),
+        ],
+    );
+    std::fs::remove_file(&manifest).unwrap();
+    assert!(run.single_error().contains("\"v2222253\""), "{run:?}");
+}
