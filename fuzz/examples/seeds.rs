@@ -15,6 +15,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use medmig::bundle::archive::{BundleManifest, Staging, BUNDLE_KIND};
 use medmig::catalog::SchemaCapture;
+use medmig::outfile::Destination;
 use medmig::snapshot::{Snapshot, FORMAT_VERSION};
 use medmig_fuzz::bundle_input::{self, encode_entry, Entry};
 
@@ -126,7 +127,8 @@ fn main() {
     fs::create_dir_all(&work).unwrap();
     for (name, with_snapshot) in [("bundle", true), ("no-db-bundle", false)] {
         let path = work.join(format!("{name}.tar.gz"));
-        let mut staging = Staging::new(&path).expect("a staging directory");
+        let destination = Destination::open(&path, true).expect("a writable --out");
+        let mut staging = Staging::new(&destination).expect("a staging directory");
         if with_snapshot {
             staging
                 .write("snapshot.json", &snapshots[0].1)
@@ -151,7 +153,7 @@ fn main() {
             redactions: BTreeMap::from([("email".to_string(), 2)]),
             not_collected: Vec::new(),
         };
-        staging.finish(manifest, &path, true).expect("a bundle");
+        staging.finish(manifest, destination).expect("a bundle");
         let file = fs::read(&path).unwrap();
         let mut tar = Vec::new();
         GzDecoder::new(&file[..]).read_to_end(&mut tar).unwrap();
