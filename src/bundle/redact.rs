@@ -110,33 +110,45 @@ const IP_RULES: [(&str, &str, usize); 2] = [
 /// Every rule id (the manifest counts replacements under these ids; the README lists them):
 /// the secret rules, the kinds of a FHIR resource's values ([`fhir::KINDS`]) and PostgreSQL's
 /// row values ([`rowdata::ROW_VALUE`]).
-pub const RULE_IDS: [&str; 25] = [
-    "sensitive-key",
-    "url-password",
-    "connection-password",
-    "jwt",
-    "auth-header",
-    "aws-access-key",
-    "email",
-    "us-ssn",
-    "phone",
-    "secret-value",
-    "ipv4",
-    "ipv6",
-    "keyword",
-    "name",
-    "address",
-    "telecom",
-    "identifier",
-    "date",
-    "narrative",
-    "text",
-    "attachment",
-    "number",
-    "reference",
-    "value",
-    "row-value",
-];
+pub const RULE_IDS: [&str; 25] = rule_ids(
+    [
+        "sensitive-key",
+        "url-password",
+        "connection-password",
+        "jwt",
+        "auth-header",
+        "aws-access-key",
+        "email",
+        "us-ssn",
+        "phone",
+        "secret-value",
+        "ipv4",
+        "ipv6",
+        "keyword",
+    ],
+    fhir::KINDS,
+    rowdata::ROW_VALUE,
+);
+
+/// The secret rules' ids, then the FHIR kinds, then the row values', as one list.
+const fn rule_ids(
+    secrets: [&'static str; 13],
+    fhir: [&'static str; 11],
+    row_value: &'static str,
+) -> [&'static str; 25] {
+    let mut ids = [row_value; 25];
+    let mut i = 0;
+    while i < secrets.len() {
+        ids[i] = secrets[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < fhir.len() {
+        ids[secrets.len() + j] = fhir[j];
+        j += 1;
+    }
+    ids
+}
 
 /// A placeholder this redactor wrote (`[email-3]`): no keyword is looked for inside one.
 const PLACEHOLDER: &str = r"\[[a-z0-9]+(?:-[a-z0-9]+)*-[0-9]+\]";

@@ -533,3 +533,36 @@ pub struct FindingJson {
     pub message: String,
     pub version: Option<u32>,
 }
+
+/// Asserts that `redacted` has `plain`'s shape and values but for strings that `replaced`
+/// accepts (plain, redacted) as a redaction; `at` names the place in failure messages.
+pub fn assert_same_but_redacted(
+    plain: &serde_json::Value,
+    redacted: &serde_json::Value,
+    at: &str,
+    replaced: &dyn Fn(&str, &str) -> bool,
+) {
+    use serde_json::Value;
+    match (plain, redacted) {
+        (Value::String(a), Value::String(b)) => {
+            assert!(a == b || replaced(a, b), "{at}: {a:?} became {b:?}");
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_same_but_redacted(x, y, &format!("{at}[{i}]"), replaced);
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            assert_eq!(
+                a.keys().collect::<Vec<_>>(),
+                b.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (key, x) in a {
+                assert_same_but_redacted(x, &b[key], &format!("{at}.{key}"), replaced);
+            }
+        }
+        _ => assert_eq!(plain, redacted, "{at}"),
+    }
+}
