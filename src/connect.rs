@@ -341,28 +341,17 @@ impl ConnectionSettings {
     }
 }
 
-/// The largest root certificate file medmig reads: far above any CA bundle (the system's is
-/// some 200 KB, RDS's 160 KB).
-const ROOT_CERT_FILE_LIMIT: u64 = 16 << 20;
-
-/// The bytes of a root certificate file, up to [`ROOT_CERT_FILE_LIMIT`].
+/// The bytes of a root certificate file, up to [`crate::limits::ROOT_CERT_FILE_MAX_BYTES`].
 fn read_root_cert_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let shown = path.display();
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(ROOT_CERT_FILE_LIMIT + 1).read_to_end(&mut bytes))
+    use crate::limits;
+    limits::read_file(path, limits::ROOT_CERT_FILE_MAX_BYTES, "a root certificate file")
         .with_context(|| {
-            format!("cannot read the root certificate file {shown}: give a readable PEM file")
-        })?;
-    if bytes.len() as u64 > ROOT_CERT_FILE_LIMIT {
-        bail!(
-            "the root certificate file {shown} is larger than {} MiB, which no CA bundle is: \
-             give the PEM file of the certificate authorities to trust",
-            ROOT_CERT_FILE_LIMIT >> 20
-        );
-    }
-    Ok(bytes)
+            format!(
+                "cannot read the root certificate file {}: give a readable PEM file of the \
+                 certificate authorities to trust",
+                path.display()
+            )
+        })
 }
 
 /// Adds the certificates in PEM text `pem` to `roots`; when none can be used, says why (to

@@ -43,6 +43,10 @@ pub const MEDPLUM_CONFIG_MAX_BYTES: u64 = 4 << 20;
 /// A `data-version-manifest.json` (`--manifest`): the one medmig embeds is 3.5 KB.
 pub const VERSION_MANIFEST_MAX_BYTES: u64 = 4 << 20;
 
+/// A root certificate file (`--ssl-root-cert`, `PGSSLROOTCERT`): far above any CA bundle (the
+/// system's is some 200 KB, RDS's 160 KB).
+pub const ROOT_CERT_FILE_MAX_BYTES: u64 = 16 << 20;
+
 /// One log line: longer lines are cut here (the rest is read and dropped).
 pub const LOG_LINE_MAX_BYTES: usize = 64 << 10;
 
