@@ -344,14 +344,18 @@ impl ConnectionSettings {
 /// The bytes of a root certificate file, up to [`crate::limits::ROOT_CERT_FILE_MAX_BYTES`].
 fn read_root_cert_file(path: &std::path::Path) -> Result<Vec<u8>> {
     use crate::limits;
-    limits::read_file(path, limits::ROOT_CERT_FILE_MAX_BYTES, "a root certificate file")
-        .with_context(|| {
-            format!(
-                "cannot read the root certificate file {}: give a readable PEM file of the \
+    limits::read_file(
+        path,
+        limits::ROOT_CERT_FILE_MAX_BYTES,
+        "a root certificate file",
+    )
+    .with_context(|| {
+        format!(
+            "cannot read the root certificate file {}: give a readable PEM file of the \
                  certificate authorities to trust",
-                path.display()
-            )
-        })
+            path.display()
+        )
+    })
 }
 
 /// Adds the certificates in PEM text `pem` to `roots`; when none can be used, says why (to

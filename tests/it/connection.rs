@@ -26,6 +26,17 @@ fn connect_args(url: &str) -> ConnectArgs {
     }
 }
 
+/// Asserts what `SHOW` says of each setting in medmig's transaction.
+async fn assert_settings(transaction: &tokio_postgres::Transaction<'_>, expected: &[(&str, &str)]) {
+    for (setting, value) in expected {
+        let row = transaction
+            .query_one(&format!("SHOW {setting}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, String>(0), *value, "{setting}");
+    }
+}
+
 #[test]
 fn the_session_cannot_write_and_carries_its_limits() {
     let db = TestDb::with(&["schema", "steady-state"]);
@@ -37,20 +48,18 @@ fn the_session_cannot_write_and_carries_its_limits() {
         let transaction = begin_read_only(&mut session.client, &timeouts)
             .await
             .unwrap();
-        for (setting, expected) in [
-            ("transaction_isolation", "repeatable read"),
-            ("transaction_read_only", "on"),
-            ("statement_timeout", "30s"),
-            ("lock_timeout", "2s"),
-            ("jit", "off"),
-            ("application_name", "medmig"),
-        ] {
-            let row = transaction
-                .query_one(&format!("SHOW {setting}"), &[])
-                .await
-                .unwrap();
-            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
-        }
+        assert_settings(
+            &transaction,
+            &[
+                ("transaction_isolation", "repeatable read"),
+                ("transaction_read_only", "on"),
+                ("statement_timeout", "30s"),
+                ("lock_timeout", "2s"),
+                ("jit", "off"),
+                ("application_name", "medmig"),
+            ],
+        )
+        .await;
         let err = transaction
             .batch_execute("UPDATE \"DatabaseMigration\" SET \"dataVersion\" = 99")
             .await
@@ -167,18 +176,16 @@ fn a_zero_timeout_means_no_limit_as_in_postgresql() {
         let transaction = begin_read_only(&mut session.client, &timeouts)
             .await
             .unwrap();
-        for (setting, expected) in [
-            ("statement_timeout", "0"),
-            ("lock_timeout", "0"),
-            // medmig never idles in its transaction: this one keeps a limit.
-            ("idle_in_transaction_session_timeout", "1min"),
-        ] {
-            let row = transaction
-                .query_one(&format!("SHOW {setting}"), &[])
-                .await
-                .unwrap();
-            assert_eq!(row.get::<_, String>(0), expected, "{setting}");
-        }
+        assert_settings(
+            &transaction,
+            &[
+                ("statement_timeout", "0"),
+                ("lock_timeout", "0"),
+                // medmig never idles in its transaction: this one keeps a limit.
+                ("idle_in_transaction_session_timeout", "1min"),
+            ],
+        )
+        .await;
     });
     let run = medmig(&[
         "status",
