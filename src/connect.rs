@@ -704,7 +704,7 @@ fn check_server_version(version: &str, target: &Target) -> Result<()> {
         Some(major) if major < OLDEST_POSTGRESQL => bail!(
             "{target} runs PostgreSQL {}, older than medmig reads (PostgreSQL {OLDEST_POSTGRESQL} \
              and later, as Medplum requires): run medmig against a server of a supported version",
-            version.escape_debug()
+            crate::text::escape_controls(version)
         ),
         _ => Ok(()),
     }
