@@ -41,6 +41,7 @@ pub const DIFFERENCE_IDS: [(&str, Impact); 25] = [
     ("index-changed", Impact::Warning),
     ("index-invalid", Impact::Warning),
     ("constraint-not-validated", Impact::Warning),
+    ("index-compared-by-shape", Impact::Warning),
     ("table-added", Impact::Info),
     ("column-added", Impact::Info),
     ("index-added", Impact::Info),
@@ -48,7 +49,6 @@ pub const DIFFERENCE_IDS: [(&str, Impact); 25] = [
     ("function-added", Impact::Info),
     ("extension-added", Impact::Info),
     ("extension-updated", Impact::Info),
-    ("index-compared-by-shape", Impact::Info),
 ];
 
 /// The impact of difference `id`.
