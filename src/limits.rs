@@ -43,6 +43,10 @@ pub const MEDPLUM_CONFIG_MAX_BYTES: u64 = 4 << 20;
 /// A `data-version-manifest.json` (`--manifest`): the one medmig embeds is 3.5 KB.
 pub const VERSION_MANIFEST_MAX_BYTES: u64 = 4 << 20;
 
+/// A migration catalogue (`--migration-catalogue`): the one medmig embeds is 1 MB for 53
+/// migrations and 4,600 effects; read whole and parsed, so this also bounds parsing.
+pub const CATALOGUE_MAX_BYTES: u64 = 32 << 20;
+
 /// A root certificate file (`--ssl-root-cert`, `PGSSLROOTCERT`): far above any CA bundle (the
 /// system's is some 200 KB, RDS's 160 KB).
 pub const ROOT_CERT_FILE_MAX_BYTES: u64 = 16 << 20;
