@@ -628,6 +628,10 @@ pub struct ManifestArgs {
     /// one (which describes migrations up to server 5.2.4).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    /// A medmig migration catalogue (what each post-deploy migration does to the schema), to
+    /// replace the embedded one (v1 to v53, read from Medplum's source).
+    #[arg(long, value_name = "FILE")]
+    pub migration_catalogue: Option<PathBuf>,
 }
 
 /// Parses `90`, `90s`, `500ms`, `45m`, `2h`, `1h30m`, `1d`.

@@ -11,10 +11,12 @@ use chrono::{DateTime, Duration, Utc};
 use semver::Version;
 use serde::Serialize;
 
+use super::traces::{traces, MigrationTraces, TraceReport};
 use super::jobs::{
     maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
 };
 use super::{Finding, Severity};
+use crate::medplum::catalogue::{Catalogue, MigrationType};
 use crate::medplum::manifest::{
     data_version_number, Manifest, MAX_DATA_VERSION, MAX_PRE_DEPLOY_VERSION,
 };
@@ -106,8 +108,29 @@ pub struct StatusReport {
     pub maintenance_jobs: Vec<MaintenanceJob>,
     /// Data-migration jobs inside a project, which the server ignores, and so does medmig.
     pub ignored_jobs: Vec<IgnoredJob>,
-    pub invalid_indexes: Vec<InvalidIndex>,
+    pub invalid_indexes: Vec<InvalidIndexStatus>,
+    /// How the schema was compared with the migration catalogue.
+    pub schema_traces: SchemaTraces,
     pub findings: Vec<Finding>,
+}
+
+/// An index left invalid, and the post-deploy migration that creates it, by the catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InvalidIndexStatus {
+    #[serde(flatten)]
+    pub found: InvalidIndex,
+    pub created_by: Option<u32>,
+}
+
+/// Whether the schema was compared with the catalogue of what each migration does to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SchemaTraces {
+    /// `embedded` or the `--migration-catalogue` file.
+    pub catalogue: String,
+    pub compared: bool,
+    /// Why not, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
 }
 
 /// A job the server ignores, and why.
@@ -157,6 +180,12 @@ pub struct MigrationStatus {
     /// Sessions seen doing its work when the evidence was read.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub work_evidence: Vec<String>,
+    /// Custom or reindex, by the catalogue.
+    pub migration_type: Option<MigrationType>,
+    /// Its effects the schema shows (above `dataVersion`) or misses (at or below), by the
+    /// catalogue; absent where the schema was not compared or the catalogue lacks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<MigrationTraces>,
     /// Every job for it, oldest first; the newest has `current: true`.
     pub runs: Vec<JobRun>,
 }
@@ -211,7 +240,12 @@ pub const ODD_NUMBER_FINDINGS: [&str; 3] = [
 pub const UNPLACED_JOB_FINDINGS: [&str; 2] = ["job-unreadable", "odd-job-version"];
 
 /// Works out the state of every post-deploy migration.
-pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions) -> StatusReport {
+pub fn analyze(
+    snapshot: &Snapshot,
+    manifest: &Manifest,
+    catalogue: &Catalogue,
+    options: StatusOptions,
+) -> StatusReport {
     let mut findings = Vec::new();
     let unread = Unread::of(snapshot, &mut findings);
     let row = match unread.migration {
@@ -220,6 +254,14 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
     };
     let data_version = row.and_then(|r| r.data_version);
     let done = u32::try_from(data_version.unwrap_or(0).max(0)).unwrap_or(u32::MAX);
+    let schema_traces = match &unread.migration {
+        Some(_) => TraceReport {
+            gap: Some("dataVersion could not be read".into()),
+            origin: catalogue.origin.clone(),
+            ..TraceReport::default()
+        },
+        None => traces(catalogue, snapshot.schema.as_ref(), done),
+    };
 
     let mut jobs: BTreeMap<u32, Vec<DataMigrationJob>> = BTreeMap::new();
     let mut defects: BTreeMap<Option<u32>, Vec<JobDefect>> = BTreeMap::new();
@@ -287,9 +329,12 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             .iter()
             .map(|job| run_facts(job, history.get(job.id.as_str()), options.now))
             .collect();
+        let traces = schema_traces.get(version);
         let (state, detail, work_evidence) = match unread.state_of(version, done) {
             Some(why) => (MigrationState::Unknown, Some(why), Vec::new()),
-            None => decide(version, done, runs, damaged, &facts, &evidence, options),
+            None => decide(
+                version, done, runs, damaged, &facts, &evidence, traces, options,
+            ),
         };
         let entry = manifest.get(version);
         let current = facts.last().map(|(f, _)| f.clone()).unwrap_or_default();
@@ -302,6 +347,8 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
             attempts: runs.len() + damaged.len(),
             detail,
             work_evidence,
+            migration_type: catalogue.get(version).map(|e| e.kind),
+            traces: traces.cloned(),
             runs: runs
                 .iter()
                 .zip(facts)
@@ -326,19 +373,41 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
     );
     other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
+    trace_findings(&migrations, done, &schema_traces, &mut findings);
     manifest_findings(manifest, done, highest, &mut findings);
-    for index in &snapshot.invalid_indexes {
-        findings.push(Finding::new(
-            "invalid-index",
-            Severity::Warning,
-            format!(
-                "index \"{}\" on \"{}\" is invalid{}: an interrupted CREATE INDEX CONCURRENTLY \
-                 leaves this; it is not used and slows writes",
-                index.index,
-                index.table,
-                if index.ready { "" } else { " and not ready" }
-            ),
-        ));
+    let invalid_indexes: Vec<InvalidIndexStatus> = snapshot
+        .invalid_indexes
+        .iter()
+        .map(|index| InvalidIndexStatus {
+            found: index.clone(),
+            created_by: (index.schema == "public")
+                .then(|| schema_traces.creator_of_index(&index.table, &index.index))
+                .flatten(),
+        })
+        .collect();
+    for index in &invalid_indexes {
+        let (found, by) = (&index.found, index.created_by);
+        let creator = by.map_or(String::new(), |v| {
+            let state = migrations
+                .iter()
+                .find(|m| m.version == v)
+                .map_or("", |m| m.state.as_str());
+            format!("; post-deploy migration v{v} ({state}) creates it")
+        });
+        findings.push(Finding {
+            version: by,
+            ..Finding::new(
+                "invalid-index",
+                Severity::Warning,
+                format!(
+                    "index \"{}\" on \"{}\" is invalid{}: an interrupted CREATE INDEX \
+                     CONCURRENTLY leaves this; it is not used and slows writes{creator}",
+                    found.index,
+                    found.table,
+                    if found.ready { "" } else { " and not ready" }
+                ),
+            )
+        });
     }
     findings.sort_by_key(|f| (f.severity, f.version));
 
@@ -354,7 +423,12 @@ pub fn analyze(snapshot: &Snapshot, manifest: &Manifest, options: StatusOptions)
         migrations,
         maintenance_jobs,
         ignored_jobs,
-        invalid_indexes: snapshot.invalid_indexes.clone(),
+        invalid_indexes,
+        schema_traces: SchemaTraces {
+            catalogue: schema_traces.origin.clone(),
+            compared: schema_traces.gap.is_none(),
+            gap: schema_traces.gap.clone(),
+        },
         findings,
     }
 }
@@ -674,6 +748,7 @@ fn decide(
     damaged: &[JobDefect],
     facts: &[(RunFacts, Vec<Transition>)],
     evidence: &WorkEvidence,
+    traces: Option<&MigrationTraces>,
     options: StatusOptions,
 ) -> (MigrationState, Option<String>, Vec<String>) {
     use MigrationState::*;
@@ -781,7 +856,20 @@ fn decide(
                     )
                 })
                 .unwrap_or_default();
-            if started {
+            // A custom migration writes nothing to its job until it ends: what it did to the
+            // schema shows it started (a reindex leaves no schema trace).
+            let work_in_schema = traces.filter(|t| t.shows_a_run()).map(|t| {
+                format!(
+                    "job {} is {} with no recorded work, but the schema shows the migration's \
+                     work ({}): it is running, or died part-way; not queued",
+                    job.id,
+                    job.status.as_str(),
+                    list_traces(&t.present, 3)
+                )
+            });
+            if let Some(detail) = work_in_schema.filter(|_| !started) {
+                (Running, Some(format!("{detail}{blind}")), Vec::new())
+            } else if started {
                 let detail = (!blind.is_empty()).then(|| format!("job {}{blind}", job.id));
                 (Running, detail, Vec::new())
             } else {
@@ -1058,6 +1146,98 @@ fn migration_findings(
     }
 }
 
+/// The ids of the findings about schema traces.
+pub const TRACE_FINDINGS: [&str; 3] = [
+    "migration-traces-present",
+    "migration-effects-missing",
+    "schema-traces-not-compared",
+];
+
+/// What the schema shows of each migration against what `dataVersion` says: work of a
+/// migration not applied (run without its record, or part-way), and effects of an applied one
+/// that are missing (skipped, or undone by hand).
+fn trace_findings(
+    migrations: &[MigrationStatus],
+    done: u32,
+    report: &TraceReport,
+    findings: &mut Vec<Finding>,
+) {
+    if let Some(gap) = &report.gap {
+        findings.push(Finding::new(
+            "schema-traces-not-compared",
+            Severity::Info,
+            format!(
+                "the schema was not compared with the catalogue of what each post-deploy \
+                 migration does to it: {gap}"
+            ),
+        ));
+        return;
+    }
+    for m in migrations {
+        let Some(traces) = &m.traces else { continue };
+        let v = m.version;
+        if m.version > done && !traces.present.is_empty() {
+            let strong = traces.shows_a_run();
+            let why = if strong {
+                "it ran, at least in part: its job record was lost or removed, the work was \
+                 done by hand, or it is running or died part-way"
+                    .to_string()
+            } else {
+                "weak evidence alone: these objects are created IF NOT EXISTS, which a \
+                 pre-deploy migration or a fresh install may also have done; its job, a session \
+                 running it or the server's logs would tell whether it ran"
+                    .to_string()
+            };
+            findings.push(Finding::about(
+                v,
+                "migration-traces-present",
+                if strong {
+                    Severity::Warning
+                } else {
+                    Severity::Info
+                },
+                format!(
+                    "v{v} is {} and not applied (dataVersion {done}), yet the schema shows {} of \
+                     its {} effects: {}; {why}",
+                    m.state.as_str(),
+                    traces.present.len(),
+                    traces.effects,
+                    list_traces(&traces.present, 3)
+                ),
+            ));
+        }
+        if m.version <= done && !traces.missing.is_empty() {
+            findings.push(Finding::about(
+                v,
+                "migration-effects-missing",
+                Severity::Warning,
+                format!(
+                    "dataVersion {done} counts v{v} as applied, but {} of its {} effects are not \
+                     what it leaves: {}; skipped (setdataversion), undone by hand, stopped \
+                     part-way, or changed again by a later release's pre-deploy migration",
+                    traces.missing.len(),
+                    traces.effects,
+                    list_traces(&traces.missing, 3)
+                ),
+            ));
+        }
+    }
+}
+
+/// The first `n` traces, as the schema shows them, and how many more.
+pub fn list_traces(traces: &[super::traces::Trace], n: usize) -> String {
+    let mut text = traces
+        .iter()
+        .take(n)
+        .map(|t| t.seen.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if traces.len() > n {
+        text.push_str(&format!(" and {} more", traces.len() - n));
+    }
+    text
+}
+
 /// A database or jobs beyond what the manifest knows mean a newer server than the manifest;
 /// keys no migration can have mean a damaged manifest.
 fn manifest_findings(manifest: &Manifest, done: u32, highest: u32, findings: &mut Vec<Finding>) {
@@ -1220,7 +1400,12 @@ mod tests {
     }
 
     fn report(snapshot: &Snapshot) -> StatusReport {
-        analyze(snapshot, &Manifest::embedded(), options())
+        analyze(
+            snapshot,
+            &Manifest::embedded(),
+            &Catalogue::embedded(),
+            options(),
+        )
     }
 
     fn state(report: &StatusReport, version: u32) -> MigrationState {
@@ -1626,7 +1811,7 @@ mod tests {
             "m.json",
         )
         .unwrap();
-        let r = analyze(&snapshot(Some(1), vec![]), &manifest, options());
+        let r = analyze(&snapshot(Some(1), vec![]), &manifest, &Catalogue::embedded(), options());
         let odd = finding(&r, "odd-manifest-key");
         assert!(odd.message.contains("v0"), "{}", odd.message);
         assert!(odd.message.contains("1 more"), "{}", odd.message);

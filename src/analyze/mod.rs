@@ -12,6 +12,7 @@ pub mod jobs;
 pub mod migrations;
 pub mod recover;
 pub mod rollback;
+pub mod traces;
 pub mod upgrade;
 
 /// How much a finding matters.

@@ -280,23 +280,37 @@ pub fn recover(
         .first()
         .map(|m| m.version)
         .or(next_unstarted.map(|m| m.version));
-    for index in &snapshot.invalid_indexes {
+    for status_of in &status.invalid_indexes {
+        let index = &status_of.found;
+        // The catalogue names the migration that creates it; failing that, the one that failed
+        // or runs next is the likely one.
+        let (rerun, evidence) = match status_of.created_by {
+            Some(v) => (
+                Some(v),
+                format!(
+                    "{} on {}: {}; post-deploy migration v{v} creates it",
+                    index.index, index.table, index.definition
+                ),
+            ),
+            None => (
+                rerun_after_index,
+                format!("{} on {}: {}", index.index, index.table, index.definition),
+            ),
+        };
         steps.push(Step {
             step: 0,
             id: "drop-invalid-index",
-            title: format!("Drop the invalid index {}", index.index),
-            evidence: vec![format!(
-                "{} on {}: {}",
-                index.index, index.table, index.definition
-            )],
+            title: match status_of.created_by {
+                Some(v) => format!("Drop the invalid index {} left by v{v}", index.index),
+                None => format!("Drop the invalid index {}", index.index),
+            },
+            evidence: vec![evidence],
             risk: Risk::Low,
             explanation: format!(
                 "An interrupted CREATE INDEX CONCURRENTLY leaves it invalid: unused by queries, \
                  still updated by every write. The migration creates it with IF NOT EXISTS, so it \
                  would skip the broken one: drop it first, then re-run {}.",
-                rerun_after_index.map_or("the migration that creates it".to_string(), |v| format!(
-                    "v{v}"
-                ))
+                rerun.map_or("the migration that creates it".to_string(), |v| format!("v{v}"))
             ),
             commands: vec![format!(
                 "DROP INDEX CONCURRENTLY IF EXISTS {}.{};",

@@ -18,11 +18,12 @@ use super::migrations::{
 use super::Impact;
 use crate::catalog::SchemaContract;
 use crate::medplum::config::DeferSettings;
+use crate::medplum::catalogue::Catalogue;
 use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
 /// The checks of `rollback-check` beside the schema differences, with their impact.
-pub const CHECK_IDS: [(&str, Impact); 14] = [
+pub const CHECK_IDS: [(&str, Impact); 16] = [
     ("target-in-manifest", Impact::Blocker),
     ("post-deploy-started", Impact::Blocker),
     ("post-deploy-queued", Impact::Blocker),
@@ -30,6 +31,8 @@ pub const CHECK_IDS: [(&str, Impact); 14] = [
     ("migration-in-progress", Impact::Blocker),
     ("not-previous-minor", Impact::Blocker),
     ("not-latest-patch", Impact::Warning),
+    ("schema-breaking-traces", Impact::Blocker),
+    ("schema-additive-traces", Impact::Warning),
     ("schema-not-compared", Impact::Warning),
     ("invalid-index", Impact::Warning),
     ("post-deploy-auto-run", Impact::Warning),
@@ -164,9 +167,10 @@ pub struct RollbackReport {
 pub fn rollback_check(
     snapshot: &Snapshot,
     manifest: &Manifest,
+    catalogue: &Catalogue,
     options: &RollbackOptions<'_>,
 ) -> RollbackReport {
-    let status = analyze(snapshot, manifest, options.status);
+    let status = analyze(snapshot, manifest, catalogue, options.status);
     let to = &options.to;
     let known = manifest.known_by(to);
     let covered = manifest.covers(to);
@@ -226,7 +230,11 @@ pub fn rollback_check(
         inferred_by.as_deref(),
     ));
     checks.push(not_latest_patch(manifest, to));
-    checks.extend(schema_checks(snapshot, options.baseline));
+    let catalogue_checks = newer.catalogue_checks(catalogue);
+    let catalogue_compared = catalogue_checks.compared;
+    checks.extend(catalogue_checks.checks);
+    let compared = catalogue_compared.is_some();
+    checks.extend(schema_checks(snapshot, options.baseline, catalogue_compared));
     checks.push(invalid_index(snapshot));
     checks.extend(config_checks(options.config.as_ref()));
     checks.extend(newer.cancelled());
@@ -248,10 +256,12 @@ pub fn rollback_check(
             format!(
                 "SAFE: nothing {to} does not know has run: no post-deploy migration after v{known} \
                  has started{}",
-                if options.baseline.is_some() {
-                    ", and the schema is still what the baseline expects"
-                } else {
-                    " (schema not compared)"
+                match (options.baseline.is_some(), compared) {
+                    (true, _) => ", and the schema is still what the baseline expects",
+                    (false, true) =>
+                        ", and the schema shows no effect of theirs that breaks it \
+                         (compared with the migration catalogue)",
+                    (false, false) => " (schema not compared)",
                 }
             ),
         ),
@@ -524,6 +534,122 @@ impl NewerMigrations<'_> {
         }
     }
 
+    /// The schema against the catalogue: effects of migrations the target does not know that
+    /// are present (a blocker where they break the older code on strong evidence, a warning
+    /// otherwise), and which newer migrations the catalogue cannot speak for.
+    fn catalogue_checks(&self, catalogue: &Catalogue) -> CatalogueChecks {
+        let (breaking_id, additive_id) = ("schema-breaking-traces", "schema-additive-traces");
+        if let Some(gap) = &self.status.schema_traces.gap {
+            let skipped = |id, impact| {
+                Check::new(
+                    id,
+                    impact,
+                    Outcome::Skipped,
+                    format!("the schema was not compared with the migration catalogue: {gap}"),
+                )
+            };
+            return CatalogueChecks {
+                checks: vec![
+                    skipped(breaking_id, Impact::Blocker),
+                    skipped(additive_id, Impact::Warning),
+                ],
+                compared: None,
+            };
+        }
+        let newer: Vec<&MigrationStatus> = self
+            .status
+            .migrations
+            .iter()
+            .filter(|m| m.version > self.known && self.certainly_newer(m.version))
+            .collect();
+        let mut breaking = Vec::new();
+        let mut additive = Vec::new();
+        let mut uncatalogued = Vec::new();
+        for m in &newer {
+            let entry = catalogue.get(m.version);
+            let Some(traces) = m.traces.as_ref().filter(|_| {
+                entry.is_some_and(|e| e.kind != crate::medplum::catalogue::MigrationType::Unknown)
+            }) else {
+                uncatalogued.push(m.version);
+                continue;
+            };
+            for trace in &traces.present {
+                let line = format!(
+                    "{}, {}: {} ({} evidence: {})",
+                    self.introduced(m.version),
+                    traces.kind.as_str(),
+                    trace.seen,
+                    match trace.strength {
+                        crate::medplum::catalogue::Strength::Strong => "strong",
+                        crate::medplum::catalogue::Strength::Weak => "weak",
+                    },
+                    trace.effect.as_str()
+                );
+                if trace.breaking {
+                    breaking.push(line);
+                } else {
+                    additive.push(line);
+                }
+            }
+        }
+        let range = match (newer.first(), newer.last()) {
+            (Some(first), Some(last)) if first.version != last.version => {
+                format!("v{} to v{}", first.version, last.version)
+            }
+            (Some(first), _) => format!("v{}", first.version),
+            _ => "none".to_string(),
+        };
+        let breaking_check = match breaking.first() {
+            Some(first) => Check::new(
+                breaking_id,
+                Impact::Blocker,
+                Outcome::Fail,
+                format!(
+                    "the schema already shows the work of a migration {} does not know: {first}; \
+                     the older code meets it and breaks",
+                    self.to
+                ),
+            )
+            .with(breaking),
+            None => Check::new(
+                breaking_id,
+                Impact::Blocker,
+                Outcome::Pass,
+                format!(
+                    "no table or column dropped and no NOT NULL set by a post-deploy migration {} \
+                     does not know ({range}), by the {} catalogue",
+                    self.to, catalogue.origin
+                ),
+            ),
+        };
+        let additive_check = match additive.len() {
+            0 => Check::new(
+                additive_id,
+                Impact::Warning,
+                Outcome::Pass,
+                format!("no index or extension of a migration {} does not know", self.to),
+            ),
+            n => Check::new(
+                additive_id,
+                Impact::Warning,
+                Outcome::Fail,
+                format!(
+                    "the schema shows {} of migrations {} does not know that the older code \
+                     tolerates, or that are weak evidence (created IF NOT EXISTS, as a pre-deploy \
+                     migration or a fresh install may also do): alone they do not make a rollback \
+                     unsafe, but a created index hints that the migration started",
+                    crate::text::count(n, "effect", "effects"),
+                    self.to
+                ),
+            )
+            .with(additive),
+        };
+        CatalogueChecks {
+            checks: vec![breaking_check, additive_check],
+            compared: Some(uncatalogued),
+        }
+    }
+
     fn cancelled(&self) -> Option<Check> {
         if !self.activity_visible {
             return None;
@@ -550,6 +676,13 @@ impl NewerMigrations<'_> {
             .with(evidence)
         })
     }
+}
+
+/// The catalogue checks, and, when the schema was compared, the newer migrations the
+/// catalogue knows nothing of.
+struct CatalogueChecks {
+    checks: Vec<Check>,
+    compared: Option<Vec<u32>>,
 }
 
 /// Whether a job recorded work: `active`, `completed`, `error`, or `accepted` or `cancelled`
@@ -759,15 +892,51 @@ fn not_latest_patch(manifest: &Manifest, to: &Version) -> Check {
     }
 }
 
-fn schema_checks(snapshot: &Snapshot, baseline: Option<&SchemaContract>) -> Vec<Check> {
+fn schema_checks(
+    snapshot: &Snapshot,
+    baseline: Option<&SchemaContract>,
+    catalogue_compared: Option<Vec<u32>>,
+) -> Vec<Check> {
+    let id = "schema-not-compared";
     let Some(baseline) = baseline else {
-        return vec![Check::new(
-            "schema-not-compared",
-            Impact::Warning,
-            Outcome::Fail,
-            "no --baseline: the verdict rests on the migration evidence alone (capture one with \
-             `medmig schema capture` before the next upgrade)",
-        )];
+        let capture = "capture a baseline with `medmig schema capture` before the next upgrade \
+                       for the full diff";
+        return vec![match catalogue_compared {
+            None => Check::new(
+                id,
+                Impact::Warning,
+                Outcome::Fail,
+                format!(
+                    "no --baseline, and the schema could not be compared with the migration \
+                     catalogue: the verdict rests on the migration evidence alone ({capture})"
+                ),
+            ),
+            Some(uncatalogued) if !uncatalogued.is_empty() => Check::new(
+                id,
+                Impact::Warning,
+                Outcome::Fail,
+                format!(
+                    "no --baseline, and the migration catalogue does not say what {} to \
+                     the schema: for {}, the verdict rests on the migration evidence alone \
+                     ({capture})",
+                    uncatalogued
+                        .iter()
+                        .map(|v| format!("v{v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if uncatalogued.len() == 1 { "it" } else { "them" }
+                ),
+            ),
+            Some(_) => Check::new(
+                id,
+                Impact::Warning,
+                Outcome::Pass,
+                format!(
+                    "no --baseline: the schema was compared with the migration catalogue, which \
+                     covers every migration the target does not know ({capture})"
+                ),
+            ),
+        }];
     };
     let Some(current) = &snapshot.schema else {
         return vec![Check::new("schema-not-compared", Impact::Warning, Outcome::Unknown,

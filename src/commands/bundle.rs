@@ -194,6 +194,7 @@ fn write_database(
     let report = analyze(
         &snapshot,
         &manifest,
+        &crate::medplum::catalogue::Catalogue::embedded(),
         StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
     );
     let source = ReportSource::of(&snapshot, "live", None, &manifest.origin);

@@ -2,11 +2,11 @@
 //! a file), runs the analysis and renders; none talks to PostgreSQL except through
 //! `collect.rs`.
 
-use std::path::Path;
-
 use anyhow::Result;
 
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
+use crate::cli::ManifestArgs;
+use crate::medplum::catalogue::Catalogue;
 use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 
@@ -62,30 +62,41 @@ pub struct Analyzed {
     pub snapshot: Snapshot,
     pub source: ReportSource,
     pub manifest: Manifest,
+    pub catalogue: Catalogue,
     pub status: StatusReport,
 }
 
-/// Loads the manifest (first: a bad `--manifest` costs no database round trip), the input,
-/// refuses unreadable Medplum tables with the GRANT to run, and analyzes.
+/// The manifest and the migration catalogue the arguments name (or the embedded ones).
+pub fn load_knowledge(args: &ManifestArgs) -> Result<(Manifest, Catalogue)> {
+    Ok((
+        Manifest::load(args.manifest.as_deref())?,
+        Catalogue::load(args.migration_catalogue.as_deref())?,
+    ))
+}
+
+/// Loads the manifest and the catalogue (first: a bad file costs no database round trip), the
+/// input, refuses unreadable Medplum tables with the GRANT to run, and analyzes.
 pub fn load_and_analyze(
     input: &InputArgs,
-    manifest: Option<&Path>,
+    knowledge: &ManifestArgs,
     stale_after: std::time::Duration,
     statement_limit: std::time::Duration,
 ) -> Result<Analyzed> {
-    let manifest = Manifest::load(manifest)?;
+    let (manifest, catalogue) = load_knowledge(knowledge)?;
     let (snapshot, mut source) = load_input(input)?;
     snapshot.require_readable()?;
     source.manifest = manifest.origin.clone();
     let status = analyze(
         &snapshot,
         &manifest,
+        &catalogue,
         status_options(snapshot.taken_at, stale_after, statement_limit),
     );
     Ok(Analyzed {
         snapshot,
         source,
         manifest,
+        catalogue,
         status,
     })
 }

@@ -14,7 +14,7 @@ pub fn run(args: &RecoverArgs, out: &mut impl Write) -> Result<u8> {
     let config = super::medplum_config(&args.input.connect)?;
     let analyzed = super::load_and_analyze(
         &args.input,
-        args.manifest.manifest.as_deref(),
+        &args.manifest,
         args.stale_after,
         args.evidence.server_statement_timeout,
     )?;

@@ -8,7 +8,6 @@ use crate::analyze::rollback::{is_check_id, rollback_check, RollbackOptions};
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, RollbackCheckArgs};
 use crate::medplum::config::MedplumConfig;
-use crate::medplum::manifest::Manifest;
 use crate::render;
 
 /// Runs the checks; the exit code is the verdict's (0 SAFE, 1 UNSAFE, 3 UNKNOWN).
@@ -19,7 +18,7 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
         );
     }
     // Every file is read before the database is touched: a typo costs no round trip.
-    let manifest = Manifest::load(args.manifest.manifest.as_deref())?;
+    let (manifest, catalogue) = super::load_knowledge(&args.manifest)?;
     let baseline = args
         .baseline
         .as_deref()
@@ -41,7 +40,7 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
             args.evidence.server_statement_timeout,
         ),
     };
-    let report = rollback_check(&snapshot, &manifest, &options);
+    let report = rollback_check(&snapshot, &manifest, &catalogue, &options);
 
     let mut rendered = Vec::new();
     match args.output.format {

@@ -11,7 +11,7 @@ use crate::render;
 pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
     let analyzed = super::load_and_analyze(
         &args.input,
-        args.manifest.manifest.as_deref(),
+        &args.manifest,
         args.stale_after,
         args.evidence.server_statement_timeout,
     )?;

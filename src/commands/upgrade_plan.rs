@@ -15,7 +15,7 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
     let gate = super::gate_settings(&args.gate, config.as_ref());
     let analyzed = super::load_and_analyze(
         &args.input,
-        args.manifest.manifest.as_deref(),
+        &args.manifest,
         std::time::Duration::from_secs(3600),
         std::time::Duration::from_secs(60),
     )?;

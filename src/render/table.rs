@@ -120,14 +120,19 @@ pub fn status(
 
     if !report.invalid_indexes.is_empty() {
         writeln!(out, "\nInvalid indexes")?;
-        for index in &report.invalid_indexes {
+        for status in &report.invalid_indexes {
+            let index = &status.found;
             writeln_escaped!(
                 out,
-                "  {}.{} on {}: {}",
+                "  {}.{} on {}: {}{}",
                 index.schema,
                 index.index,
                 index.table,
-                index.definition
+                index.definition,
+                status
+                    .created_by
+                    .map(|v| format!(" (created by post-deploy migration v{v})"))
+                    .unwrap_or_default()
             )?;
         }
     }
