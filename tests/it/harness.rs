@@ -396,7 +396,43 @@ pub struct StatusJson {
     pub maintenance_jobs: Vec<MaintenanceJobJson>,
     pub ignored_jobs: Vec<IgnoredJobJson>,
     pub invalid_indexes: Vec<InvalidIndexJson>,
+    pub schema_traces: SchemaTracesJson,
     pub findings: Vec<FindingJson>,
+}
+
+/// Whether the schema was compared with the migration catalogue.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaTracesJson {
+    pub catalogue: String,
+    pub compared: bool,
+    pub gap: Option<String>,
+}
+
+/// What the schema shows of one migration's effects.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TracesJson {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub effects: usize,
+    #[serde(default)]
+    pub present: Vec<TraceJson>,
+    #[serde(default)]
+    pub missing: Vec<TraceJson>,
+}
+
+/// One effect as the schema shows it.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceJson {
+    pub effect: String,
+    pub object: String,
+    pub strength: String,
+    #[serde(default)]
+    pub transient: bool,
+    pub breaking: bool,
+    pub seen: String,
 }
 
 /// A schema maintenance job (schema-drift repair and kin), shown apart from migrations.
@@ -480,6 +516,8 @@ pub struct MigrationJson {
     pub detail: Option<String>,
     #[serde(default)]
     pub work_evidence: Vec<String>,
+    pub migration_type: Option<String>,
+    pub traces: Option<TracesJson>,
     pub runs: Vec<RunJson>,
 }
 
@@ -523,6 +561,7 @@ pub struct InvalidIndexJson {
     pub index: String,
     pub definition: String,
     pub ready: bool,
+    pub created_by: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
