@@ -155,7 +155,15 @@ pub fn traces(catalogue: &Catalogue, schema: Option<&SchemaContract>, done: u32)
                 };
                 // Undone by a later migration that is applied: its absence is expected.
                 let undone = effect.superseded_by.is_some_and(|by| by <= done);
-                match effect_state(catalogue, schema, number, effect, done) {
+                let state = match effect_state(catalogue, schema, number, effect, done) {
+                    // What a later migration undoes is gone once that one's work shows,
+                    // applied or not (v13 drops the columns v4 indexed).
+                    State::NotDone(_) if undone_in(catalogue, schema, effect, done) => {
+                        State::Silent
+                    }
+                    state => state,
+                };
+                match state {
                     State::Done(seen) if applied && effect.transient => {
                         missing.push(trace(format!("{seen}: left behind")));
                     }
@@ -182,6 +190,16 @@ pub fn traces(catalogue: &Catalogue, schema: Option<&SchemaContract>, done: u32)
         origin,
         migrations,
     }
+}
+
+/// Whether the schema shows the later migration's work that undoes `effect`.
+fn undone_in(catalogue: &Catalogue, schema: &SchemaContract, effect: &Effect, done: u32) -> bool {
+    catalogue.undoing(effect).is_some_and(|(by, drop)| {
+        matches!(
+            effect_state(catalogue, schema, by, drop, done),
+            State::Done(_)
+        )
+    })
 }
 
 /// Where `effect` of migration `number` stands in `schema`, `done` being `dataVersion`.
@@ -225,7 +243,14 @@ fn effect_state(
                     }
                     State::Done(seen)
                 }
-                None => State::NotDone(format!("index {shown} does not exist")),
+                None => match table.and_then(|t| same_index_named_otherwise(t, effect)) {
+                    // Medplum's generated schema names some indexes otherwise than the
+                    // migration that creates them (v20): a fresh install has them so.
+                    Some(other) => State::Done(format!(
+                        "index {shown} exists as \"{other}\", with the same definition"
+                    )),
+                    None => State::NotDone(format!("index {shown} does not exist")),
+                },
             }
         }
         EffectKind::IndexDropped => {
@@ -266,6 +291,8 @@ fn effect_state(
                     if c.validated { ", validated" } else { ", NOT VALID" }
                 )),
                 Some(_) => State::NotDone(format!("constraint {shown} is NOT VALID")),
+                // Validating what is not there: the constraint-added effect says it.
+                None if validate => State::Silent,
                 None => State::NotDone(format!("constraint {shown} does not exist")),
             }
         }
@@ -282,6 +309,21 @@ fn effect_state(
             }
         }
     }
+}
+
+/// An index of `table` under another name whose definition is the one `effect` creates.
+fn same_index_named_otherwise<'a>(table: &'a TableContract, effect: &Effect) -> Option<&'a str> {
+    // `CREATE [UNIQUE] INDEX "name" ON …`: everything from ` ON ` is the index itself.
+    let body = |definition: &'a str| definition.find(" ON ").map(|at| &definition[at..]);
+    let want = effect.definition.as_deref().and_then(|d| {
+        let at = d.find(" ON ")?;
+        Some((d.starts_with("CREATE UNIQUE "), &d[at..]))
+    })?;
+    table.indexes.iter().find_map(|(name, index)| {
+        let have = index.definition.as_deref()?;
+        (have.starts_with("CREATE UNIQUE ") == want.0 && body(have) == Some(want.1))
+            .then_some(name.as_str())
+    })
 }
 
 #[cfg(test)]

@@ -410,6 +410,13 @@ impl Catalogue {
         }
     }
 
+    /// The later migration's effect that undoes `effect` (see [`Effect::superseded_by`]).
+    pub fn undoing(&self, effect: &Effect) -> Option<(u32, &Effect)> {
+        let by = effect.superseded_by?;
+        let drop = self.get(by)?.effects.iter().find(|d| undoes(d, effect))?;
+        Some((by, drop))
+    }
+
     /// The entry of migration `number`, if the catalogue has it.
     pub fn get(&self, number: u32) -> Option<&CatalogueEntry> {
         self.entries.get(&number)

@@ -300,8 +300,18 @@ pub fn rollback(
             check.id,
             check.message
         )?;
-        for evidence in &check.evidence {
+        // A check over hundreds of objects (a migration that dropped a column of every
+        // table) shows the first ones; JSON and CSV carry them all.
+        for evidence in check.evidence.iter().take(EVIDENCE_SHOWN) {
             writeln_escaped!(out, "{:46}- {evidence}", "")?;
+        }
+        if check.evidence.len() > EVIDENCE_SHOWN {
+            writeln!(
+                out,
+                "{:46}- … and {} more (--format json lists them all)",
+                "",
+                check.evidence.len() - EVIDENCE_SHOWN
+            )?;
         }
     }
     Ok(())
@@ -367,6 +377,9 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
     }
     Ok(())
 }
+
+/// The evidence lines the table shows under one check.
+const EVIDENCE_SHOWN: usize = 20;
 
 /// Writes the recovery steps, numbered, each with evidence, risk, commands and check.
 pub fn recover(out: &mut impl Write, source: &ReportSource, steps: &[Step]) -> Result<()> {
