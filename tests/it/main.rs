@@ -20,3 +20,4 @@ mod schema;
 mod snapshot;
 mod status;
 mod terminal;
+mod traces;
