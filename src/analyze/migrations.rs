@@ -11,10 +11,10 @@ use chrono::{DateTime, Duration, Utc};
 use semver::Version;
 use serde::Serialize;
 
-use super::traces::{traces, MigrationTraces, TraceReport};
 use super::jobs::{
     maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
 };
+use super::traces::{traces, MigrationTraces, TraceReport};
 use super::{Finding, Severity};
 use crate::medplum::catalogue::{Catalogue, MigrationType};
 use crate::medplum::manifest::{
@@ -1811,7 +1811,12 @@ mod tests {
             "m.json",
         )
         .unwrap();
-        let r = analyze(&snapshot(Some(1), vec![]), &manifest, &Catalogue::embedded(), options());
+        let r = analyze(
+            &snapshot(Some(1), vec![]),
+            &manifest,
+            &Catalogue::embedded(),
+            options(),
+        );
         let odd = finding(&r, "odd-manifest-key");
         assert!(odd.message.contains("v0"), "{}", odd.message);
         assert!(odd.message.contains("1 more"), "{}", odd.message);

@@ -310,7 +310,9 @@ pub fn recover(
                 "An interrupted CREATE INDEX CONCURRENTLY leaves it invalid: unused by queries, \
                  still updated by every write. The migration creates it with IF NOT EXISTS, so it \
                  would skip the broken one: drop it first, then re-run {}.",
-                rerun.map_or("the migration that creates it".to_string(), |v| format!("v{v}"))
+                rerun.map_or("the migration that creates it".to_string(), |v| format!(
+                    "v{v}"
+                ))
             ),
             commands: vec![format!(
                 "DROP INDEX CONCURRENTLY IF EXISTS {}.{};",
@@ -398,7 +400,16 @@ fn deploy_required_release(
     };
     let (from, inferred) = infer_from(status, manifest);
     let from = from.unwrap_or_else(|| Version::new(0, 0, 0));
-    let path = plan(status, manifest, &from, inferred.clone(), deploying, gate).ok()?;
+    let path = plan(
+        status,
+        manifest,
+        None,
+        &from,
+        inferred.clone(),
+        deploying,
+        gate,
+    )
+    .ok()?;
     let before_target: Vec<String> = path
         .hops
         .iter()

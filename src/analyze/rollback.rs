@@ -17,8 +17,8 @@ use super::migrations::{
 };
 use super::Impact;
 use crate::catalog::SchemaContract;
-use crate::medplum::config::DeferSettings;
 use crate::medplum::catalogue::Catalogue;
+use crate::medplum::config::DeferSettings;
 use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
@@ -234,7 +234,11 @@ pub fn rollback_check(
     let catalogue_compared = catalogue_checks.compared;
     checks.extend(catalogue_checks.checks);
     let compared = catalogue_compared.is_some();
-    checks.extend(schema_checks(snapshot, options.baseline, catalogue_compared));
+    checks.extend(schema_checks(
+        snapshot,
+        options.baseline,
+        catalogue_compared,
+    ));
     checks.push(invalid_index(snapshot));
     checks.extend(config_checks(options.config.as_ref()));
     checks.extend(newer.cancelled());
@@ -627,7 +631,10 @@ impl NewerMigrations<'_> {
                 additive_id,
                 Impact::Warning,
                 Outcome::Pass,
-                format!("no index or extension of a migration {} does not know", self.to),
+                format!(
+                    "no index or extension of a migration {} does not know",
+                    self.to
+                ),
             ),
             n => Check::new(
                 additive_id,
@@ -924,7 +931,11 @@ fn schema_checks(
                         .map(|v| format!("v{v}"))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    if uncatalogued.len() == 1 { "it" } else { "them" }
+                    if uncatalogued.len() == 1 {
+                        "it"
+                    } else {
+                        "them"
+                    }
                 ),
             ),
             Some(_) => Check::new(

@@ -288,7 +288,11 @@ fn effect_state(
             match table.and_then(|t| t.constraints.get(name)) {
                 Some(c) if c.validated || !validate => State::Done(format!(
                     "constraint {shown} exists{}",
-                    if c.validated { ", validated" } else { ", NOT VALID" }
+                    if c.validated {
+                        ", validated"
+                    } else {
+                        ", NOT VALID"
+                    }
                 )),
                 Some(_) => State::NotDone(format!("constraint {shown} is NOT VALID")),
                 // Validating what is not there: the constraint-added effect says it.
@@ -434,10 +438,8 @@ mod tests {
             .unwrap()
             .shows_a_run());
         assert_eq!(
-            traces(&Catalogue::embedded(), Some(&valid), 16).creator_of_index(
-                "HumanName",
-                "HumanName_givenTrgm_idx"
-            ),
+            traces(&Catalogue::embedded(), Some(&valid), 16)
+                .creator_of_index("HumanName", "HumanName_givenTrgm_idx"),
             Some(17)
         );
     }

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::migrations::{infer_from, MigrationState, StatusReport, ODD_NUMBER_FINDINGS};
 use super::{Finding, Severity};
+use crate::medplum::catalogue::{Catalogue, MigrationType};
 use crate::medplum::gate::{
     predict, required_but_not_run, GatePrediction, GateSettings, MigrationRow,
 };
@@ -41,6 +42,20 @@ pub struct Hop {
     pub introduces: Vec<u32>,
     /// What this hop does to the rollback window.
     pub rollback_window: String,
+    /// What each migration to complete before it, or that it introduces, does (by the
+    /// catalogue), each told at the first hop that names it: what the window will look like.
+    pub work: Vec<MigrationWork>,
+}
+
+/// What one post-deploy migration will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationWork {
+    pub version: u32,
+    /// `custom`, `reindex`, `unknown`; `null` where the catalogue lacks it.
+    pub migration_type: Option<MigrationType>,
+    /// Whether it rewrites data as it goes (a backfill or a reindex): the long part.
+    pub rewrites_data: bool,
+    pub summary: String,
 }
 
 /// The plan.
@@ -89,10 +104,12 @@ pub fn latest_patch_of(release: &Version) -> String {
     )
 }
 
-/// Plans the upgrade from `from` (the deployed release, or a lower bound of it) to `to`.
+/// Plans the upgrade from `from` (the deployed release, or a lower bound of it) to `to`; with
+/// the catalogue, each hop says what its migrations will do.
 pub fn plan(
     status: &StatusReport,
     manifest: &Manifest,
+    catalogue: Option<&Catalogue>,
     from: &Version,
     from_inferred_by: Option<String>,
     to: &Version,
@@ -202,6 +219,7 @@ pub fn plan(
     let mut hops = Vec::new();
     let mut done = completed.clone();
     let mut deployed = from.clone();
+    let mut described = BTreeSet::new();
     for (step, (release, pick)) in releases.into_iter().enumerate() {
         let complete_before = must_complete(manifest, &done, &release);
         // Whoever runs them is the release deployed before this hop: it must know them.
@@ -249,6 +267,32 @@ pub fn plan(
             (false, _) => "a patch within the same minor: no new rollback window".to_string(),
         };
         let (gate_if_deployed_now, restart_refused_on) = deploy_now(&release);
+        // Each migration is described once, at the first hop that names it.
+        let work = complete_before
+            .iter()
+            .chain(&introduces)
+            .filter(|v| described.insert(**v))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter_map(|&version| Some((version, catalogue?)))
+            .map(|(version, catalogue)| match catalogue.get(version) {
+                Some(entry) => MigrationWork {
+                    version,
+                    migration_type: Some(entry.kind),
+                    rewrites_data: entry.rewrites_data(),
+                    summary: entry.summary(),
+                },
+                None => MigrationWork {
+                    version,
+                    migration_type: None,
+                    rewrites_data: false,
+                    summary: format!(
+                        "not in the {} migration catalogue: what it does is not known",
+                        catalogue.origin
+                    ),
+                },
+            })
+            .collect();
         done.extend(complete_before.iter().copied());
         hops.push(Hop {
             step: step + 1,
@@ -259,6 +303,7 @@ pub fn plan(
             restart_refused_on,
             introduces,
             rollback_window,
+            work,
         });
         deployed = release;
     }

@@ -21,6 +21,7 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
     )?;
     analyzed.snapshot.require_complete("upgrade-plan")?;
     let (status, manifest, source) = (&analyzed.status, &analyzed.manifest, &analyzed.source);
+    let catalogue = &analyzed.catalogue;
     let (from, inferred_by) = match &args.from {
         Some(from) => (from.clone(), None),
         None => match infer_from(status, manifest) {
@@ -31,15 +32,21 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
             ),
         },
     };
-    let plan =
-        plan(status, manifest, &from, inferred_by, &args.to, gate).map_err(
-            |refusal| match refusal {
-                PlanRefusal::Rollback { from, to } => anyhow!(
+    let plan = plan(
+        status,
+        manifest,
+        Some(catalogue),
+        &from,
+        inferred_by,
+        &args.to,
+        gate,
+    )
+    .map_err(|refusal| match refusal {
+        PlanRefusal::Rollback { from, to } => anyhow!(
             "{to} is older than the deployed {from}: that is a rollback, not an upgrade; check it \
              with `medmig rollback-check --to {to} --from {from}`"
         ),
-            },
-        )?;
+    })?;
     let mut rendered = Vec::new();
     match args.output.format {
         PlanFormat::Table => render::table::upgrade_plan(&mut rendered, source, &plan)?,

@@ -266,6 +266,77 @@ pub struct CatalogueEntry {
 }
 
 impl CatalogueEntry {
+    /// What it will do, in one line: its type, its schema effects counted by kind with the
+    /// first objects named, and the data it rewrites.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(reindex) = &self.reindex {
+            let types = &reindex.resource_types;
+            let named = if types.len() <= 5 {
+                types.join(", ")
+            } else {
+                format!("{} resource types", types.len())
+            };
+            parts.push(format!(
+                "re-indexes {named}{} (a long run through the resources, progress recorded as it \
+                 goes)",
+                reindex
+                    .max_resource_version
+                    .map(|v| format!(" stored at index layout {v} or below"))
+                    .unwrap_or_default()
+            ));
+        }
+        let mut kinds: BTreeMap<EffectKind, Vec<&Effect>> = BTreeMap::new();
+        for effect in self.effects.iter().filter(|e| !e.transient) {
+            kinds.entry(effect.kind).or_default().push(effect);
+        }
+        for (kind, effects) in kinds {
+            let objects: Vec<String> = effects.iter().take(3).map(|e| e.object()).collect();
+            let more = match effects.len() {
+                n if n > 3 => format!(" and {} more", n - 3),
+                _ => String::new(),
+            };
+            let verb = match kind {
+                EffectKind::IndexCreated => "creates",
+                EffectKind::IndexDropped
+                | EffectKind::TableDropped
+                | EffectKind::ColumnDropped
+                | EffectKind::ConstraintDropped => "drops",
+                EffectKind::NotNullSet => "sets NOT NULL on",
+                EffectKind::ConstraintAdded => "adds",
+                EffectKind::ConstraintValidated => "validates",
+                EffectKind::ExtensionChanged => "installs",
+                EffectKind::FunctionChanged => "changes",
+            };
+            let noun = match kind {
+                EffectKind::IndexCreated | EffectKind::IndexDropped => ("index", "indexes"),
+                EffectKind::TableDropped => ("table", "tables"),
+                EffectKind::ColumnDropped | EffectKind::NotNullSet => ("column", "columns"),
+                EffectKind::ConstraintAdded
+                | EffectKind::ConstraintValidated
+                | EffectKind::ConstraintDropped => ("constraint", "constraints"),
+                EffectKind::ExtensionChanged => ("extension", "extensions"),
+                EffectKind::FunctionChanged => ("function", "functions"),
+            };
+            parts.push(format!(
+                "{verb} {} ({}{more})",
+                crate::text::count(effects.len(), noun.0, noun.1),
+                objects.join(", ")
+            ));
+        }
+        for change in &self.data_changes {
+            parts.push(format!("{}: {}", change.kind, change.what));
+        }
+        let what = match (self.kind, parts.is_empty()) {
+            (MigrationType::Unknown, _) => {
+                "what it does could not be read from Medplum's source".to_string()
+            }
+            (_, true) => "no schema change and no recorded data change".to_string(),
+            (_, false) => parts.join("; "),
+        };
+        format!("{}: {what}", self.kind.as_str())
+    }
+
     /// Whether it rewrites data as it goes (a backfill, or a reindex): the long part of a
     /// deployment window.
     pub fn rewrites_data(&self) -> bool {
@@ -552,7 +623,11 @@ mod tests {
         // v17.ts: three trigram indexes on "HumanName", CREATE INDEX CONCURRENTLY IF NOT EXISTS.
         let v17 = c.get(17).unwrap();
         assert_eq!(v17.kind, MigrationType::Custom);
-        let names: Vec<_> = v17.effects.iter().filter_map(|e| e.index.as_deref()).collect();
+        let names: Vec<_> = v17
+            .effects
+            .iter()
+            .filter_map(|e| e.index.as_deref())
+            .collect();
         assert_eq!(
             names,
             [
@@ -563,7 +638,13 @@ mod tests {
         );
         assert!(v17.effects.iter().all(|e| e.strength == Strength::Weak));
         // v30.ts drops the PasswordChangeRequest tables (v29.ts is a ConceptMap reindex).
-        let v30: Vec<_> = c.get(30).unwrap().effects.iter().map(Effect::object).collect();
+        let v30: Vec<_> = c
+            .get(30)
+            .unwrap()
+            .effects
+            .iter()
+            .map(Effect::object)
+            .collect();
         assert_eq!(v30.len(), 3);
         assert!(v30.contains(&"\"PasswordChangeRequest\"".to_string()));
         assert_eq!(c.get(29).unwrap().kind, MigrationType::Reindex);

@@ -112,6 +112,9 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         }
         writeln_escaped!(out, "   - Then runs: {}", versions(&hop.introduces))?;
         writeln_escaped!(out, "   - Rollback window: {}", hop.rollback_window)?;
+        for work in &hop.work {
+            writeln_escaped!(out, "   - v{}: {}", work.version, work.summary)?;
+        }
     }
     for note in &plan.notes {
         writeln!(out)?;

@@ -370,6 +370,14 @@ pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradeP
         }
         writeln_escaped!(out, "   then runs:       {}", versions(&hop.introduces))?;
         writeln_escaped!(out, "   rollback window: {}", hop.rollback_window)?;
+        for work in &hop.work {
+            writeln_escaped!(
+                out,
+                "   v{:<15} {}",
+                format!("{}:", work.version),
+                work.summary
+            )?;
+        }
     }
     for note in &plan.notes {
         writeln!(out)?;

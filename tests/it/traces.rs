@@ -339,3 +339,42 @@ fn a_replaced_catalogue_is_used_and_a_bad_one_is_refused_in_one_line() {
     std::fs::remove_file(&silent).unwrap();
     std::fs::remove_file(&bad).unwrap();
 }
+
+#[test]
+fn upgrade_plan_says_what_each_hop_s_migrations_will_do() {
+    let db = at(29, "4.5.2", "");
+    let run = medmig(&[
+        "upgrade-plan",
+        "--format",
+        "json",
+        "--to",
+        "5.1.0",
+        "--from",
+        "4.5.2",
+        "--database-url",
+        &db.url(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    let work = |hop: usize| plan["hops"][hop]["work"].as_array().unwrap().clone();
+    let first = work(0);
+    let versions: Vec<u64> = first
+        .iter()
+        .map(|w| w["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [30, 31, 32]);
+    assert_eq!(first[0]["migration_type"], "custom");
+    let v30 = first[0]["summary"].as_str().unwrap();
+    assert!(v30.starts_with("custom: drops 3 tables"), "{v30}");
+    assert!(v30.contains("\"PasswordChangeRequest\""), "{v30}");
+    // v31 rebuilds ValueSets (a backfill), v32 creates indexes only.
+    assert_eq!(
+        (
+            first[1]["rewrites_data"].as_bool(),
+            first[2]["rewrites_data"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    // Told once: the next hop, which must wait for them, does not repeat them.
+    assert!(work(1).is_empty(), "{plan:#}");
+}
