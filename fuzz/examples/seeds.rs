@@ -49,6 +49,22 @@ fn main() {
     let capture = serde_json::to_vec_pretty(&capture).unwrap();
     corpus.add("schema_baseline", "capture.json", &capture);
 
+    // A few entries of the embedded catalogue (all of it is 1 MB, past libFuzzer's inputs).
+    let embedded: serde_json::Value =
+        serde_json::from_slice(&read("src/medplum/migration-catalogue.json")).unwrap();
+    let mut small = embedded.clone();
+    small["migrations"] = serde_json::Value::Object(
+        ["v16", "v17", "v18", "v29", "v30", "v41"]
+            .iter()
+            .map(|v| (v.to_string(), embedded["migrations"][v].clone()))
+            .collect(),
+    );
+    corpus.add(
+        "catalogue",
+        "some-entries.json",
+        &serde_json::to_vec(&small).unwrap(),
+    );
+
     corpus.add(
         "manifest",
         "embedded.json",

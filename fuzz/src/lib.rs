@@ -14,6 +14,7 @@ use medmig::analyze::upgrade::plan;
 use medmig::bundle::timeline::timeline;
 use medmig::catalog::SchemaCapture;
 use medmig::commands::status_options;
+use medmig::medplum::catalogue::Catalogue;
 use medmig::medplum::gate::GateSettings;
 use medmig::medplum::manifest::Manifest;
 use medmig::render::{self, ReportSource};
@@ -29,6 +30,12 @@ pub fn embedded_manifest() -> &'static Manifest {
     MANIFEST.get_or_init(Manifest::embedded)
 }
 
+/// The embedded migration catalogue, parsed once.
+pub fn embedded_catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::embedded)
+}
+
 /// [`FIXTURE_SNAPSHOT`], parsed once.
 pub fn fixture_snapshot() -> &'static Snapshot {
     static SNAPSHOT: OnceLock<Snapshot> = OnceLock::new();
@@ -40,7 +47,12 @@ pub fn fixture_status() -> &'static StatusReport {
     static STATUS: OnceLock<StatusReport> = OnceLock::new();
     STATUS.get_or_init(|| {
         let snapshot = fixture_snapshot();
-        analyze(snapshot, embedded_manifest(), options(snapshot))
+        analyze(
+            snapshot,
+            embedded_manifest(),
+            embedded_catalogue(),
+            options(snapshot),
+        )
     })
 }
 
@@ -74,8 +86,13 @@ fn options(snapshot: &Snapshot) -> medmig::analyze::migrations::StatusOptions {
 /// schema diff of its contract against itself and the fixture's. Results are discarded:
 /// only panics, overflows and runaway allocations matter here.
 pub fn exercise_snapshot(snapshot: &Snapshot, manifest: &Manifest) {
+    exercise_snapshot_with(snapshot, manifest, embedded_catalogue());
+}
+
+/// [`exercise_snapshot`] under `catalogue`.
+pub fn exercise_snapshot_with(snapshot: &Snapshot, manifest: &Manifest, catalogue: &Catalogue) {
     let _ = snapshot.require_readable();
-    let status = analyze(snapshot, manifest, options(snapshot));
+    let status = analyze(snapshot, manifest, catalogue, options(snapshot));
     let source = ReportSource::of(snapshot, "snapshot", Some("fuzz".into()), &manifest.origin);
     let mut out = Vec::new();
     let _ = render::table::status(&mut out, &source, &status, true);
@@ -106,6 +123,7 @@ pub fn exercise_snapshot(snapshot: &Snapshot, manifest: &Manifest) {
     if let Ok(plan) = plan(
         &status,
         manifest,
+        Some(catalogue),
         &from,
         how,
         &newest,
@@ -125,6 +143,7 @@ pub fn exercise_snapshot(snapshot: &Snapshot, manifest: &Manifest) {
     let report = rollback_check(
         snapshot,
         manifest,
+        catalogue,
         &RollbackOptions {
             to,
             from: inferred,

@@ -333,7 +333,16 @@ pub fn analyze(
         let (state, detail, work_evidence) = match unread.state_of(version, done) {
             Some(why) => (MigrationState::Unknown, Some(why), Vec::new()),
             None => decide(
-                version, done, runs, damaged, &facts, &evidence, traces, options,
+                version,
+                done,
+                runs,
+                damaged,
+                &facts,
+                Outside {
+                    evidence: &evidence,
+                    traces,
+                },
+                options,
             ),
         };
         let entry = manifest.get(version);
@@ -738,6 +747,13 @@ const TELL_APART: &str = "the worker's session in pg_stat_activity (application 
     running the migration's statements) or the BullMQ job in Redis (PostDeployMigrationQueue: \
     active, waiting or delayed) would tell them apart";
 
+/// What shows a migration's work outside its jobs: sessions, and its traces in the schema.
+#[derive(Clone, Copy)]
+struct Outside<'a> {
+    evidence: &'a WorkEvidence,
+    traces: Option<&'a MigrationTraces>,
+}
+
 /// Applies the state rules to one migration. `runs` are its readable jobs, oldest first;
 /// `damaged` the jobs that seem to be its but cannot be read. Returns the state, the detail
 /// and the sessions seen doing its work.
@@ -747,10 +763,10 @@ fn decide(
     runs: &[DataMigrationJob],
     damaged: &[JobDefect],
     facts: &[(RunFacts, Vec<Transition>)],
-    evidence: &WorkEvidence,
-    traces: Option<&MigrationTraces>,
+    outside: Outside<'_>,
     options: StatusOptions,
 ) -> (MigrationState, Option<String>, Vec<String>) {
+    let Outside { evidence, traces } = outside;
     use MigrationState::*;
     let inconsistent = |why: String| (Inconsistent, Some(why), Vec::new());
     let newest = runs.last();
