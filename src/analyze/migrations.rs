@@ -1166,7 +1166,7 @@ fn migration_findings(
 pub const TRACE_FINDINGS: [&str; 3] = [
     "migration-traces-present",
     "migration-effects-missing",
-    "schema-traces-not-compared",
+    "traces-not-compared",
 ];
 
 /// What the schema shows of each migration against what `dataVersion` says: work of a
@@ -1180,7 +1180,7 @@ fn trace_findings(
 ) {
     if let Some(gap) = &report.gap {
         findings.push(Finding::new(
-            "schema-traces-not-compared",
+            "traces-not-compared",
             Severity::Info,
             format!(
                 "the schema was not compared with the catalogue of what each post-deploy \
