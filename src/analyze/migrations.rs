@@ -390,7 +390,7 @@ pub fn analyze(
         .map(|index| InvalidIndexStatus {
             found: index.clone(),
             created_by: (index.schema == "public")
-                .then(|| schema_traces.creator_of_index(&index.table, &index.index))
+                .then(|| catalogue.creator_of_index(&index.table, &index.index))
                 .flatten(),
         })
         .collect();

@@ -583,10 +583,7 @@ impl NewerMigrations<'_> {
                     self.introduced(m.version),
                     traces.kind.as_str(),
                     trace.seen,
-                    match trace.strength {
-                        crate::medplum::catalogue::Strength::Strong => "strong",
-                        crate::medplum::catalogue::Strength::Weak => "weak",
-                    },
+                    trace.strength.as_str(),
                     trace.effect.as_str()
                 );
                 if trace.breaking {

@@ -31,6 +31,10 @@ pub struct Trace {
     /// Whether code that does not know the migration breaks on it (a dropped table or column,
     /// a new NOT NULL), with strong evidence.
     pub breaking: bool,
+    /// An index the migration creates, left invalid: a concurrent build of it was interrupted
+    /// (or still runs).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub invalid: bool,
     /// What the schema shows, e.g. `index "…" on "HumanName" exists, invalid`.
     pub seen: String,
 }
@@ -39,7 +43,7 @@ impl Trace {
     /// Whether it shows that its migration ran, at least in part: strong evidence, or an index
     /// left invalid by an interrupted concurrent build of it.
     pub fn shows_a_run(&self) -> bool {
-        self.strength == Strength::Strong || self.seen.ends_with(INVALID)
+        self.strength == Strength::Strong || self.invalid
     }
 }
 
@@ -86,19 +90,6 @@ impl TraceReport {
     /// The traces of migration `version`, when the schema was compared and it is catalogued.
     pub fn get(&self, version: u32) -> Option<&MigrationTraces> {
         self.migrations.get(&version)
-    }
-
-    /// The migration that creates index `index` on `table`, by the catalogue.
-    pub fn creator_of_index(&self, table: &str, index: &str) -> Option<u32> {
-        self.migrations.iter().find_map(|(n, m)| {
-            m.present
-                .iter()
-                .any(|t| {
-                    t.effect == EffectKind::IndexCreated
-                        && t.object == format!("\"{table}\".\"{index}\"")
-                })
-                .then_some(*n)
-        })
     }
 }
 
@@ -151,6 +142,7 @@ pub fn traces(catalogue: &Catalogue, schema: Option<&SchemaContract>, done: u32)
                     transient: effect.transient,
                     breaking: effect.strength == Strength::Strong
                         && effect.kind.breaks_older_code(),
+                    invalid: left_invalid(schema, effect),
                     seen,
                 };
                 // Undone by a later migration that is applied: its absence is expected.
@@ -190,6 +182,19 @@ pub fn traces(catalogue: &Catalogue, schema: Option<&SchemaContract>, done: u32)
         origin,
         migrations,
     }
+}
+
+/// Whether `effect` creates an index that the schema has, invalid.
+fn left_invalid(schema: &SchemaContract, effect: &Effect) -> bool {
+    let (Some(table), Some(index)) = (&effect.table, &effect.index) else {
+        return false;
+    };
+    effect.kind == EffectKind::IndexCreated
+        && schema
+            .tables
+            .get(&format!("public.{table}"))
+            .and_then(|t| t.indexes.get(index))
+            .is_some_and(|i| !i.valid)
 }
 
 /// Whether the schema shows the later migration's work that undoes `effect`.
@@ -438,8 +443,7 @@ mod tests {
             .unwrap()
             .shows_a_run());
         assert_eq!(
-            traces(&Catalogue::embedded(), Some(&valid), 16)
-                .creator_of_index("HumanName", "HumanName_givenTrgm_idx"),
+            Catalogue::embedded().creator_of_index("HumanName", "HumanName_givenTrgm_idx"),
             Some(17)
         );
     }

@@ -36,6 +36,16 @@ pub enum MigrationType {
     Unknown,
 }
 
+impl Strength {
+    /// `strong` or `weak`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strength::Strong => "strong",
+            Strength::Weak => "weak",
+        }
+    }
+}
+
 impl MigrationType {
     /// `custom`, `reindex` or `unknown`.
     pub fn as_str(self) -> &'static str {

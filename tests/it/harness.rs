@@ -432,6 +432,8 @@ pub struct TraceJson {
     #[serde(default)]
     pub transient: bool,
     pub breaking: bool,
+    #[serde(default)]
+    pub invalid: bool,
     pub seen: String,
 }
 

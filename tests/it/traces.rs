@@ -210,6 +210,14 @@ fn an_interrupted_v17_leaves_an_invalid_index_tied_to_it_and_recover_reruns_v17(
         findings(&report, "migration-traces-present", 17),
         ["warning"]
     );
+    let v17 = report.migration(17).traces.as_ref().unwrap();
+    let invalid: Vec<&str> = v17
+        .present
+        .iter()
+        .filter(|t| t.invalid)
+        .map(|t| t.object.as_str())
+        .collect();
+    assert_eq!(invalid, ["\"HumanName\".\"HumanName_givenTrgm_idx\""]);
 
     let run = medmig(&["recover", "--format", "json", "--database-url", &db.url()]);
     assert_eq!(run.code, 0, "{run:?}");
