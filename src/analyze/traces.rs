@@ -14,8 +14,9 @@ use serde::Serialize;
 use crate::catalog::{SchemaContract, TableContract};
 use crate::medplum::catalogue::{Catalogue, Effect, EffectKind, MigrationType, Strength};
 
-/// The table every Medplum database has: without it the schema is not Medplum's, and absent
-/// objects say nothing about what a migration did.
+/// The table every Medplum database has (`packages/server/src/migrations/schema/schema.sql`
+/// creates it; `fixtures/sql/catalogue-tables.sql` transcribes it): without it the schema is
+/// not Medplum's, and absent objects say nothing about what a migration did.
 const MEDPLUM_TABLE: &str = "public.Project";
 
 /// One effect of a migration as the schema shows it.
@@ -250,7 +251,9 @@ fn effect_state(
                 }
                 None => match table.and_then(|t| same_index_named_otherwise(t, effect)) {
                     // Medplum's generated schema names some indexes otherwise than the
-                    // migration that creates them (v20): a fresh install has them so.
+                    // migration that creates them: v20.ts's "Coding_Property_full_idx" is
+                    // "Coding_Property_property_value_coding_target_full_idx" in
+                    // packages/server/src/migrations/schema/schema.sql@c9302a15.
                     Some(other) => State::Done(format!(
                         "index {shown} exists as \"{other}\", with the same definition"
                     )),
@@ -446,6 +449,51 @@ mod tests {
             Catalogue::embedded().creator_of_index("HumanName", "HumanName_givenTrgm_idx"),
             Some(17)
         );
+    }
+
+    #[test]
+    fn an_index_the_generated_schema_names_otherwise_counts_by_its_definition() {
+        // packages/server/src/migrations/schema/schema.sql@c9302a15 has v20.ts's unique index
+        // under another name, with the same definition.
+        let mut t = table(&[("property", true), ("value", true)], &[]);
+        let index = |definition: &str, unique| IndexContract {
+            definition: Some(definition.to_string()),
+            shape: String::new(),
+            unique,
+            primary: false,
+            valid: true,
+            ready: true,
+        };
+        t.indexes.insert(
+            "Coding_Property_property_value_coding_target_full_idx".into(),
+            index(
+                "CREATE UNIQUE INDEX \"Coding_Property_property_value_coding_target_full_idx\" \
+                 ON public.\"Coding_Property\" USING btree (property, value, coding, target)",
+                true,
+            ),
+        );
+        // The same columns, not unique: not the index v20 creates.
+        t.indexes.insert(
+            "Coding_Property_coding_property__idx".into(),
+            index(
+                "CREATE UNIQUE INDEX \"Coding_Property_coding_property__idx\" ON \
+                 public.\"Coding_Property\" USING btree (property, coding)",
+                true,
+            ),
+        );
+        let report = traces(
+            &Catalogue::embedded(),
+            Some(&schema(vec![("Coding_Property", t)])),
+            20,
+        );
+        let missing: Vec<&str> = report
+            .get(20)
+            .unwrap()
+            .missing
+            .iter()
+            .map(|t| t.object.as_str())
+            .collect();
+        assert_eq!(missing, ["\"Coding_Property\".\"Coding_Property_idx\""]);
     }
 
     #[test]
