@@ -16,7 +16,9 @@ pub mod limits;
 pub mod medplum;
 pub mod nodetree;
 pub mod outfile;
+pub mod redis;
 pub mod render;
+pub mod resp;
 pub mod snapshot;
 pub mod text;
 
