@@ -12,6 +12,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::analyze::migrations::MigrationState;
 use crate::medplum::config::ConfigName;
+use crate::snapshot::SslMode;
 use crate::text::escape_controls;
 
 /// Audit and recover the migration state of a Medplum server's PostgreSQL database.
@@ -552,7 +553,7 @@ pub struct ConnectArgs {
     /// prefer (the default) tries TLS and falls back to plain; require encrypts without
     /// checking the certificate; verify-full checks the chain and the host name.
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Connection")]
-    pub sslmode: Option<SslMode>,
+    pub sslmode: Option<SslModeArg>,
 
     /// PEM file of the certificate authorities to trust with verify-full (e.g. the RDS bundle);
     /// without it the system's roots are used [env: PGSSLROOTCERT].
@@ -578,26 +579,23 @@ pub struct ConnectArgs {
     pub lock_timeout: Duration,
 }
 
-/// TLS modes, named as libpq names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
+/// `--sslmode`: the TLS modes, named as libpq names them (the snapshot records the one in
+/// force as [`SslMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SslModeArg {
     Disable,
     Prefer,
     Require,
     VerifyFull,
 }
 
-impl SslMode {
-    /// Parses the spelling used in URLs, PGSSLMODE and libpq (`verify-ca` is refused: medmig
-    /// always checks the host name when it checks the chain).
-    pub fn from_libpq(value: &str) -> Option<SslMode> {
-        match value {
-            "disable" => Some(SslMode::Disable),
-            "allow" | "prefer" => Some(SslMode::Prefer),
-            "require" => Some(SslMode::Require),
-            "verify-full" => Some(SslMode::VerifyFull),
-            _ => None,
+impl From<SslModeArg> for SslMode {
+    fn from(mode: SslModeArg) -> SslMode {
+        match mode {
+            SslModeArg::Disable => SslMode::Disable,
+            SslModeArg::Prefer => SslMode::Prefer,
+            SslModeArg::Require => SslMode::Require,
+            SslModeArg::VerifyFull => SslMode::VerifyFull,
         }
     }
 }

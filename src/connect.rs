@@ -27,8 +27,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::cli::{ConnectArgs, SslMode};
+use crate::cli::ConnectArgs;
 use crate::medplum::config::{ConfigName, MedplumConfig};
+use crate::snapshot::{ConnectionSource, SslMode};
 use crate::text::flag_duration;
 
 /// Reads one environment variable, ignoring variables that are set but empty (as libpq
@@ -47,34 +48,6 @@ pub fn process_environment() -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-/// Which source supplied the connection settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionSource {
-    /// `--database-url`.
-    DatabaseUrlFlag,
-    /// The `DATABASE_URL` variable.
-    DatabaseUrlEnv,
-    /// `--medplum-config FILE`.
-    MedplumConfig,
-    /// The `MEDPLUM_DATABASE_*` variables.
-    MedplumEnv,
-    /// The libpq `PG*` variables.
-    Libpq,
-}
-
-impl fmt::Display for ConnectionSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConnectionSource::DatabaseUrlFlag => "--database-url",
-            ConnectionSource::DatabaseUrlEnv => "DATABASE_URL",
-            ConnectionSource::MedplumConfig => "--medplum-config",
-            ConnectionSource::MedplumEnv => "MEDPLUM_DATABASE_* variables",
-            ConnectionSource::Libpq => "PG* variables",
-        })
-    }
 }
 
 /// Certificate authorities to trust with `verify-full`.
@@ -188,7 +161,11 @@ impl ConnectionSettings {
         };
         fill_libpq_defaults(&mut config, env);
 
-        let ssl_mode = args.sslmode.or(source_tls.mode).unwrap_or(SslMode::Prefer);
+        let ssl_mode = args
+            .sslmode
+            .map(SslMode::from)
+            .or(source_tls.mode)
+            .unwrap_or(SslMode::Prefer);
         let root_cert = args
             .ssl_root_cert
             .clone()
@@ -401,6 +378,18 @@ fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSour
     present
 }
 
+/// Parses the spelling of an SSL mode used in URLs, PGSSLMODE and libpq (`verify-ca` is
+/// refused: medmig always checks the host name when it checks the chain).
+fn ssl_mode_from_libpq(value: &str) -> Option<SslMode> {
+    match value {
+        "disable" => Some(SslMode::Disable),
+        "allow" | "prefer" => Some(SslMode::Prefer),
+        "require" => Some(SslMode::Require),
+        "verify-full" => Some(SslMode::VerifyFull),
+        _ => None,
+    }
+}
+
 /// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override;
 /// and a URL's `connect_timeout`, before `--connect-timeout` overrides it.
 #[derive(Default)]
@@ -431,7 +420,7 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     let mut take = |key: &str, value: &str| -> Result<bool> {
         match key {
             "sslmode" => {
-                tls.mode = Some(SslMode::from_libpq(value).ok_or_else(|| {
+                tls.mode = Some(ssl_mode_from_libpq(value).ok_or_else(|| {
                     anyhow!("sslmode '{value}' is not one of disable, prefer, require, verify-full")
                 })?);
                 Ok(true)
@@ -606,7 +595,7 @@ fn from_libpq_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
         config.user(&user);
     }
     let mode = match env("PGSSLMODE") {
-        Some(mode) => Some(SslMode::from_libpq(&mode).ok_or_else(|| {
+        Some(mode) => Some(ssl_mode_from_libpq(&mode).ok_or_else(|| {
             anyhow!("PGSSLMODE '{mode}' is not one of disable, prefer, require, verify-full")
         })?),
         None => None,
@@ -1244,7 +1233,7 @@ mod tests {
         let s = resolve(a.clone(), &[]).unwrap();
         assert_eq!(s.ssl_mode, SslMode::VerifyFull);
         assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
-        a.sslmode = Some(SslMode::Disable);
+        a.sslmode = Some(crate::cli::SslModeArg::Disable);
         assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
     }
 

@@ -7,6 +7,7 @@
 //! holds no patient data: the only table rows in it are `"DatabaseMigration"` and
 //! data-migration `"AsyncJob"` resources.
 
+use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
@@ -15,8 +16,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::SchemaContract;
-use crate::cli::SslMode;
-use crate::connect::ConnectionSource;
 use crate::limits;
 
 /// The snapshot format this medmig writes and the newest it reads.
@@ -114,6 +113,44 @@ pub struct SnapshotSource {
     pub server_version: String,
     /// `server_version_num`, e.g. `150004`.
     pub server_version_num: i32,
+}
+
+/// Which source supplied the connection settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionSource {
+    /// `--database-url`.
+    DatabaseUrlFlag,
+    /// The `DATABASE_URL` variable.
+    DatabaseUrlEnv,
+    /// `--medplum-config FILE`.
+    MedplumConfig,
+    /// The `MEDPLUM_DATABASE_*` variables.
+    MedplumEnv,
+    /// The libpq `PG*` variables.
+    Libpq,
+}
+
+impl fmt::Display for ConnectionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionSource::DatabaseUrlFlag => "--database-url",
+            ConnectionSource::DatabaseUrlEnv => "DATABASE_URL",
+            ConnectionSource::MedplumConfig => "--medplum-config",
+            ConnectionSource::MedplumEnv => "MEDPLUM_DATABASE_* variables",
+            ConnectionSource::Libpq => "PG* variables",
+        })
+    }
+}
+
+/// TLS modes, named as libpq names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
 }
 
 /// One row of `"DatabaseMigration"`; a column the database lacks is `None` and absent

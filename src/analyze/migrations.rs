@@ -1343,9 +1343,10 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::cli::SslMode;
-    use crate::connect::ConnectionSource;
-    use crate::snapshot::{DatabaseMigrationRow, JobRecord, MigrationActivity, SnapshotSource};
+    use crate::snapshot::{
+        ConnectionSource, DatabaseMigrationRow, JobRecord, MigrationActivity, SnapshotSource,
+        SslMode,
+    };
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()
