@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::analyze::migrations::MigrationState;
 use crate::medplum::config::ConfigName;
 use crate::snapshot::SslMode;
 use crate::text::escape_controls;
@@ -155,7 +154,40 @@ pub struct StatusArgs {
     ///
     /// For example: --fail-on failed,stale,inconsistent
     #[arg(long, value_name = "STATES", value_delimiter = ',')]
-    pub fail_on: Vec<MigrationState>,
+    pub fail_on: Vec<FailOnState>,
+}
+
+/// `--fail-on`: the states of a post-deploy migration (`MigrationState` in
+/// `analyze/migrations.rs`; `commands/status.rs` maps one to the other). The doc comments are
+/// the help of each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOnState {
+    /// Its number is at or below `dataVersion`.
+    Completed,
+    /// Its work is evidenced: a session runs it, its newest job recorded progress (a reindex)
+    /// or is `active` (written by servers before 4.x only).
+    Running,
+    /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
+    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
+    /// `queued` too, its former name.
+    #[value(alias = "queued")]
+    Accepted,
+    /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
+    /// limit, and no session ran migration work while every session was visible.
+    Stale,
+    /// Its newest job is `error`.
+    Failed,
+    /// Its newest job is `cancelled`.
+    Cancelled,
+    /// It is the next to run (`dataVersion` + 1) and has no job yet.
+    Pending,
+    /// It comes after the next one and has no job yet.
+    Waiting,
+    /// The evidence contradicts itself; the report says what contradicts what.
+    Inconsistent,
+    /// The evidence was not read: `"DatabaseMigration"`, or its jobs in `"AsyncJob"` (a
+    /// migration held them locked); the detail says which and why.
+    Unknown,
 }
 
 /// `medmig bundle` makes a bundle; `medmig bundle verify FILE` checks one.

@@ -23,8 +23,8 @@ use crate::medplum::manifest::{
 use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
 use crate::text::{count, elapsed, plural};
 
-/// The state of one post-deploy migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+/// The state of one post-deploy migration (`--fail-on` names them with `cli::FailOnState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MigrationState {
     /// Its number is at or below `dataVersion`.
@@ -33,9 +33,8 @@ pub enum MigrationState {
     /// or is `active` (written by servers before 4.x only).
     Running,
     /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
-    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
-    /// `queued` too, its former name.
-    #[value(alias = "queued")]
+    /// cannot tell (a custom migration writes nothing to its job until it ends). Its former
+    /// name was `queued`.
     Accepted,
     /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
     /// limit, and no session ran migration work while every session was visible.
