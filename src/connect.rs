@@ -1,6 +1,6 @@
 //! Connection settings and the live session.
 //!
-//! This module owns turning [`ConnectArgs`] plus the environment into one validated
+//! This module owns turning [`ConnectOptions`] plus the environment into one validated
 //! [`ConnectionSettings`] (which source wins, TLS mode, trusted roots, timeouts), opening the
 //! connection, the client's own deadline on the session's answers ([`Watch`]), and translating
 //! connection and query failures into one-line messages that say what to do. It never logs or
@@ -27,7 +27,6 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::cli::ConnectArgs;
 use crate::medplum::config::{ConfigName, MedplumConfig};
 use crate::snapshot::{ConnectionSource, SslMode};
 use crate::text::flag_duration;
@@ -48,6 +47,27 @@ pub fn process_environment() -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The connection flags as plain values, before the environment is consulted (`commands/`
+/// fills it from `--database-url` … `--lock-timeout`). No `Debug`: the URL may carry a
+/// password.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// `--database-url`: a URL or `key=value` string, first of all sources.
+    pub database_url: Option<String>,
+    /// `--medplum-config`: the server config whose `database` section is a source.
+    pub medplum_config: Option<ConfigName>,
+    /// `--sslmode`, over the source's TLS mode.
+    pub ssl_mode: Option<SslMode>,
+    /// `--ssl-root-cert`, over the source's roots and PGSSLROOTCERT.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// `--connect-timeout`, over the URL's `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `--statement-timeout`; zero for none.
+    pub statement_timeout: Duration,
+    /// `--lock-timeout`; zero for none but the statement's.
+    pub lock_timeout: Duration,
 }
 
 /// Certificate authorities to trust with `verify-full`.
@@ -122,7 +142,7 @@ impl ConnectionSettings {
     /// Resolves the settings from the arguments and the environment (injected as (name,
     /// value) pairs so that resolution can be tested without touching the process
     /// environment); first source wins.
-    pub fn resolve(args: &ConnectArgs, vars: &[(String, String)]) -> Result<ConnectionSettings> {
+    pub fn resolve(args: &ConnectOptions, vars: &[(String, String)]) -> Result<ConnectionSettings> {
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(key, value)| key == name && !value.is_empty())
@@ -161,11 +181,7 @@ impl ConnectionSettings {
         };
         fill_libpq_defaults(&mut config, env);
 
-        let ssl_mode = args
-            .sslmode
-            .map(SslMode::from)
-            .or(source_tls.mode)
-            .unwrap_or(SslMode::Prefer);
+        let ssl_mode = args.ssl_mode.or(source_tls.mode).unwrap_or(SslMode::Prefer);
         let root_cert = args
             .ssl_root_cert
             .clone()
@@ -355,7 +371,7 @@ fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
 }
 
 /// Every source that is present, in precedence order.
-fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSource> {
+fn present_sources(args: &ConnectOptions, env: EnvLookup<'_>) -> Vec<ConnectionSource> {
     let mut present = Vec::new();
     if args.database_url.is_some() {
         present.push(ConnectionSource::DatabaseUrlFlag);
@@ -1078,7 +1094,7 @@ mod tests {
 
     use super::*;
 
-    fn resolve(args: ConnectArgs, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
+    fn resolve(args: ConnectOptions, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1174,12 +1190,12 @@ mod tests {
         assert!(unlimited.guard(slow).await.is_ok());
     }
 
-    fn args() -> ConnectArgs {
-        ConnectArgs {
+    fn args() -> ConnectOptions {
+        ConnectOptions {
             connect_timeout: Some(Duration::from_secs(10)),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(2),
-            ..ConnectArgs::default()
+            ..ConnectOptions::default()
         }
     }
 
@@ -1233,7 +1249,7 @@ mod tests {
         let s = resolve(a.clone(), &[]).unwrap();
         assert_eq!(s.ssl_mode, SslMode::VerifyFull);
         assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
-        a.sslmode = Some(crate::cli::SslModeArg::Disable);
+        a.ssl_mode = Some(SslMode::Disable);
         assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
     }
 

@@ -12,7 +12,7 @@ use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
 use crate::collect::{collect, collect_for_file, collect_schema, collect_with_diagnostics};
-use crate::connect::{process_environment, ConnectionSettings};
+use crate::connect::{process_environment, ConnectOptions, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::{RenderedSchema, Snapshot};
@@ -169,7 +169,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Resolves the connection settings and notes ignored sources and other warnings on stderr.
 fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
-    let settings = ConnectionSettings::resolve(args, &process_environment())?;
+    let settings = ConnectionSettings::resolve(&connect_options(args), &process_environment())?;
     for warning in &settings.warnings {
         note(warning);
     }
@@ -186,6 +186,19 @@ fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
         ));
     }
     Ok(settings)
+}
+
+/// The connection flags as the source takes them.
+fn connect_options(args: &ConnectArgs) -> ConnectOptions {
+    ConnectOptions {
+        database_url: args.database_url.clone(),
+        medplum_config: args.medplum_config.clone(),
+        ssl_mode: args.sslmode.map(Into::into),
+        ssl_root_cert: args.ssl_root_cert.clone(),
+        connect_timeout: args.connect_timeout,
+        statement_timeout: args.statement_timeout,
+        lock_timeout: args.lock_timeout,
+    }
 }
 
 /// Prints one `medmig: …` line on stderr, its control characters escaped: a note names
