@@ -1,8 +1,9 @@
 //! Command-line types: every flag medmig accepts, with the doc comments that become `--help`.
 //!
 //! This module owns parsing and the first validation of raw arguments (durations, formats,
-//! state lists). It does not resolve connection sources or read files: `connect.rs` turns
-//! [`ConnectArgs`] into settings, and each command module consumes the rest.
+//! state lists). It does not resolve connection sources or read files: `commands/` turns
+//! [`ConnectArgs`] into the plain options `sources/postgres/connect.rs` resolves into settings,
+//! and each command module consumes the rest.
 
 use std::ffi::OsString;
 use std::path::PathBuf;

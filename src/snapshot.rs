@@ -1,6 +1,6 @@
 //! The Snapshot: everything medmig collected from one database at one moment.
 //!
-//! This is the only boundary between collection (`collect.rs`) and analysis (`analyze/`):
+//! This is the only boundary between collection (`sources/`) and analysis (`analyze/`):
 //! every finding must be reproducible from a snapshot alone, months later. It owns the
 //! serialized form (`format_version`, field names), reading a snapshot file with clear errors,
 //! and writing one as JSON (where it goes, and how safely, is `outfile.rs`'s business). It
@@ -399,7 +399,7 @@ impl JsonShape {
 
 /// A schema contract rendered as the end of an indented JSON file whose last key is
 /// `"schema"`. Rendering 450 tables takes several milliseconds, which collection spends while
-/// the server still answers (see `collect.rs`).
+/// the server still answers (see `sources/postgres/collect.rs`).
 pub struct RenderedSchema(Vec<u8>);
 
 impl RenderedSchema {

@@ -1,6 +1,6 @@
 //! One module per command. Each turns its validated arguments into a snapshot (live or from
 //! a file), runs the analysis and renders; none talks to PostgreSQL except through
-//! `collect.rs`.
+//! `sources/postgres/`.
 
 use anyhow::Result;
 
@@ -11,11 +11,13 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
-use crate::collect::{collect, collect_for_file, collect_schema, collect_with_diagnostics};
-use crate::connect::{process_environment, ConnectOptions, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::{RenderedSchema, Snapshot};
+use crate::sources::postgres::collect::{
+    collect, collect_for_file, collect_schema, collect_with_diagnostics,
+};
+use crate::sources::postgres::connect::{process_environment, ConnectOptions, ConnectionSettings};
 
 pub mod bundle;
 pub mod recover;

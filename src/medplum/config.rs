@@ -8,7 +8,8 @@
 //! deferral switches mean to the server (`packages/server/src/migrations/migration-utils.ts`,
 //! `packages/server/src/database.ts`). It encodes those facts; it holds no copy of Medplum's
 //! code. It reads no database: what the switches mean for a rollback or a recovery plan is
-//! `analyze/`'s call, and how to connect with the `database` section is `connect.rs`'s.
+//! `analyze/`'s call, and how to connect with the `database` section is
+//! `sources/postgres/connect.rs`'s.
 //!
 //! The documented top-level `disablePostDeployMigrations` is read by no server code; the key
 //! the server reads is `database.disableRunPostDeployMigrations` (any JavaScript-truthy value

@@ -5,8 +5,8 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use medmig::collect::begin_read_only;
-use medmig::connect::{ConnectOptions, ConnectionSettings};
+use medmig::sources::postgres::collect::begin_read_only;
+use medmig::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
