@@ -14,10 +14,11 @@ use crate::cli::{ConnectArgs, InputArgs};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::{RenderedSchema, Snapshot};
+use crate::sources::config::{self, process_environment};
 use crate::sources::postgres::collect::{
     collect, collect_for_file, collect_schema, collect_with_diagnostics,
 };
-use crate::sources::postgres::connect::{process_environment, ConnectOptions, ConnectionSettings};
+use crate::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
 
 pub mod bundle;
 pub mod recover;
@@ -121,7 +122,7 @@ pub fn status_options(
 pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
     args.medplum_config
         .as_ref()
-        .map(|name| MedplumConfig::load(name, &process_environment()))
+        .map(|name| config::load(name, &process_environment()))
         .transpose()
 }
 

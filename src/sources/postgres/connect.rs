@@ -27,27 +27,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::medplum::config::{ConfigName, MedplumConfig};
+use crate::medplum::config::ConfigName;
 use crate::snapshot::{ConnectionSource, SslMode};
 use crate::text::flag_duration;
 
 /// Reads one environment variable, ignoring variables that are set but empty (as libpq
 /// does).
 type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// The process environment as (name, value) pairs, in its order: what the commands pass to
-/// [`ConnectionSettings::resolve`] and to the Medplum config's `env` source. A name or value
-/// that is not UTF-8 is converted lossily rather than refused (Node decodes it the same way).
-pub fn process_environment() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .map(|(name, value)| {
-            (
-                name.to_string_lossy().into_owned(),
-                value.to_string_lossy().into_owned(),
-            )
-        })
-        .collect()
-}
 
 /// The connection flags as plain values, before the environment is consulted (`commands/`
 /// fills it from `--database-url` … `--lock-timeout`). No `Debug`: the URL may carry a
@@ -493,7 +479,7 @@ fn from_medplum_config(
     vars: &[(String, String)],
     warnings: &mut Vec<String>,
 ) -> Result<(Config, SourceTls)> {
-    let loaded = MedplumConfig::load(name, vars)?;
+    let loaded = crate::sources::config::load(name, vars)?;
     let not_read: Vec<String> = loaded
         .sources_not_read()
         .iter()
