@@ -2,9 +2,12 @@
 //!
 //! This module owns reading what medmig audits: the PostgreSQL database (`postgres/`:
 //! connection settings, TLS, the read-only session, and every query with the decoding of its
-//! rows), and the Medplum server's config files and environment (`config.rs`). What it reads becomes a [`Snapshot`](crate::snapshot::Snapshot) or the plain types
-//! the snapshot holds; what that evidence means is `analyze/`'s and `medplum/`'s business,
-//! and nothing here imports `analyze/`, `commands/`, `render/` or `cli.rs`.
+//! rows), the Medplum server's config files and environment (`config.rs`), and its log files
+//! (`logs.rs`). What it reads becomes a [`Snapshot`](crate::snapshot::Snapshot), the plain
+//! types the snapshot holds, or the input of `medplum/` and `bundle/`; what that evidence
+//! means is theirs and `analyze/`'s business. Nothing here imports `analyze/`, `commands/`,
+//! `render/` or `cli.rs`.
 
 pub mod config;
+pub mod logs;
 pub mod postgres;
