@@ -29,9 +29,9 @@ pub fn process_environment() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Loads the config `name` names as the server loads it, with `env` as the environment of the `env` source
-/// (commands pass the process environment). Sources medmig cannot read are recorded, not
-/// refused. Fails with one line on what the server would fail on too: a file that cannot
+/// Loads the config `name` names as the server loads it, with `env` as the environment of the
+/// `env` source (commands pass the process environment). Sources medmig cannot read are
+/// recorded, not refused. Fails with one line on what the server would fail on too: a file that cannot
 /// be read or is not a JSON object, an object-typed variable that is not JSON.
 pub fn load(name: &ConfigName, env: &[(String, String)]) -> Result<MedplumConfig> {
     let mut layers = Vec::new();
