@@ -23,7 +23,8 @@ use crate::medplum::manifest::{
 use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
 use crate::text::{count, elapsed, plural};
 
-/// The state of one post-deploy migration (`--fail-on` names them with `cli::FailOnState`).
+/// The state of one post-deploy migration (`--fail-on` takes the same names, and
+/// `commands/status.rs` maps them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MigrationState {
