@@ -2,8 +2,9 @@
 //! tables with their columns, indexes and constraints, functions and extensions.
 //!
 //! This module owns the model, its serialized form and the schema capture file format. It is
-//! filled by `collect.rs` from the catalogs and compared by `analyze/compat.rs`; it reads no
-//! database itself. Keys are ordered so that captures of the same schema are byte-identical.
+//! filled by `sources/postgres/collect.rs` from the catalogs and compared by
+//! `analyze/compat.rs`; it reads no database itself. Keys are ordered so that captures of the
+//! same schema are byte-identical.
 
 use std::collections::BTreeMap;
 use std::path::Path;

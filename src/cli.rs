@@ -1,8 +1,9 @@
 //! Command-line types: every flag medmig accepts, with the doc comments that become `--help`.
 //!
 //! This module owns parsing and the first validation of raw arguments (durations, formats,
-//! state lists). It does not resolve connection sources or read files: `connect.rs` turns
-//! [`ConnectArgs`] into settings, and each command module consumes the rest.
+//! state lists). It does not resolve connection sources or read files: `commands/` turns
+//! [`ConnectArgs`] into the plain options `sources/postgres/connect.rs` resolves into settings,
+//! and each command module consumes the rest.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::analyze::migrations::MigrationState;
 use crate::medplum::config::ConfigName;
+use crate::snapshot::SslMode;
 use crate::text::escape_controls;
 
 /// Audit and recover the migration state of a Medplum server's PostgreSQL database.
@@ -154,7 +155,40 @@ pub struct StatusArgs {
     ///
     /// For example: --fail-on failed,stale,inconsistent
     #[arg(long, value_name = "STATES", value_delimiter = ',')]
-    pub fail_on: Vec<MigrationState>,
+    pub fail_on: Vec<FailOnState>,
+}
+
+/// `--fail-on`: the states of a post-deploy migration (`MigrationState` in
+/// `analyze/migrations.rs`; `commands/status.rs` maps one to the other). The doc comments are
+/// the help of each value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FailOnState {
+    /// Its number is at or below `dataVersion`.
+    Completed,
+    /// Its work is evidenced: a session runs it, its newest job recorded progress (a reindex)
+    /// or is `active` (written by servers before 4.x only).
+    Running,
+    /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
+    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
+    /// `queued` too, its former name.
+    #[value(alias = "queued")]
+    Accepted,
+    /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
+    /// limit, and no session ran migration work while every session was visible.
+    Stale,
+    /// Its newest job is `error`.
+    Failed,
+    /// Its newest job is `cancelled`.
+    Cancelled,
+    /// It is the next to run (`dataVersion` + 1) and has no job yet.
+    Pending,
+    /// It comes after the next one and has no job yet.
+    Waiting,
+    /// The evidence contradicts itself; the report says what contradicts what.
+    Inconsistent,
+    /// The evidence was not read: `"DatabaseMigration"`, or its jobs in `"AsyncJob"` (a
+    /// migration held them locked); the detail says which and why.
+    Unknown,
 }
 
 /// `medmig bundle` makes a bundle; `medmig bundle verify FILE` checks one.
@@ -552,7 +586,7 @@ pub struct ConnectArgs {
     /// prefer (the default) tries TLS and falls back to plain; require encrypts without
     /// checking the certificate; verify-full checks the chain and the host name.
     #[arg(long, value_enum, value_name = "MODE", help_heading = "Connection")]
-    pub sslmode: Option<SslMode>,
+    pub sslmode: Option<SslModeArg>,
 
     /// PEM file of the certificate authorities to trust with verify-full (e.g. the RDS bundle);
     /// without it the system's roots are used [env: PGSSLROOTCERT].
@@ -578,26 +612,23 @@ pub struct ConnectArgs {
     pub lock_timeout: Duration,
 }
 
-/// TLS modes, named as libpq names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslMode {
+/// `--sslmode`: the TLS modes, named as libpq names them (the snapshot records the one in
+/// force as [`SslMode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SslModeArg {
     Disable,
     Prefer,
     Require,
     VerifyFull,
 }
 
-impl SslMode {
-    /// Parses the spelling used in URLs, PGSSLMODE and libpq (`verify-ca` is refused: medmig
-    /// always checks the host name when it checks the chain).
-    pub fn from_libpq(value: &str) -> Option<SslMode> {
-        match value {
-            "disable" => Some(SslMode::Disable),
-            "allow" | "prefer" => Some(SslMode::Prefer),
-            "require" => Some(SslMode::Require),
-            "verify-full" => Some(SslMode::VerifyFull),
-            _ => None,
+impl From<SslModeArg> for SslMode {
+    fn from(mode: SslModeArg) -> SslMode {
+        match mode {
+            SslModeArg::Disable => SslMode::Disable,
+            SslModeArg::Prefer => SslMode::Prefer,
+            SslModeArg::Require => SslMode::Require,
+            SslModeArg::VerifyFull => SslMode::VerifyFull,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Database diagnostics for support bundles: settings and their sources, sizes, sessions,
-//! blocking, replication. Collected by `collect.rs` (one query per kind, each allowed to fail
-//! on its own), written by `bundle/`. Unlike the Snapshot, no analysis reads them: they are
-//! evidence for a person.
+//! blocking, replication. Collected by `sources/postgres/collect.rs` (one query per kind,
+//! each allowed to fail on its own), written by `bundle/`. Unlike the Snapshot, no analysis
+//! reads them: they are evidence for a person.
 
 use std::collections::BTreeMap;
 

@@ -1,16 +1,14 @@
 //! medmig: audit and recover the migration state of a Medplum server's PostgreSQL database.
 //!
-//! Data flows one way: source (`connect` + `collect`, or a snapshot file) → [`snapshot::Snapshot`]
-//! → `analyze` → `render`. This file only dispatches commands; `main.rs` turns the result into
-//! an exit code.
+//! Data flows one way: a source (`sources/`: the live database, or a snapshot file) →
+//! [`snapshot::Snapshot`] → `analyze` → `render`. This file only dispatches commands; `main.rs`
+//! turns the result into an exit code.
 
 pub mod analyze;
 pub mod bundle;
 pub mod catalog;
 pub mod cli;
-pub mod collect;
 pub mod commands;
-pub mod connect;
 pub mod diagnostics;
 pub mod limits;
 pub mod medplum;
@@ -20,6 +18,7 @@ pub mod redis;
 pub mod render;
 pub mod resp;
 pub mod snapshot;
+pub mod sources;
 pub mod text;
 
 use anyhow::Result;

@@ -1,12 +1,13 @@
 //! The Snapshot: everything medmig collected from one database at one moment.
 //!
-//! This is the only boundary between collection (`collect.rs`) and analysis (`analyze/`):
+//! This is the only boundary between collection (`sources/`) and analysis (`analyze/`):
 //! every finding must be reproducible from a snapshot alone, months later. It owns the
 //! serialized form (`format_version`, field names), reading a snapshot file with clear errors,
 //! and writing one as JSON (where it goes, and how safely, is `outfile.rs`'s business). It
 //! holds no patient data: the only table rows in it are `"DatabaseMigration"` and
 //! data-migration `"AsyncJob"` resources.
 
+use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
@@ -15,8 +16,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::SchemaContract;
-use crate::cli::SslMode;
-use crate::connect::ConnectionSource;
 use crate::limits;
 
 /// The snapshot format this medmig writes and the newest it reads.
@@ -114,6 +113,44 @@ pub struct SnapshotSource {
     pub server_version: String,
     /// `server_version_num`, e.g. `150004`.
     pub server_version_num: i32,
+}
+
+/// Which source supplied the connection settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionSource {
+    /// `--database-url`.
+    DatabaseUrlFlag,
+    /// The `DATABASE_URL` variable.
+    DatabaseUrlEnv,
+    /// `--medplum-config FILE`.
+    MedplumConfig,
+    /// The `MEDPLUM_DATABASE_*` variables.
+    MedplumEnv,
+    /// The libpq `PG*` variables.
+    Libpq,
+}
+
+impl fmt::Display for ConnectionSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionSource::DatabaseUrlFlag => "--database-url",
+            ConnectionSource::DatabaseUrlEnv => "DATABASE_URL",
+            ConnectionSource::MedplumConfig => "--medplum-config",
+            ConnectionSource::MedplumEnv => "MEDPLUM_DATABASE_* variables",
+            ConnectionSource::Libpq => "PG* variables",
+        })
+    }
+}
+
+/// TLS modes, named as libpq names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyFull,
 }
 
 /// One row of `"DatabaseMigration"`; a column the database lacks is `None` and absent
@@ -362,7 +399,7 @@ impl JsonShape {
 
 /// A schema contract rendered as the end of an indented JSON file whose last key is
 /// `"schema"`. Rendering 450 tables takes several milliseconds, which collection spends while
-/// the server still answers (see `collect.rs`).
+/// the server still answers (see `sources/postgres/collect.rs`).
 pub struct RenderedSchema(Vec<u8>);
 
 impl RenderedSchema {

@@ -7,7 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use medmig::bundle::redact::{RedactOptions, Redactor};
-use medmig::medplum::config::{ConfigName, DeferKey, MedplumConfig};
+use medmig::medplum::config::{ConfigName, DeferKey};
+use medmig::sources::config::load;
 use medmig_fuzz::scratch_file;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect();
     let name = ConfigName::parse(&format!("file:{},env", path.display())).expect("a config name");
-    let Ok(config) = MedplumConfig::load(&name, &env) else {
+    let Ok(config) = load(&name, &env) else {
         return;
     };
     let _ = config.database();

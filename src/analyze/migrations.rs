@@ -23,8 +23,9 @@ use crate::medplum::manifest::{
 use crate::snapshot::{InvalidIndex, JobVersion, MigrationActivity, Snapshot};
 use crate::text::{count, elapsed, plural};
 
-/// The state of one post-deploy migration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+/// The state of one post-deploy migration (`--fail-on` takes the same names, and
+/// `commands/status.rs` maps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MigrationState {
     /// Its number is at or below `dataVersion`.
@@ -33,9 +34,8 @@ pub enum MigrationState {
     /// or is `active` (written by servers before 4.x only).
     Running,
     /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
-    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
-    /// `queued` too, its former name.
-    #[value(alias = "queued")]
+    /// cannot tell (a custom migration writes nothing to its job until it ends). Its former
+    /// name was `queued`.
     Accepted,
     /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
     /// limit, and no session ran migration work while every session was visible.
@@ -1343,9 +1343,10 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
-    use crate::cli::SslMode;
-    use crate::connect::ConnectionSource;
-    use crate::snapshot::{DatabaseMigrationRow, JobRecord, MigrationActivity, SnapshotSource};
+    use crate::snapshot::{
+        ConnectionSource, DatabaseMigrationRow, JobRecord, MigrationActivity, SnapshotSource,
+        SslMode,
+    };
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap()

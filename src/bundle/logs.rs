@@ -1,6 +1,7 @@
-//! Server logs into a bundle: stream every file (plain, `.gz`, or a directory of them), keep
-//! the lines that matter — the migration messages of Medplum's logger, and every warning and
-//! error — within the time window, redact them, and count what was read, kept and dropped.
+//! Server logs into a bundle: of every line `sources/logs.rs` reads (from plain files, `.gz`,
+//! or a directory of them), keep the lines that matter — the migration messages of Medplum's
+//! logger, and every warning and error — within the time window, redact them, write them into
+//! the bundle, and count what was read, kept and dropped.
 //!
 //! This module owns which lines are kept (the keep-patterns, [`MIGRATION_MESSAGES`] and
 //! [`LEVEL_MARKERS`]) and what is read from a kept line for the timeline: its time, level,
@@ -9,26 +10,23 @@
 //! the line as it was written, before redaction.
 //!
 //! Memory stays bounded whatever the size: lines are read one at a time into a capped
-//! buffer, a multi-pattern search decides before anything is parsed, and only kept lines are
-//! parsed for their time. A truncated `.gz` or a binary file is noted and skipped, never fatal.
+//! buffer (`sources/logs.rs`), a multi-pattern search decides before anything is parsed, and
+//! only kept lines are parsed for their time. A truncated `.gz` or a binary file is noted and
+//! skipped, never fatal.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::FileTypeExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
-use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::redact::{Document, Redactor};
-use crate::limits::{self, BUNDLE_ENTRY_MAX_BYTES, LOG_FILES_MAX, LOG_LINE_MAX_BYTES};
-
-/// Longer lines are cut here (the rest is read and dropped), so no line can exhaust memory.
-const MAX_LINE: usize = LOG_LINE_MAX_BYTES;
+use crate::limits::{self, BUNDLE_ENTRY_MAX_BYTES};
+use crate::sources::logs::{files_under, LogInput, LogReader};
 
 /// The timeline keeps at most this many log events; the rest are counted.
 const MAX_EVENTS: usize = 20_000;
@@ -255,7 +253,7 @@ impl LineFilter {
 
 /// Reads every file under `paths`, writes the kept lines of each to `out_dir`, and reports.
 /// A file that cannot be read, and anything under a directory that is not a regular file, is
-/// reported with a note and the rest is read (see [`collect_files`]).
+/// reported with a note and the rest is read (see [`files_under`]).
 /// `progress` is told the bytes read so far, now and then.
 pub fn ingest(
     paths: &[PathBuf],
@@ -265,10 +263,7 @@ pub fn ingest(
     progress: &mut dyn FnMut(u64),
 ) -> Result<LogIngest> {
     let filter = LineFilter::new()?;
-    let mut found = Vec::new();
-    for path in paths {
-        collect_files(path, true, &mut found);
-    }
+    let found = files_under(paths);
     let mut ingest = LogIngest::default();
     let mut total = 0u64;
     for (index, input) in found.into_iter().enumerate() {
@@ -299,83 +294,6 @@ pub fn ingest(
         ingest.files.push(report);
     }
     Ok(ingest)
-}
-
-/// Something found under `--logs`: a file to read, or a path passed over unopened and why.
-#[derive(Debug, PartialEq, Eq)]
-enum LogInput {
-    File(PathBuf),
-    PassedOver(PathBuf, String),
-}
-
-/// The files under `path`, in name order, at most [`LOG_FILES_MAX`] (then one note for the
-/// rest). A path named on the command line is followed when it is a link, and read when it is
-/// a regular file or a FIFO (`--logs <(kubectl logs …)`). Inside a directory nothing is
-/// followed: regular files are read, directories entered, and links, FIFOs, sockets and
-/// devices passed over unopened, so that no entry can hang the bundle or loop it. Whatever
-/// cannot be listed or examined is passed over with the reason; nothing here fails.
-fn collect_files(path: &Path, named: bool, found: &mut Vec<LogInput>) {
-    let passed_over = |found: &mut Vec<LogInput>, why: String| {
-        found.push(LogInput::PassedOver(path.to_path_buf(), why));
-    };
-    if found.len() >= LOG_FILES_MAX {
-        if found.len() == LOG_FILES_MAX {
-            passed_over(
-                found,
-                format!(
-                    "more than {LOG_FILES_MAX} files under --logs: this and the rest were not read"
-                ),
-            );
-        }
-        return;
-    }
-    let metadata = if named {
-        std::fs::metadata(path)
-    } else {
-        std::fs::symlink_metadata(path)
-    };
-    let kind = match metadata {
-        Ok(metadata) => metadata.file_type(),
-        Err(err) => return passed_over(found, format!("cannot be examined ({err}): skipped")),
-    };
-    if kind.is_dir() {
-        let listing = match std::fs::read_dir(path) {
-            Ok(listing) => listing,
-            Err(err) => {
-                return passed_over(
-                    found,
-                    format!("directory cannot be listed ({err}): skipped"),
-                )
-            }
-        };
-        // Listed whole to read in name order; no more of a listing than can still be read.
-        let mut entries = Vec::new();
-        for entry in listing.take(LOG_FILES_MAX + 1 - found.len()) {
-            match entry {
-                Ok(entry) => entries.push(entry.path()),
-                Err(err) => {
-                    passed_over(found, format!("directory cannot be listed in full ({err})"))
-                }
-            }
-        }
-        entries.sort();
-        for entry in entries {
-            collect_files(&entry, false, found);
-        }
-    } else if kind.is_file() || (named && kind.is_fifo()) {
-        found.push(LogInput::File(path.to_path_buf()));
-    } else {
-        let what = if kind.is_symlink() {
-            "a symbolic link: links inside a --logs directory are not followed (name the target with --logs to read it)"
-        } else if kind.is_fifo() {
-            "a FIFO: special files inside a --logs directory are skipped unopened"
-        } else if kind.is_socket() {
-            "a socket: skipped unopened"
-        } else {
-            "a device: skipped unopened"
-        };
-        passed_over(found, what.to_string());
-    }
 }
 
 /// `03-server.log` for the third input `…/server.log.gz`; `.log` is added to names without
@@ -423,50 +341,13 @@ fn ingest_file(
         source: source.clone(),
         ..LogFileReport::default()
     };
-    // Opened without waiting for a writer, and examined again once open: what was listed as
-    // a file may have been replaced since.
-    let file = match limits::open(path).and_then(|file| Ok((file.metadata()?, file))) {
-        Ok((metadata, file)) if metadata.is_file() || metadata.file_type().is_fifo() => file,
-        Ok(_) => {
-            report.note = Some("not a regular file when opened: skipped".into());
-            return Ok(report);
-        }
-        Err(err) => {
-            report.note = Some(format!("cannot be opened ({err}): skipped"));
+    let mut reader = match LogReader::open(path) {
+        Ok(reader) => reader,
+        Err(note) => {
+            report.note = Some(note);
             return Ok(report);
         }
     };
-    let mut raw = BufReader::with_capacity(256 * 1024, file);
-    let gzip = match raw.fill_buf() {
-        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
-        Err(err) => {
-            report.note = Some(format!("unreadable ({err}): skipped"));
-            return Ok(report);
-        }
-    };
-    let input: Box<dyn Read> = if gzip {
-        Box::new(MultiGzDecoder::new(raw))
-    } else {
-        Box::new(raw)
-    };
-    let mut reader = BufReader::with_capacity(
-        256 * 1024,
-        CountingReader {
-            inner: input,
-            count: 0,
-        },
-    );
-    match reader.fill_buf() {
-        Ok(head) if head[..head.len().min(8192)].contains(&0) => {
-            report.note = Some("binary content: skipped".into());
-            return Ok(report);
-        }
-        Ok(_) => {}
-        Err(err) => {
-            report.note = Some(format!("unreadable ({err}): skipped"));
-            return Ok(report);
-        }
-    }
 
     let bundled = out_dir.join(name);
     let mut output: Option<io::BufWriter<File>> = None;
@@ -474,11 +355,11 @@ fn ingest_file(
     let mut next_progress = 64 << 20;
     let mut kept_bytes = 0u64;
     loop {
-        let cut = match next_line(&mut reader, &mut line) {
+        let cut = match reader.next_line(&mut line) {
             Ok(Some(cut)) => cut,
             Ok(None) => break,
             Err(err) => {
-                let what = if gzip {
+                let what = if reader.is_gzip() {
                     "truncated or damaged gzip"
                 } else {
                     "read error"
@@ -492,7 +373,7 @@ fn ingest_file(
         };
         report.lines_read += 1;
         report.lines_cut += u64::from(cut);
-        let bytes = reader.get_ref().count;
+        let bytes = reader.bytes_read();
         if bytes >= next_progress {
             progress(bytes);
             next_progress = bytes + (64 << 20);
@@ -547,52 +428,9 @@ fn ingest_file(
         out.flush()?;
         report.bundled_as = Some(format!("logs/{name}"));
     }
-    report.bytes_read = reader.get_ref().count;
+    report.bytes_read = reader.bytes_read();
     progress(report.bytes_read);
     Ok(report)
-}
-
-/// Counts the bytes that pass through.
-struct CountingReader<R> {
-    inner: R,
-    count: u64,
-}
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// Reads one line (without its newline) into `line`, keeping at most [`MAX_LINE`] bytes.
-/// `Ok(None)` at the end; `Ok(Some(true))` when the line was cut.
-fn next_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> io::Result<Option<bool>> {
-    line.clear();
-    let mut cut = false;
-    let mut any = false;
-    loop {
-        let buf = reader.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(any.then_some(cut));
-        }
-        any = true;
-        let (end, done) = match memchr::memchr(b'\n', buf) {
-            Some(i) => (i, true),
-            None => (buf.len(), false),
-        };
-        let room = MAX_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&buf[..end.min(room)]);
-        cut |= end > room;
-        reader.consume(if done { end + 1 } else { end });
-        if done {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            return Ok(Some(cut));
-        }
-    }
 }
 
 /// The timeline's event of a kept line (`text`, `redacted` by [`Redactor::log_line`]): its kind
@@ -765,25 +603,6 @@ fn leading_time(start: &str) -> Option<DateTime<Utc>> {
     None
 }
 
-/// An error if a path named with `--logs` does not exist (checked before any database work).
-/// One that exists but cannot be read, a link that leads nowhere included, is a noted gap of
-/// the bundle instead.
-pub fn check_paths(paths: &[PathBuf]) -> Result<()> {
-    for path in paths {
-        match std::fs::symlink_metadata(path) {
-            Ok(_) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                return Err(anyhow!(
-                    "--logs {}: no such file or directory",
-                    path.display()
-                ))
-            }
-            Err(err) => return Err(anyhow!("--logs {}: {err}", path.display())),
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,26 +742,6 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_gives_at_most_the_most_files_then_one_note() {
-        let dir = temp_dir("many-files");
-        for i in 0..LOG_FILES_MAX + 5 {
-            File::create(dir.join(format!("{i:05}.log"))).unwrap();
-        }
-        let mut found = Vec::new();
-        collect_files(&dir, true, &mut found);
-        assert_eq!(found.len(), LOG_FILES_MAX + 1);
-        assert!(found[..LOG_FILES_MAX]
-            .iter()
-            .all(|f| matches!(f, LogInput::File(_))));
-        assert!(
-            matches!(&found[LOG_FILES_MAX], LogInput::PassedOver(_, why) if why.contains("the rest were not read")),
-            "{:?}",
-            found[LOG_FILES_MAX]
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn an_event_is_classified_as_written_and_shown_redacted() {
         let mut redactor = Redactor::new(&crate::bundle::redact::RedactOptions {
             redact_ip: false,
@@ -970,18 +769,5 @@ mod tests {
             "Job [keyword-1] PostDeployMigrationQueue not available"
         );
         assert_eq!(event.fields, " version=v45 err=[keyword-2]'s [keyword-3]");
-    }
-
-    #[test]
-    fn long_lines_are_cut_and_reading_goes_on() {
-        let mut data = vec![b'x'; MAX_LINE * 3];
-        data.extend_from_slice(b"\nshort\n");
-        let mut reader = BufReader::with_capacity(1024, &data[..]);
-        let mut line = Vec::new();
-        assert_eq!(next_line(&mut reader, &mut line).unwrap(), Some(true));
-        assert_eq!(line.len(), MAX_LINE);
-        assert_eq!(next_line(&mut reader, &mut line).unwrap(), Some(false));
-        assert_eq!(line, b"short");
-        assert_eq!(next_line(&mut reader, &mut line).unwrap(), None);
     }
 }

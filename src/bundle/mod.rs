@@ -5,7 +5,7 @@
 //! This module owns the bundle's layout and integrity (write, read, verify) and the processing
 //! of what goes in: redaction (`redact`; FHIR resources in `fhir`, PostgreSQL's row values in
 //! `rowdata`), query text (`sqltext`), logs (`logs`) and the incident timeline (`timeline`).
-//! Database reads stay in `collect.rs`.
+//! Database reads stay in `sources/postgres/collect.rs`.
 
 pub mod archive;
 pub mod fhir;

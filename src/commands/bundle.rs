@@ -62,7 +62,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
         until: args.until.map(|w| w.resolve(now)),
     };
     // Everything that can be wrong with the request fails before the database is touched.
-    logs::check_paths(&args.logs)?;
+    crate::sources::logs::check_paths(&args.logs)?;
     let config = super::medplum_config(&args.connect)?;
     if outfile::is_stdout(out) && std::io::stdout().is_terminal() {
         anyhow::bail!(

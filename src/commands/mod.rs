@@ -1,6 +1,6 @@
 //! One module per command. Each turns its validated arguments into a snapshot (live or from
 //! a file), runs the analysis and renders; none talks to PostgreSQL except through
-//! `collect.rs`.
+//! `sources/postgres/`.
 
 use anyhow::Result;
 
@@ -11,11 +11,14 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 
 use crate::cli::{ConnectArgs, InputArgs};
-use crate::collect::{collect, collect_for_file, collect_schema, collect_with_diagnostics};
-use crate::connect::{process_environment, ConnectionSettings};
 use crate::diagnostics::Diagnostics;
 use crate::render::ReportSource;
 use crate::snapshot::{RenderedSchema, Snapshot};
+use crate::sources::config::{self, process_environment};
+use crate::sources::postgres::collect::{
+    collect, collect_for_file, collect_schema, collect_with_diagnostics,
+};
+use crate::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
 
 pub mod bundle;
 pub mod recover;
@@ -119,7 +122,7 @@ pub fn status_options(
 pub fn medplum_config(args: &ConnectArgs) -> Result<Option<MedplumConfig>> {
     args.medplum_config
         .as_ref()
-        .map(|name| MedplumConfig::load(name, &process_environment()))
+        .map(|name| config::load(name, &process_environment()))
         .transpose()
 }
 
@@ -169,7 +172,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 /// Resolves the connection settings and notes ignored sources and other warnings on stderr.
 fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
-    let settings = ConnectionSettings::resolve(args, &process_environment())?;
+    let settings = ConnectionSettings::resolve(&connect_options(args), &process_environment())?;
     for warning in &settings.warnings {
         note(warning);
     }
@@ -186,6 +189,19 @@ fn settings(args: &ConnectArgs) -> Result<ConnectionSettings> {
         ));
     }
     Ok(settings)
+}
+
+/// The connection flags as the source takes them.
+fn connect_options(args: &ConnectArgs) -> ConnectOptions {
+    ConnectOptions {
+        database_url: args.database_url.clone(),
+        medplum_config: args.medplum_config.clone(),
+        ssl_mode: args.sslmode.map(Into::into),
+        ssl_root_cert: args.ssl_root_cert.clone(),
+        connect_timeout: args.connect_timeout,
+        statement_timeout: args.statement_timeout,
+        lock_timeout: args.lock_timeout,
+    }
 }
 
 /// Prints one `medmig: …` line on stderr, its control characters escaped: a note names

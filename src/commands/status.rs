@@ -4,7 +4,8 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::cli::{Format, StatusArgs};
+use crate::analyze::migrations::MigrationState;
+use crate::cli::{FailOnState, Format, StatusArgs};
 use crate::render;
 
 /// Runs the command; the result is the exit code (1 when `--fail-on` matched).
@@ -28,6 +29,51 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
     let failing = report
         .migrations
         .iter()
-        .any(|m| args.fail_on.contains(&m.state));
+        .any(|m| args.fail_on.contains(&fail_on_state(m.state)));
     Ok(u8::from(failing))
+}
+
+/// The `--fail-on` value that names `state`; exhaustive, so a new state cannot be left out of
+/// the flag.
+fn fail_on_state(state: MigrationState) -> FailOnState {
+    match state {
+        MigrationState::Completed => FailOnState::Completed,
+        MigrationState::Running => FailOnState::Running,
+        MigrationState::Accepted => FailOnState::Accepted,
+        MigrationState::Stale => FailOnState::Stale,
+        MigrationState::Failed => FailOnState::Failed,
+        MigrationState::Cancelled => FailOnState::Cancelled,
+        MigrationState::Pending => FailOnState::Pending,
+        MigrationState::Waiting => FailOnState::Waiting,
+        MigrationState::Inconsistent => FailOnState::Inconsistent,
+        MigrationState::Unknown => FailOnState::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    #[test]
+    fn every_state_is_a_fail_on_value_of_the_same_name() {
+        let states = [
+            MigrationState::Completed,
+            MigrationState::Running,
+            MigrationState::Accepted,
+            MigrationState::Stale,
+            MigrationState::Failed,
+            MigrationState::Cancelled,
+            MigrationState::Pending,
+            MigrationState::Waiting,
+            MigrationState::Inconsistent,
+            MigrationState::Unknown,
+        ];
+        assert_eq!(states.len(), FailOnState::value_variants().len());
+        for state in states {
+            let value = fail_on_state(state).to_possible_value().unwrap();
+            assert_eq!(value.get_name(), state.as_str());
+        }
+    }
 }

@@ -1,14 +1,15 @@
 //! Medplum's server config as the server loads and evaluates it: the config name it is
-//! started with (`file:PATH`, `env`, `aws:…`, `gcp:…`, `azure:…`, comma-joined), the sources
-//! medmig can read (files, and its own `MEDPLUM_*` variables), their deep merge, and the
-//! switches that defer post-deploy migrations, evaluated exactly as the server's code does.
+//! started with (`file:PATH`, `env`, `aws:…`, `gcp:…`, `azure:…`, comma-joined), how its
+//! `MEDPLUM_*` variables become config, the deep merge of its sources, and the switches that
+//! defer post-deploy migrations, evaluated exactly as the server's code does.
 //!
 //! This module owns every rule of Medplum's config loader that medmig reproduces
 //! (`packages/server/src/config/loader.ts`, `packages/server/src/config/utils.ts`) and what the
 //! deferral switches mean to the server (`packages/server/src/migrations/migration-utils.ts`,
 //! `packages/server/src/database.ts`). It encodes those facts; it holds no copy of Medplum's
-//! code. It reads no database: what the switches mean for a rollback or a recovery plan is
-//! `analyze/`'s call, and how to connect with the `database` section is `connect.rs`'s.
+//! code. It does no I/O: reading the files and the environment is `sources/config.rs`'s, what
+//! the switches mean for a rollback or a recovery plan is `analyze/`'s call, and how to
+//! connect with the `database` section is `sources/postgres/connect.rs`'s.
 //!
 //! The documented top-level `disablePostDeployMigrations` is read by no server code; the key
 //! the server reads is `database.disableRunPostDeployMigrations` (any JavaScript-truthy value
@@ -16,10 +17,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
@@ -194,37 +195,6 @@ pub struct MedplumConfig {
 }
 
 impl MedplumConfig {
-    /// Loads the config `name` names, with `env` as the environment of the `env` source
-    /// (commands pass the process environment). Sources medmig cannot read are recorded, not
-    /// refused. Fails with one line on what the server would fail on too: a file that cannot
-    /// be read or is not a JSON object, an object-typed variable that is not JSON.
-    pub fn load(name: &ConfigName, env: &[(String, String)]) -> Result<MedplumConfig> {
-        let mut layers = Vec::new();
-        let mut not_read = Vec::new();
-        let mut notes = Vec::new();
-        for source in name.sources() {
-            let value = match source {
-                ConfigSource::File(path) => read_file(path)?,
-                ConfigSource::Env => {
-                    let (value, env_notes) = env_config(env)?;
-                    notes.extend(env_notes);
-                    value
-                }
-                ConfigSource::Aws(_) | ConfigSource::Gcp(_) | ConfigSource::Azure(_) => {
-                    not_read.push(source.clone());
-                    continue;
-                }
-            };
-            layers.push((source.clone(), value));
-        }
-        Ok(MedplumConfig::from_layers(
-            name.clone(),
-            layers,
-            not_read,
-            notes,
-        ))
-    }
-
     /// A config made of sources already read (for tests and offline use): `layers` are merged
     /// left to right.
     pub fn from_layers(
@@ -953,28 +923,6 @@ fn is_js_whitespace(c: char) -> bool {
     (c.is_whitespace() && c != '\u{85}') || c == '\u{FEFF}'
 }
 
-/// `loadFileConfig`: the file's JSON as `JSON.parse` gives it. Messages name the file and never
-/// its content.
-fn read_file(path: &Path) -> Result<Value> {
-    let shown = path.display();
-    let bytes = crate::limits::read_file(
-        path,
-        crate::limits::MEDPLUM_CONFIG_MAX_BYTES,
-        "a Medplum config",
-    )
-    .with_context(|| format!("cannot read the Medplum config {shown} (--medplum-config)"))?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|err| {
-        anyhow!("the Medplum config {shown} is not valid JSON ({err}): pass medplum.config.json")
-    })?;
-    if !value.is_object() {
-        bail!(
-            "the Medplum config {shown} is {}, not a JSON object: pass medplum.config.json",
-            describe(&value)
-        );
-    }
-    Ok(value)
-}
-
 fn lookup<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |value, key| value.get(key))
 }
@@ -1005,33 +953,6 @@ mod tests {
 
     fn name(text: &str) -> ConfigName {
         ConfigName::parse(text).unwrap()
-    }
-
-    /// A file in the temporary directory, removed on drop.
-    struct TempFile(PathBuf);
-
-    impl TempFile {
-        fn new(text: &str) -> TempFile {
-            use std::sync::atomic::{AtomicU32, Ordering};
-            static COUNTER: AtomicU32 = AtomicU32::new(0);
-            let path = std::env::temp_dir().join(format!(
-                "medmig-config-test-{}-{}.json",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            std::fs::write(&path, text).unwrap();
-            TempFile(path)
-        }
-
-        fn path(&self) -> &str {
-            self.0.to_str().unwrap()
-        }
-    }
-
-    impl Drop for TempFile {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
     }
 
     fn settings(json: Value) -> DeferSettings {
@@ -1415,115 +1336,6 @@ mod tests {
             deep_merge(json!({"a": {"b": 1}}), json!({"a": "s"})),
             json!({"a": "s"})
         );
-    }
-
-    #[test]
-    fn file_then_env_deep_merges_with_env_winning() {
-        // loader.test.ts "Multi-source: file then env overlay" and "deep merge preserves
-        // unrelated nested fields".
-        let file = TempFile::new(
-            r#"{"baseUrl":"http://file/","port":8103,
-                "database":{"host":"file-db","port":5432,"disableRunPostDeployMigrations":false}}"#,
-        );
-        let config = MedplumConfig::load(
-            &name(&format!("file:{},env", file.path())),
-            &vars(&[
-                ("MEDPLUM_PORT", "9999"),
-                ("MEDPLUM_DATABASE_PORT", "5433"),
-                (
-                    "MEDPLUM_DATABASE_DISABLE_RUN_POST_DEPLOY_MIGRATIONS",
-                    "true",
-                ),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(config.get(&["baseUrl"]), Some(&json!("http://file/")));
-        assert_eq!(config.get(&["port"]), Some(&json!(9999)));
-        assert_eq!(config.get(&["database", "port"]), Some(&json!(5433)));
-        assert_eq!(config.get(&["database", "host"]), Some(&json!("file-db")));
-        assert!(config.is_complete());
-        assert!(config.notes().is_empty(), "{:?}", config.notes());
-        let database = config.database().unwrap().unwrap();
-        assert_eq!(database.host.as_deref(), Some("file-db"));
-        assert_eq!(database.port, Some(json!(5433)));
-        let defer = config.defer_settings();
-        assert!(defer.defers());
-        assert_eq!(defer.set_by[DISABLE_RUN], "env");
-        assert_eq!(
-            config.origin(&["database", "host"]),
-            Some(&ConfigSource::File(file.0.clone()))
-        );
-        // The other order: the file wins.
-        let config = MedplumConfig::load(
-            &name(&format!("env,file:{}", file.path())),
-            &vars(&[(
-                "MEDPLUM_DATABASE_DISABLE_RUN_POST_DEPLOY_MIGRATIONS",
-                "true",
-            )]),
-        )
-        .unwrap();
-        assert!(!config.defer_settings().defers());
-    }
-
-    #[test]
-    fn a_single_file_and_a_plain_path_load_the_same() {
-        // loader.test.ts "Multi-source: single source backwards compatibility".
-        let file = TempFile::new(r#"{"baseUrl":"http://x/","database":{"host":"db"}}"#);
-        let plain = MedplumConfig::load(&name(file.path()), &[]).unwrap();
-        let named = MedplumConfig::load(&name(&format!("file:{}", file.path())), &[]).unwrap();
-        assert_eq!(plain.value(), named.value());
-        assert_eq!(
-            plain.value(),
-            &json!({"baseUrl":"http://x/","database":{"host":"db"}})
-        );
-    }
-
-    #[test]
-    fn files_are_json_parse_with_no_coercion() {
-        let file = TempFile::new(r#"{"database":{"runMigrations":"false"}}"#);
-        let config = MedplumConfig::load(&name(file.path()), &[]).unwrap();
-        assert_eq!(
-            config.get(&["database", "runMigrations"]),
-            Some(&json!("false"))
-        );
-        // loader.test.ts "Missing baseUrl throws": medmig notes it rather than refusing.
-        assert!(
-            config.notes()[0].contains("baseUrl"),
-            "{:?}",
-            config.notes()
-        );
-        let bad = TempFile::new("[1, 2]");
-        let err = MedplumConfig::load(&name(bad.path()), &[]).unwrap_err();
-        assert!(err.to_string().contains("not a JSON object"), "{err}");
-        let bad = TempFile::new("{\"database\": ");
-        let err = MedplumConfig::load(&name(bad.path()), &[]).unwrap_err();
-        assert!(err.to_string().contains("not valid JSON"), "{err}");
-    }
-
-    #[test]
-    fn cloud_sources_are_recorded_as_not_read() {
-        let file = TempFile::new(
-            r#"{"baseUrl":"http://x/","database":{"disableRunPostDeployMigrations":true}}"#,
-        );
-        let config = MedplumConfig::load(
-            &name(&format!("file:{},aws:/medplum/prod/", file.path())),
-            &[],
-        )
-        .unwrap();
-        assert!(!config.is_complete());
-        assert_eq!(
-            config.sources_not_read(),
-            [ConfigSource::Aws("/medplum/prod/".into())]
-        );
-        let defer = config.defer_settings();
-        assert!(!defer.all_sources_read());
-        let gap = defer.gap().unwrap();
-        assert!(gap.contains("aws:/medplum/prod/"), "{gap}");
-        assert!(gap.contains("file:"), "{gap}");
-        assert!(defer.sources().contains("not read: aws:/medplum/prod/"));
-        assert!(ConfigSource::Gcp("p".into())
-            .why_not_read()
-            .is_some_and(|why| why.contains("Google")));
     }
 
     // --- evaluation (migration-utils.ts, maybeAutoRunPendingPostDeployMigration) ---

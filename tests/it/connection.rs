@@ -5,9 +5,8 @@
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use medmig::cli::ConnectArgs;
-use medmig::collect::begin_read_only;
-use medmig::connect::ConnectionSettings;
+use medmig::sources::postgres::collect::begin_read_only;
+use medmig::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
 use tokio_postgres::error::SqlState;
 
 use crate::harness::{
@@ -16,13 +15,13 @@ use crate::harness::{
 };
 use crate::relay::{requests, Plan, Relay};
 
-fn connect_args(url: &str) -> ConnectArgs {
-    ConnectArgs {
+fn connect_args(url: &str) -> ConnectOptions {
+    ConnectOptions {
         database_url: Some(url.to_string()),
         connect_timeout: Some(Duration::from_secs(10)),
         statement_timeout: Duration::from_secs(30),
         lock_timeout: Duration::from_secs(2),
-        ..ConnectArgs::default()
+        ..ConnectOptions::default()
     }
 }
 

@@ -17,12 +17,12 @@ use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, Row, RowStream, Transaction};
 
+use super::connect::{ConnectionSettings, Target, Watch};
 use crate::catalog::{
     primary_key_definition, qualified, CatalogNames, ColumnContract, ColumnName,
     ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
     IndexParts, SchemaContract, TableContract, TableNames,
 };
-use crate::connect::{ConnectionSettings, Target, Watch};
 use crate::diagnostics::{Diagnostics, Gap, SETTINGS};
 use crate::nodetree::{boolean_equality, call_on_columns};
 use crate::snapshot::{
@@ -30,44 +30,45 @@ use crate::snapshot::{
     RenderedSchema, Snapshot, SnapshotSource, UnreadTable, FORMAT_VERSION,
 };
 
-const SESSION_SETTINGS: &str = include_str!("../queries/session_settings.sql");
-const PROBE: &str = include_str!("../queries/probe.sql");
-const DATABASE_MIGRATION: &str = include_str!("../queries/database_migration.sql");
-const DATA_MIGRATION_JOBS: &str = include_str!("../queries/data_migration_jobs.sql");
-const DATA_MIGRATION_JOB_HISTORY: &str = include_str!("../queries/data_migration_job_history.sql");
-const SCHEMA_COLUMNS: &str = include_str!("../queries/schema_columns.sql");
-const SCHEMA_INDEXES: &str = include_str!("../queries/schema_indexes.sql");
-const SCHEMA_NAMES: &str = include_str!("../queries/schema_names.sql");
-const SCHEMA_CONSTRAINTS: &str = include_str!("../queries/schema_constraints.sql");
-const SCHEMA_FUNCTIONS: &str = include_str!("../queries/schema_functions.sql");
-const SCHEMA_EXTENSIONS: &str = include_str!("../queries/schema_extensions.sql");
-const MIGRATION_ACTIVITY: &str = include_str!("../queries/migration_activity.sql");
+const SESSION_SETTINGS: &str = include_str!("../../../queries/session_settings.sql");
+const PROBE: &str = include_str!("../../../queries/probe.sql");
+const DATABASE_MIGRATION: &str = include_str!("../../../queries/database_migration.sql");
+const DATA_MIGRATION_JOBS: &str = include_str!("../../../queries/data_migration_jobs.sql");
+const DATA_MIGRATION_JOB_HISTORY: &str =
+    include_str!("../../../queries/data_migration_job_history.sql");
+const SCHEMA_COLUMNS: &str = include_str!("../../../queries/schema_columns.sql");
+const SCHEMA_INDEXES: &str = include_str!("../../../queries/schema_indexes.sql");
+const SCHEMA_NAMES: &str = include_str!("../../../queries/schema_names.sql");
+const SCHEMA_CONSTRAINTS: &str = include_str!("../../../queries/schema_constraints.sql");
+const SCHEMA_FUNCTIONS: &str = include_str!("../../../queries/schema_functions.sql");
+const SCHEMA_EXTENSIONS: &str = include_str!("../../../queries/schema_extensions.sql");
+const MIGRATION_ACTIVITY: &str = include_str!("../../../queries/migration_activity.sql");
 
 /// Diagnostics for bundles: kind, query. Each returns its rows as one JSON array.
 const DIAGNOSTICS: [(&str, &str); 6] = [
     (
         "settings",
-        include_str!("../queries/diagnostics_settings.sql"),
+        include_str!("../../../queries/diagnostics_settings.sql"),
     ),
     (
         "setting_overrides",
-        include_str!("../queries/diagnostics_setting_overrides.sql"),
+        include_str!("../../../queries/diagnostics_setting_overrides.sql"),
     ),
     (
         "database_size",
-        include_str!("../queries/diagnostics_database_size.sql"),
+        include_str!("../../../queries/diagnostics_database_size.sql"),
     ),
     (
         "largest_tables",
-        include_str!("../queries/diagnostics_largest_tables.sql"),
+        include_str!("../../../queries/diagnostics_largest_tables.sql"),
     ),
     (
         "activity",
-        include_str!("../queries/diagnostics_activity.sql"),
+        include_str!("../../../queries/diagnostics_activity.sql"),
     ),
     (
         "replication",
-        include_str!("../queries/diagnostics_replication.sql"),
+        include_str!("../../../queries/diagnostics_replication.sql"),
     ),
 ];
 
@@ -209,7 +210,7 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
 
 /// Begins the transaction every read goes through: `REPEATABLE READ READ ONLY`, with
 /// `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` set for it
-/// (`timeouts`, from [`Session::timeout_settings`](crate::connect::Session::timeout_settings)).
+/// (`timeouts`, from [`Session::timeout_settings`](super::connect::Session::timeout_settings)).
 pub async fn begin_read_only<'a>(
     client: &'a mut Client,
     timeouts: &[String; 3],

@@ -1,6 +1,6 @@
 //! Connection settings and the live session.
 //!
-//! This module owns turning [`ConnectArgs`] plus the environment into one validated
+//! This module owns turning [`ConnectOptions`] plus the environment into one validated
 //! [`ConnectionSettings`] (which source wins, TLS mode, trusted roots, timeouts), opening the
 //! connection, the client's own deadline on the session's answers ([`Watch`]), and translating
 //! connection and query failures into one-line messages that say what to do. It never logs or
@@ -27,54 +27,33 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Config};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::cli::{ConnectArgs, SslMode};
-use crate::medplum::config::{ConfigName, MedplumConfig};
+use crate::medplum::config::ConfigName;
+use crate::snapshot::{ConnectionSource, SslMode};
 use crate::text::flag_duration;
 
 /// Reads one environment variable, ignoring variables that are set but empty (as libpq
 /// does).
 type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// The process environment as (name, value) pairs, in its order: what the commands pass to
-/// [`ConnectionSettings::resolve`] and to the Medplum config's `env` source. A name or value
-/// that is not UTF-8 is converted lossily rather than refused (Node decodes it the same way).
-pub fn process_environment() -> Vec<(String, String)> {
-    std::env::vars_os()
-        .map(|(name, value)| {
-            (
-                name.to_string_lossy().into_owned(),
-                value.to_string_lossy().into_owned(),
-            )
-        })
-        .collect()
-}
-
-/// Which source supplied the connection settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectionSource {
-    /// `--database-url`.
-    DatabaseUrlFlag,
-    /// The `DATABASE_URL` variable.
-    DatabaseUrlEnv,
-    /// `--medplum-config FILE`.
-    MedplumConfig,
-    /// The `MEDPLUM_DATABASE_*` variables.
-    MedplumEnv,
-    /// The libpq `PG*` variables.
-    Libpq,
-}
-
-impl fmt::Display for ConnectionSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ConnectionSource::DatabaseUrlFlag => "--database-url",
-            ConnectionSource::DatabaseUrlEnv => "DATABASE_URL",
-            ConnectionSource::MedplumConfig => "--medplum-config",
-            ConnectionSource::MedplumEnv => "MEDPLUM_DATABASE_* variables",
-            ConnectionSource::Libpq => "PG* variables",
-        })
-    }
+/// The connection flags as plain values, before the environment is consulted (`commands/`
+/// fills it from `--database-url` … `--lock-timeout`). No `Debug`: the URL may carry a
+/// password.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// `--database-url`: a URL or `key=value` string, first of all sources.
+    pub database_url: Option<String>,
+    /// `--medplum-config`: the server config whose `database` section is a source.
+    pub medplum_config: Option<ConfigName>,
+    /// `--sslmode`, over the source's TLS mode.
+    pub ssl_mode: Option<SslMode>,
+    /// `--ssl-root-cert`, over the source's roots and PGSSLROOTCERT.
+    pub ssl_root_cert: Option<PathBuf>,
+    /// `--connect-timeout`, over the URL's `connect_timeout`.
+    pub connect_timeout: Option<Duration>,
+    /// `--statement-timeout`; zero for none.
+    pub statement_timeout: Duration,
+    /// `--lock-timeout`; zero for none but the statement's.
+    pub lock_timeout: Duration,
 }
 
 /// Certificate authorities to trust with `verify-full`.
@@ -149,7 +128,7 @@ impl ConnectionSettings {
     /// Resolves the settings from the arguments and the environment (injected as (name,
     /// value) pairs so that resolution can be tested without touching the process
     /// environment); first source wins.
-    pub fn resolve(args: &ConnectArgs, vars: &[(String, String)]) -> Result<ConnectionSettings> {
+    pub fn resolve(args: &ConnectOptions, vars: &[(String, String)]) -> Result<ConnectionSettings> {
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(key, value)| key == name && !value.is_empty())
@@ -188,7 +167,7 @@ impl ConnectionSettings {
         };
         fill_libpq_defaults(&mut config, env);
 
-        let ssl_mode = args.sslmode.or(source_tls.mode).unwrap_or(SslMode::Prefer);
+        let ssl_mode = args.ssl_mode.or(source_tls.mode).unwrap_or(SslMode::Prefer);
         let root_cert = args
             .ssl_root_cert
             .clone()
@@ -378,7 +357,7 @@ fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
 }
 
 /// Every source that is present, in precedence order.
-fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSource> {
+fn present_sources(args: &ConnectOptions, env: EnvLookup<'_>) -> Vec<ConnectionSource> {
     let mut present = Vec::new();
     if args.database_url.is_some() {
         present.push(ConnectionSource::DatabaseUrlFlag);
@@ -399,6 +378,18 @@ fn present_sources(args: &ConnectArgs, env: EnvLookup<'_>) -> Vec<ConnectionSour
         present.push(ConnectionSource::Libpq);
     }
     present
+}
+
+/// Parses the spelling of an SSL mode used in URLs, PGSSLMODE and libpq (`verify-ca` is
+/// refused: medmig always checks the host name when it checks the chain).
+fn ssl_mode_from_libpq(value: &str) -> Option<SslMode> {
+    match value {
+        "disable" => Some(SslMode::Disable),
+        "allow" | "prefer" => Some(SslMode::Prefer),
+        "require" => Some(SslMode::Require),
+        "verify-full" => Some(SslMode::VerifyFull),
+        _ => None,
+    }
 }
 
 /// TLS wishes a source expressed, before the `--sslmode` / `--ssl-root-cert` flags override;
@@ -431,7 +422,7 @@ fn from_url(url: &str) -> Result<(Config, SourceTls)> {
     let mut take = |key: &str, value: &str| -> Result<bool> {
         match key {
             "sslmode" => {
-                tls.mode = Some(SslMode::from_libpq(value).ok_or_else(|| {
+                tls.mode = Some(ssl_mode_from_libpq(value).ok_or_else(|| {
                     anyhow!("sslmode '{value}' is not one of disable, prefer, require, verify-full")
                 })?);
                 Ok(true)
@@ -488,7 +479,7 @@ fn from_medplum_config(
     vars: &[(String, String)],
     warnings: &mut Vec<String>,
 ) -> Result<(Config, SourceTls)> {
-    let loaded = MedplumConfig::load(name, vars)?;
+    let loaded = crate::sources::config::load(name, vars)?;
     let not_read: Vec<String> = loaded
         .sources_not_read()
         .iter()
@@ -606,7 +597,7 @@ fn from_libpq_env(env: EnvLookup<'_>) -> Result<(Config, SourceTls)> {
         config.user(&user);
     }
     let mode = match env("PGSSLMODE") {
-        Some(mode) => Some(SslMode::from_libpq(&mode).ok_or_else(|| {
+        Some(mode) => Some(ssl_mode_from_libpq(&mode).ok_or_else(|| {
             anyhow!("PGSSLMODE '{mode}' is not one of disable, prefer, require, verify-full")
         })?),
         None => None,
@@ -1089,7 +1080,7 @@ mod tests {
 
     use super::*;
 
-    fn resolve(args: ConnectArgs, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
+    fn resolve(args: ConnectOptions, vars: &[(&str, &str)]) -> Result<ConnectionSettings> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1185,12 +1176,12 @@ mod tests {
         assert!(unlimited.guard(slow).await.is_ok());
     }
 
-    fn args() -> ConnectArgs {
-        ConnectArgs {
+    fn args() -> ConnectOptions {
+        ConnectOptions {
             connect_timeout: Some(Duration::from_secs(10)),
             statement_timeout: Duration::from_secs(30),
             lock_timeout: Duration::from_secs(2),
-            ..ConnectArgs::default()
+            ..ConnectOptions::default()
         }
     }
 
@@ -1244,7 +1235,7 @@ mod tests {
         let s = resolve(a.clone(), &[]).unwrap();
         assert_eq!(s.ssl_mode, SslMode::VerifyFull);
         assert_eq!(s.root_cert, Some(RootCert::File("/ca.pem".into())));
-        a.sslmode = Some(SslMode::Disable);
+        a.ssl_mode = Some(SslMode::Disable);
         assert_eq!(resolve(a, &[]).unwrap().ssl_mode, SslMode::Disable);
     }
 
