@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::limits;
 use crate::snapshot::{write_json, JsonShape, SnapshotSource, FORMAT_VERSION};
 
+/// The schema capture format this medmig writes (a baseline may also be a snapshot, read up
+/// to the snapshot's [`FORMAT_VERSION`]).
+pub const CAPTURE_FORMAT_VERSION: u32 = 1;
+
 /// A database's schema, as far as application code can depend on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SchemaContract {
@@ -557,7 +561,7 @@ impl SchemaCapture {
             anyhow!("the snapshot {shown} carries no schema (taken by an older medmig): capture the baseline again")
         })?;
         Ok(SchemaCapture {
-            format_version: FORMAT_VERSION,
+            format_version: CAPTURE_FORMAT_VERSION,
             medmig_version: snapshot.medmig_version,
             captured_at: snapshot.taken_at,
             source: snapshot.source,

@@ -570,6 +570,11 @@ pub struct ConnectArgs {
     /// For example: postgres://medmig@db.internal:5432/medplum?sslmode=require
     #[arg(long, value_name = "URL", help_heading = "Connection")]
     pub database_url: Option<String>,
+    /// Medplum's Redis, read read-only: BullMQ's post-deploy and reindex queues and the server
+    /// registry, recorded in the snapshot. Without it, REDIS_URL; without either, Redis is not
+    /// read. redis://[user[:password]@]host[:port][/db], or rediss:// for TLS.
+    #[arg(long, value_name = "URL", help_heading = "Connection")]
+    pub redis_url: Option<String>,
 
     /// Medplum's own server config, as the server is started with it: a file path
     /// (medplum.config.json), or a config name such as file:base.json,env (sources file:PATH,

@@ -19,7 +19,9 @@ use crate::catalog::SchemaContract;
 use crate::limits;
 
 /// The snapshot format this medmig writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Format 2 added `redis` and `redis_gap`; format 1 files read as having no Redis evidence.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One database's migration evidence at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +54,13 @@ pub struct Snapshot {
     /// a lock on them, e.g. a migration altering them): their evidence is missing too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unread_tables: Vec<UnreadTable>,
+    /// What Medplum's Redis held: BullMQ's queues and the server registry (format 2; absent
+    /// when no Redis was given, or it could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisEvidence>,
+    /// Why the Redis that was given could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_gap: Option<String>,
     /// The schema contract (absent from snapshots taken before medmig captured it). Last in
     /// the file, where [`Snapshot::write_rendered`] puts it already rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -441,6 +450,95 @@ fn write_json_with_schema(
 /// memory first.
 pub fn write_json(out: &mut dyn Write, value: &impl Serialize) -> std::io::Result<()> {
     serde_json::to_writer_pretty(out, value).map_err(std::io::Error::other)
+}
+
+/// Everything read from Redis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedisEvidence {
+    /// The queues, in [`QUEUES`] order.
+    pub queues: Vec<QueueEvidence>,
+    /// The servers alive (registry entries, each refreshed every 10 s with a 60 s lifetime).
+    pub servers: Vec<RegisteredServer>,
+    /// Whether the registry's SCAN ended (else `servers` may miss some).
+    pub registry_complete: bool,
+    /// Round trips the read took.
+    pub round_trips: usize,
+}
+
+/// One BullMQ queue.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueEvidence {
+    pub name: String,
+    /// Whether the queue is paused (BullMQ 5: the `paused` field of its meta hash).
+    pub paused: bool,
+    /// `bullmq:x.y.z` from the meta hash: the BullMQ that last wrote the queue.
+    pub bullmq_version: Option<String>,
+    /// How many jobs each state holds, and how many were listed (the reader lists at most 1,000 per state).
+    pub counts: Vec<StateCount>,
+    pub jobs: Vec<BullJob>,
+    /// Deduplication keys alive (`bull:Q:de:<id>`): id → the job holding it.
+    pub deduplication: Vec<DeduplicationKey>,
+}
+
+/// The jobs of one state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateCount {
+    pub state: String,
+    pub total: u64,
+    pub listed: usize,
+}
+
+/// A deduplication key and the job it points to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeduplicationKey {
+    /// Medplum's deduplication id, `v{N}`.
+    pub id: String,
+    pub job_id: String,
+    /// Milliseconds left, `None` when it has no expiry (Medplum sets none).
+    pub ttl_ms: Option<i64>,
+}
+
+/// One BullMQ job: only the fields medmig needs (no payload beyond the AsyncJob's id).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BullJob {
+    pub id: String,
+    /// `wait`, `active`, `delayed`, `prioritized`, `paused`, `failed`, `completed`, or
+    /// `missing` for a job a deduplication key names whose hash is gone.
+    pub state: String,
+    pub name: Option<String>,
+    /// `custom`, `reindex`, `dynamic` (the job data's `type`).
+    pub kind: Option<String>,
+    /// The AsyncJob it runs (`asyncJobId`, or `tracking.asyncJobId` in newer payloads).
+    pub async_job_id: Option<String>,
+    /// Its deduplication id (`deid`), `v{N}` for a post-deploy migration.
+    pub deduplication_id: Option<String>,
+    /// When it was added, started and finished (ms since the epoch).
+    pub timestamp: Option<i64>,
+    pub processed_on: Option<i64>,
+    pub finished_on: Option<i64>,
+    /// The delay last asked for (ms), and when a delayed job becomes due (ms since the epoch).
+    pub delay: Option<i64>,
+    pub due_at: Option<i64>,
+    pub attempts_made: Option<i64>,
+    /// The attempts allowed (its options' `attempts`).
+    pub attempts: Option<i64>,
+    pub failed_reason: Option<String>,
+    /// For an active job: milliseconds left on its worker's lock (`bull:Q:<id>:lock`), `None`
+    /// when the lock is gone: the worker died and the job is stalled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_ttl_ms: Option<i64>,
+}
+
+/// One live server, as it registers itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredServer {
+    pub id: String,
+    pub version: Option<String>,
+    pub full_version: Option<String>,
+    pub first_seen: Option<String>,
+    pub last_seen: Option<String>,
+    /// Milliseconds before the entry expires unless refreshed.
+    pub ttl_ms: Option<i64>,
 }
 
 #[cfg(test)]

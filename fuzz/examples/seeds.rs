@@ -16,7 +16,9 @@ use flate2::Compression;
 use medmig::bundle::archive::{BundleManifest, Staging, BUNDLE_KIND};
 use medmig::catalog::SchemaCapture;
 use medmig::outfile::Destination;
-use medmig::snapshot::{Snapshot, FORMAT_VERSION};
+use medmig::bundle::archive::BUNDLE_FORMAT_VERSION;
+use medmig::catalog::CAPTURE_FORMAT_VERSION;
+use medmig::snapshot::Snapshot;
 use medmig_fuzz::bundle_input::{self, encode_entry, Entry};
 
 fn main() {
@@ -40,7 +42,7 @@ fn main() {
     let snapshot =
         Snapshot::parse(std::str::from_utf8(&snapshots[0].1).unwrap()).expect("a fixture");
     let capture = SchemaCapture {
-        format_version: FORMAT_VERSION,
+        format_version: CAPTURE_FORMAT_VERSION,
         medmig_version: env!("CARGO_PKG_VERSION").into(),
         captured_at: snapshot.taken_at,
         source: snapshot.source.clone(),
@@ -157,7 +159,7 @@ fn main() {
             .write("summary.txt", b"medmig support bundle\n")
             .expect("staging");
         let manifest = BundleManifest {
-            format_version: FORMAT_VERSION,
+            format_version: BUNDLE_FORMAT_VERSION,
             kind: BUNDLE_KIND.into(),
             created_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
             medmig_version: env!("CARGO_PKG_VERSION").into(),

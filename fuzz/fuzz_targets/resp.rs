@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use medmig::resp::{decode, ReplyLimits};
+use medmig::sources::redis::resp::{decode, ReplyLimits};
 
 fuzz_target!(|data: &[u8]| {
     let limits = ReplyLimits {

@@ -1408,6 +1408,8 @@ mod tests {
             job_history: vec![],
             invalid_indexes: vec![],
             schema: None,
+            redis: None,
+            redis_gap: None,
             activity: None,
             unreadable_tables: vec![],
             unread_tables: vec![],

@@ -22,7 +22,11 @@ use crate::limits::{
     BUNDLE_NAME_MAX_BYTES, SNAPSHOT_MAX_BYTES,
 };
 use crate::outfile::{Destination, Scratch};
-use crate::snapshot::{Snapshot, SnapshotSource, FORMAT_VERSION};
+use crate::snapshot::{Snapshot, SnapshotSource};
+
+/// The bundle format (its `manifest.json`) this medmig writes and the newest it reads; the
+/// snapshot inside has a format of its own.
+pub const BUNDLE_FORMAT_VERSION: u32 = 1;
 
 /// What `manifest.json` says a bundle is.
 pub const BUNDLE_KIND: &str = "medmig-support-bundle";
@@ -476,8 +480,8 @@ fn open(path: &Path) -> Result<OpenBundle> {
         .get("format_version")
         .and_then(|v| v.as_u64())
         .unwrap_or(0);
-    if version > u64::from(FORMAT_VERSION) {
-        bail!("bundle {shown} has format_version {version} and this medmig reads up to {FORMAT_VERSION}: upgrade medmig");
+    if version > u64::from(BUNDLE_FORMAT_VERSION) {
+        bail!("bundle {shown} has format_version {version} and this medmig reads up to {BUNDLE_FORMAT_VERSION}: upgrade medmig");
     }
     let manifest = serde_json::from_value(value)
         .map_err(|err| not_bundle(format!("unreadable manifest: {err}")))?;

@@ -12,6 +12,7 @@ use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
+use crate::bundle::archive::BUNDLE_FORMAT_VERSION;
 use crate::bundle::archive::{self, BundleManifest, Staging, BUNDLE_KIND};
 use crate::bundle::logs::{self, LogIngest, LogWindow};
 use crate::bundle::redact::{Document, RedactOptions, Redactor};
@@ -23,7 +24,7 @@ use crate::medplum::config::MedplumConfig;
 use crate::medplum::manifest::Manifest;
 use crate::outfile::{self, Destination};
 use crate::render::{self, ReportSource};
-use crate::snapshot::{Snapshot, FORMAT_VERSION};
+use crate::snapshot::Snapshot;
 use crate::text::{count, escape_controls};
 
 /// A transaction open longer than this is listed in `diagnostics/long_transactions.json`.
@@ -139,7 +140,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     staging.write("summary.txt", summary.as_bytes())?;
 
     let manifest = BundleManifest {
-        format_version: FORMAT_VERSION,
+        format_version: BUNDLE_FORMAT_VERSION,
         kind: BUNDLE_KIND.to_string(),
         created_at: now,
         medmig_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -19,6 +19,8 @@ use crate::sources::postgres::collect::{
     collect, collect_for_file, collect_schema, collect_with_diagnostics,
 };
 use crate::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
+use crate::sources::redis::RedisTarget;
+use std::time::Duration;
 
 pub mod bundle;
 pub mod recover;
@@ -142,19 +144,82 @@ pub fn gate_settings(
 /// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
     let settings = settings(args)?;
-    runtime()?.block_on(collect(&settings))
+    let redis = redis_target(args)?;
+    let rt = runtime()?;
+    let mut snapshot = rt.block_on(collect(&settings))?;
+    rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
+    Ok(snapshot)
 }
 
 /// [`collect_live`] for a file: with the schema contract already rendered.
 pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
     let settings = settings(args)?;
-    runtime()?.block_on(collect_for_file(&settings))
+    let redis = redis_target(args)?;
+    let rt = runtime()?;
+    let (mut snapshot, rendered) = rt.block_on(collect_for_file(&settings))?;
+    rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
+    Ok((snapshot, rendered))
 }
 
 /// [`collect_live`] with the diagnostics of a support bundle.
 pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Diagnostics)> {
     let settings = settings(args)?;
-    runtime()?.block_on(collect_with_diagnostics(&settings))
+    let redis = redis_target(args)?;
+    let rt = runtime()?;
+    let (mut snapshot, diagnostics) = rt.block_on(collect_with_diagnostics(&settings))?;
+    rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
+    Ok((snapshot, diagnostics))
+}
+
+/// The Redis to read: `--redis-url`, else `REDIS_URL`, else none.
+fn redis_target(args: &ConnectArgs) -> Result<Option<RedisTarget>> {
+    let from_env = process_environment()
+        .into_iter()
+        .find(|(name, value)| name == "REDIS_URL" && !value.is_empty())
+        .map(|(_, value)| value);
+    match (&args.redis_url, from_env) {
+        (Some(url), env) => {
+            if env.is_some() {
+                note("reading Redis from --redis-url; REDIS_URL is also set but ignored");
+            }
+            RedisTarget::from_url(url, "--redis-url").map(Some)
+        }
+        (None, Some(url)) => RedisTarget::from_url(&url, "REDIS_URL").map(Some),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Reads Redis into the snapshot; a Redis that cannot be read is a recorded gap, noted on
+/// stderr, never a failed command. The deduplication ids looked up are those of every
+/// migration medmig knows of and a few past the database's.
+async fn read_redis(target: Option<&RedisTarget>, snapshot: &mut Snapshot) {
+    let Some(target) = target else { return };
+    let highest = crate::medplum::manifest::Manifest::embedded().highest();
+    let data_version = snapshot
+        .database_migration
+        .iter()
+        .filter_map(|row| row.data_version)
+        .filter_map(|v| u32::try_from(v).ok())
+        .max()
+        .unwrap_or(0)
+        .min(crate::medplum::manifest::MAX_DATA_VERSION);
+    let ids: Vec<String> = (1..=highest.max(data_version) + 5)
+        .map(|n| format!("v{n}"))
+        .collect();
+    let read = async {
+        let mut conn = target
+            .open(Duration::from_secs(5), Duration::from_secs(10))
+            .await?;
+        crate::sources::redis::read(&mut conn, &ids).await
+    };
+    match read.await {
+        Ok(evidence) => snapshot.redis = Some(evidence),
+        Err(err) => {
+            let why = format!("{err:#}");
+            note(format_args!("Redis at {target} was not read: {why}"));
+            snapshot.redis_gap = Some(why);
+        }
+    }
 }
 
 /// Lets `value` go without freeing it: a command calls this as its last step, when the

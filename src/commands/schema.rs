@@ -7,10 +7,10 @@ use anyhow::{anyhow, Result};
 use crate::analyze::compat::diff as compare;
 use crate::analyze::Impact;
 use crate::catalog::SchemaCapture;
+use crate::catalog::CAPTURE_FORMAT_VERSION;
 use crate::cli::{Format, SchemaCaptureArgs, SchemaDiffArgs};
 use crate::outfile::Destination;
 use crate::render;
-use crate::snapshot::FORMAT_VERSION;
 use crate::text::count;
 
 /// Writes the schema contract of the input (live or a snapshot) to `--out`, checked before
@@ -57,7 +57,7 @@ fn current_schema(input: &crate::cli::InputArgs) -> Result<SchemaCapture> {
         anyhow!("the snapshot carries no schema (taken by an older medmig): take it again")
     })?;
     Ok(SchemaCapture {
-        format_version: FORMAT_VERSION,
+        format_version: CAPTURE_FORMAT_VERSION,
         medmig_version: env!("CARGO_PKG_VERSION").to_string(),
         captured_at: snapshot.taken_at,
         source: snapshot.source,

@@ -13,6 +13,7 @@ mod numbers;
 mod outfile;
 mod phi;
 mod plans;
+mod redis;
 mod relay;
 mod rollback;
 mod scale;

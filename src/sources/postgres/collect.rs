@@ -398,6 +398,8 @@ async fn read_snapshot(
             job_history,
             invalid_indexes,
             schema: Some(schema),
+            redis: None,
+            redis_gap: None,
             activity: rows.then_some(reads.activity),
             unreadable_tables,
             unread_tables,

@@ -10,9 +10,13 @@
 //! keys of every migration in one flight, the registry's SCAN (one call at Medplum's sizes,
 //! bounded), then every job hash and registry entry in a second flight.
 
-use serde::{Deserialize, Serialize};
+use crate::snapshot::{
+    BullJob, DeduplicationKey, QueueEvidence, RedisEvidence, RegisteredServer, StateCount,
+};
 
-use crate::resp::{cmd, Connection, Reply};
+pub mod resp;
+
+use resp::{cmd, Connection, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// BullMQ's key prefix as Medplum leaves it.
@@ -29,95 +33,6 @@ pub const JOBS_PER_STATE: usize = 1_000;
 
 /// SCAN calls for the registry before medmig gives up and records the gap.
 const SCAN_CALLS: usize = 32;
-
-/// Everything read from Redis.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RedisEvidence {
-    /// The queues, in [`QUEUES`] order.
-    pub queues: Vec<QueueEvidence>,
-    /// The servers alive (registry entries, each refreshed every 10 s with a 60 s lifetime).
-    pub servers: Vec<RegisteredServer>,
-    /// Whether the registry's SCAN ended (else `servers` may miss some).
-    pub registry_complete: bool,
-    /// Round trips the read took.
-    pub round_trips: usize,
-}
-
-/// One BullMQ queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct QueueEvidence {
-    pub name: String,
-    /// Whether the queue is paused (BullMQ 5: the `paused` field of its meta hash).
-    pub paused: bool,
-    /// `bullmq:x.y.z` from the meta hash: the BullMQ that last wrote the queue.
-    pub bullmq_version: Option<String>,
-    /// How many jobs each state holds, and how many were listed (at most [`JOBS_PER_STATE`]).
-    pub counts: Vec<StateCount>,
-    pub jobs: Vec<BullJob>,
-    /// Deduplication keys alive (`bull:Q:de:<id>`): id → the job holding it.
-    pub deduplication: Vec<DeduplicationKey>,
-}
-
-/// The jobs of one state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StateCount {
-    pub state: String,
-    pub total: u64,
-    pub listed: usize,
-}
-
-/// A deduplication key and the job it points to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeduplicationKey {
-    /// Medplum's deduplication id, `v{N}`.
-    pub id: String,
-    pub job_id: String,
-    /// Milliseconds left, `None` when it has no expiry (Medplum sets none).
-    pub ttl_ms: Option<i64>,
-}
-
-/// One BullMQ job: only the fields medmig needs (no payload beyond the AsyncJob's id).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BullJob {
-    pub id: String,
-    /// `wait`, `active`, `delayed`, `prioritized`, `paused`, `failed`, `completed`, or
-    /// `missing` for a job a deduplication key names whose hash is gone.
-    pub state: String,
-    pub name: Option<String>,
-    /// `custom`, `reindex`, `dynamic` (the job data's `type`).
-    pub kind: Option<String>,
-    /// The AsyncJob it runs (`asyncJobId`, or `tracking.asyncJobId` in newer payloads).
-    pub async_job_id: Option<String>,
-    /// Its deduplication id (`deid`), `v{N}` for a post-deploy migration.
-    pub deduplication_id: Option<String>,
-    /// When it was added, started and finished (ms since the epoch).
-    pub timestamp: Option<i64>,
-    pub processed_on: Option<i64>,
-    pub finished_on: Option<i64>,
-    /// The delay last asked for (ms), and when a delayed job becomes due (ms since the epoch).
-    pub delay: Option<i64>,
-    pub due_at: Option<i64>,
-    pub attempts_made: Option<i64>,
-    /// The attempts allowed (its options' `attempts`).
-    pub attempts: Option<i64>,
-    pub failed_reason: Option<String>,
-    /// For an active job: milliseconds left on its worker's lock (`bull:Q:<id>:lock`), `None`
-    /// when the lock is gone: the worker died and the job is stalled.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_ttl_ms: Option<i64>,
-}
-
-/// One live server, as it registers itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegisteredServer {
-    pub id: String,
-    pub version: Option<String>,
-    pub full_version: Option<String>,
-    pub first_seen: Option<String>,
-    pub last_seen: Option<String>,
-    /// Milliseconds before the entry expires unless refreshed.
-    pub ttl_ms: Option<i64>,
-}
 
 /// The states as BullMQ 5 keeps them: the key suffix and whether it is a sorted set.
 const STATES: [(&str, bool); 7] = [
@@ -557,7 +472,7 @@ impl RedisTarget {
         } else {
             Box::new(tcp)
         };
-        let mut conn = Connection::new(stream, crate::resp::ReplyLimits::default(), reply_timeout);
+        let mut conn = Connection::new(stream, resp::ReplyLimits::default(), reply_timeout);
         let mut hello = Vec::new();
         match (&self.username, &self.password) {
             (Some(user), Some(password)) => hello.push(cmd(&["AUTH", user, password])),

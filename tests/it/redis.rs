@@ -1,0 +1,309 @@
+//! Reading Medplum's Redis: queue states made by the real `bullmq` package (5.65.0, the
+//! version Medplum's server pins) through `fixtures/bullmq/states.mjs`, on the machine's real
+//! Redis, read by the real binary into the snapshot. Each test has a Redis database of its own
+//! (flushed first); a test fails, never skips, when Redis or the package is missing.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::harness::{medmig, TestDb};
+
+/// The Redis the tests use (MEDMIG_TEST_REDIS_URL, default the local server), with database
+/// `db`.
+fn redis_url(db: u32) -> String {
+    let base = std::env::var("MEDMIG_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    format!("{}/{db}", base.trim_end_matches('/'))
+}
+
+/// Where `scripts/test-bullmq` installed bullmq (it installs it when missing).
+fn bullmq_dir() -> String {
+    let out = Command::new("scripts/test-bullmq")
+        .output()
+        .expect("scripts/test-bullmq runs");
+    assert!(out.status.success(), "scripts/test-bullmq: {out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn states(db: u32, args: &[&str]) -> Command {
+    let mut command = Command::new("node");
+    command
+        .arg("fixtures/bullmq/states.mjs")
+        .arg(redis_url(db))
+        .args(args)
+        .env("MEDMIG_BULLMQ_DIR", bullmq_dir());
+    command
+}
+
+/// Runs a scenario to its end; returns its JSON line.
+fn scenario(db: u32, args: &[&str]) -> Value {
+    let out = states(db, args).output().expect("node runs");
+    assert!(out.status.success(), "states.mjs {args:?}: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str(text.lines().next().unwrap_or("")).unwrap_or(Value::Null)
+}
+
+/// A worker holding a job active until dropped.
+struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn hold_active(db: u32, args: &[&str]) -> Holder {
+    let mut child = states(db, args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    let stdout = child.stdout.take().unwrap();
+    let holder = Holder(child);
+    let ready = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|line| line.trim() == "READY");
+    assert!(ready, "the worker never took the job");
+    holder
+}
+
+/// `medmig snapshot --out -` of a fresh Medplum-like database with the Redis at `url`.
+fn snapshot_with(url: &str) -> (i32, Value, String) {
+    let db = TestDb::build(
+        &["schema"],
+        r#"INSERT INTO "DatabaseMigration" VALUES (1, 120, 29, false)"#,
+    );
+    let run = medmig(&[
+        "snapshot",
+        "--database-url",
+        &db.url(),
+        "--redis-url",
+        url,
+        "--out",
+        "-",
+    ]);
+    let value = serde_json::from_str(&run.stdout).unwrap_or(Value::Null);
+    (run.code, value, run.stderr)
+}
+
+fn queue<'a>(snapshot: &'a Value, name: &str) -> &'a Value {
+    snapshot["redis"]["queues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no redis section: {snapshot:#}"))
+        .iter()
+        .find(|q| q["name"] == name)
+        .unwrap()
+}
+
+fn job<'a>(queue: &'a Value, id: &Value) -> &'a Value {
+    queue["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| &j["id"] == id)
+        .unwrap_or_else(|| panic!("no job {id}: {queue:#}"))
+}
+
+#[test]
+fn a_waiting_job_and_a_deduplicated_add_are_read_with_their_key() {
+    // Medplum adds post-deploy jobs with deduplication id v{N}: a second add for v18 while
+    // the first lives is dropped, and the key still names the first job.
+    let made = scenario(1, &["dedup", "18", "aj-first", "aj-second", "--flush"]);
+    let (code, snapshot, stderr) = snapshot_with(&redis_url(1));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(snapshot["format_version"], 2);
+    let q = queue(&snapshot, "PostDeployMigrationQueue");
+    assert_eq!(q["bullmq_version"], "bullmq:5.65.0");
+    let waiting: Vec<&Value> = q["jobs"].as_array().unwrap().iter().collect();
+    assert_eq!(waiting.len(), 1, "{q:#}");
+    let first = waiting[0];
+    assert_eq!(
+        (
+            &first["state"],
+            &first["async_job_id"],
+            &first["deduplication_id"],
+            &first["kind"]
+        ),
+        (
+            &"wait".into(),
+            &"aj-first".into(),
+            &"v18".into(),
+            &"custom".into()
+        )
+    );
+    assert_eq!(q["deduplication"][0]["id"], "v18");
+    assert_eq!(q["deduplication"][0]["job_id"], first["id"]);
+    assert_eq!(
+        q["deduplication"][0]["ttl_ms"],
+        Value::Null,
+        "Medplum sets no TTL"
+    );
+    assert!(
+        made.to_string().contains(first["id"].as_str().unwrap()),
+        "{made}"
+    );
+}
+
+#[test]
+fn an_active_job_held_by_a_worker_is_active_with_its_lock() {
+    let _worker = hold_active(2, &["active", "30", "aj-active", "--flush"]);
+    let (code, snapshot, stderr) = snapshot_with(&redis_url(2));
+    assert_eq!(code, 0, "{stderr}");
+    let q = queue(&snapshot, "PostDeployMigrationQueue");
+    let active = &q["jobs"][0];
+    assert_eq!(
+        (&active["state"], &active["async_job_id"]),
+        (&"active".into(), &"aj-active".into())
+    );
+    assert!(active["lock_ttl_ms"].as_i64().unwrap() > 0, "{active:#}");
+    assert!(active["processed_on"].is_i64());
+}
+
+#[test]
+fn a_delayed_job_is_due_a_minute_later_and_a_failed_one_keeps_its_reason() {
+    // Medplum's worker delays a job by 60 s (moveToDelayed) when the cluster is not compatible.
+    let delayed = scenario(3, &["delayed", "51", "aj-delayed", "--flush"]);
+    let (_, snapshot, _) = snapshot_with(&redis_url(3));
+    let q = queue(&snapshot, "PostDeployMigrationQueue");
+    let delayed_job = job(q, &delayed["jobId"]);
+    assert_eq!(
+        (&delayed_job["state"], &delayed_job["delay"]),
+        (&"delayed".into(), &60_000.into())
+    );
+    let due =
+        delayed_job["due_at"].as_i64().unwrap() - delayed_job["processed_on"].as_i64().unwrap();
+    assert!((59_000..=61_000).contains(&due), "{delayed_job:#}");
+    assert_eq!(
+        q["deduplication"][0]["id"], "v51",
+        "the key lives while the job is delayed"
+    );
+
+    let failed = scenario(
+        4,
+        &[
+            "failed",
+            "45",
+            "aj-failed",
+            "canceling statement due to lock timeout",
+            "--flush",
+        ],
+    );
+    let (_, snapshot, _) = snapshot_with(&redis_url(4));
+    let q = queue(&snapshot, "PostDeployMigrationQueue");
+    let job = job(q, &failed["jobId"]);
+    assert_eq!(
+        (
+            &job["state"],
+            &job["attempts_made"],
+            &job["attempts"],
+            &job["failed_reason"]
+        ),
+        (
+            &"failed".into(),
+            &1.into(),
+            &1.into(),
+            &"canceling statement due to lock timeout".into()
+        )
+    );
+    assert_eq!(
+        q["deduplication"],
+        Value::Array(vec![]),
+        "a failed job's key is gone"
+    );
+}
+
+#[test]
+fn the_server_registry_and_a_paused_queue_are_read() {
+    scenario(5, &["paused", "--flush"]);
+    scenario(5, &["registry", "5.0.7", "4.5.2"]);
+    let (_, snapshot, _) = snapshot_with(&redis_url(5));
+    let q = queue(&snapshot, "PostDeployMigrationQueue");
+    assert_eq!(q["paused"], true);
+    assert_eq!(q["jobs"][0]["state"], "paused");
+    let mut versions: Vec<&str> = snapshot["redis"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["version"].as_str().unwrap())
+        .collect();
+    versions.sort();
+    assert_eq!(versions, ["4.5.2", "5.0.7"]);
+    assert!(snapshot["redis"]["servers"][0]["ttl_ms"].as_i64().unwrap() <= 60_000);
+    assert_eq!(snapshot["redis"]["registry_complete"], true);
+    // A fixed number of round trips: the lists and keys in one flight, the hashes in another.
+    assert_eq!(snapshot["redis"]["round_trips"], 2);
+}
+
+#[test]
+fn a_user_allowed_only_reads_can_read_everything() {
+    // The ACL user may run @read commands and nothing else: medmig reads all it needs, and
+    // database 0 needs no SELECT (an @keyspace command).
+    let admin = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-u", &redis_url(0)])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    admin(&[
+        "ACL",
+        "SETUSER",
+        "medmig_read_only",
+        "reset",
+        "on",
+        ">read-only-pass",
+        "~*",
+        "+@read",
+    ]);
+    scenario(0, &["registry", "5.1.44"]);
+    let url = redis_url(0).replace("redis://", "redis://medmig_read_only:read-only-pass@");
+    let (code, snapshot, stderr) = snapshot_with(&url);
+    let denied = admin(&[
+        "--user",
+        "medmig_read_only",
+        "--pass",
+        "read-only-pass",
+        "SET",
+        "medmig:probe",
+        "1",
+    ]);
+    admin(&["ACL", "DELUSER", "medmig_read_only"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(snapshot["redis_gap"].is_null(), "{snapshot:#}");
+    assert!(snapshot["redis"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["version"] == "5.1.44"));
+    assert!(
+        denied.contains("NOPERM"),
+        "the user may not write: {denied}"
+    );
+}
+
+#[test]
+fn an_unreachable_redis_is_a_recorded_gap_and_a_bad_url_is_refused() {
+    let (code, snapshot, stderr) = snapshot_with("redis://127.0.0.1:1/0");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(snapshot["redis"].is_null());
+    assert!(
+        snapshot["redis_gap"]
+            .as_str()
+            .unwrap()
+            .contains("cannot connect"),
+        "{snapshot:#}"
+    );
+    assert!(stderr.contains("was not read"), "{stderr}");
+
+    let (code, snapshot, stderr) = snapshot_with("http://127.0.0.1:6379");
+    assert_eq!((code, snapshot), (2, Value::Null));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("not a redis:// or rediss:// URL"),
+        "{stderr}"
+    );
+}
