@@ -168,10 +168,12 @@ pub enum FailOnState {
     /// Its work is evidenced: a session runs it, its newest job recorded progress (a reindex)
     /// or is `active` (written by servers before 4.x only).
     Running,
+    /// Its BullMQ job waits in Redis (waiting, delayed, paused or prioritized): queued, not
+    /// running. Only with Redis read.
+    Queued,
     /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
-    /// cannot tell (a custom migration writes nothing to its job until it ends). Accepted as
-    /// `queued` too, its former name.
-    #[value(alias = "queued")]
+    /// cannot tell (a custom migration writes nothing to its job until it ends); Redis, when
+    /// read, tells (then `queued` or `running`).
     Accepted,
     /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
     /// limit, and no session ran migration work while every session was visible.

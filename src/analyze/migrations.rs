@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::jobs::{
     maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
 };
+use super::queues::{QueueFacts, QueuedJob};
 use super::traces::{traces, MigrationTraces, TraceReport};
 use super::{Finding, Severity};
 use crate::medplum::catalogue::{Catalogue, MigrationType};
@@ -33,9 +34,12 @@ pub enum MigrationState {
     /// Its work is evidenced: a session runs it, its newest job recorded progress (a reindex)
     /// or is `active` (written by servers before 4.x only).
     Running,
+    /// Its BullMQ job waits in Redis (waiting, delayed, paused or prioritized): queued, not
+    /// running. Only with Redis read.
+    Queued,
     /// Its newest job is `accepted` and nothing shows work: queued or running, PostgreSQL
-    /// cannot tell (a custom migration writes nothing to its job until it ends). Its former
-    /// name was `queued`.
+    /// cannot tell (a custom migration writes nothing to its job until it ends); Redis, when
+    /// read, tells (then `queued` or `running`).
     Accepted,
     /// Its newest job is `accepted` or `active`, was not updated for longer than the stale
     /// limit, and no session ran migration work while every session was visible.
@@ -61,6 +65,7 @@ impl MigrationState {
         match self {
             MigrationState::Completed => "completed",
             MigrationState::Running => "running",
+            MigrationState::Queued => "queued",
             MigrationState::Accepted => "accepted",
             MigrationState::Stale => "stale",
             MigrationState::Failed => "failed",
@@ -289,6 +294,7 @@ pub fn analyze(
         }
     }
     let evidence = work_evidence(snapshot.activity.as_ref(), &options);
+    let queue_facts = snapshot.redis.as_ref().map(|redis| QueueFacts { redis });
     let history = history_by_job(&snapshot.job_history);
     for runs in jobs.values_mut() {
         runs.sort_by_key(|job| (created_at(job, &history), job.last_updated));
@@ -330,6 +336,9 @@ pub fn analyze(
             .map(|job| run_facts(job, history.get(job.id.as_str()), options.now))
             .collect();
         let traces = schema_traces.get(version);
+        let queued = queue_facts
+            .and_then(|facts| runs.last().and_then(|job| facts.job_for(&job.id, version)));
+        let delay_reason = queue_facts.and_then(|facts| facts.delay_reason(manifest, version));
         let (state, detail, work_evidence) = match unread.state_of(version, done) {
             Some(why) => (MigrationState::Unknown, Some(why), Vec::new()),
             None => decide(
@@ -341,6 +350,8 @@ pub fn analyze(
                 Outside {
                     evidence: &evidence,
                     traces,
+                    queued,
+                    delay_reason: delay_reason.as_deref(),
                 },
                 options,
             ),
@@ -383,6 +394,21 @@ pub fn analyze(
     other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
     trace_findings(&migrations, done, &schema_traces, &mut findings);
+    let system_jobs: Vec<(String, u32, String)> = jobs
+        .iter()
+        .flat_map(|(v, runs)| {
+            runs.iter()
+                .map(move |j| (j.id.clone(), *v, j.status.as_str().to_string()))
+        })
+        .collect();
+    super::queues::findings(
+        snapshot.redis.as_ref(),
+        snapshot.redis_gap.as_deref(),
+        &system_jobs,
+        pending,
+        manifest,
+        &mut findings,
+    );
     manifest_findings(manifest, done, highest, &mut findings);
     let invalid_indexes: Vec<InvalidIndexStatus> = snapshot
         .invalid_indexes
@@ -752,6 +778,13 @@ const TELL_APART: &str = "the worker's session in pg_stat_activity (application 
 struct Outside<'a> {
     evidence: &'a WorkEvidence,
     traces: Option<&'a MigrationTraces>,
+    /// Its BullMQ job, when Redis was read and holds one; and why it may be delayed.
+    queued: Option<QueuedJob<'a>>,
+    delay_reason: Option<&'a str>,
+}
+
+fn describe_queued(queued: &QueuedJob<'_>, delay_reason: Option<&str>) -> String {
+    super::queues::describe(queued, delay_reason)
 }
 
 /// Applies the state rules to one migration. `runs` are its readable jobs, oldest first;
@@ -766,7 +799,13 @@ fn decide(
     outside: Outside<'_>,
     options: StatusOptions,
 ) -> (MigrationState, Option<String>, Vec<String>) {
-    let Outside { evidence, traces } = outside;
+    let Outside {
+        evidence,
+        traces,
+        queued,
+        delay_reason,
+    } = outside;
+    let in_redis = queued.map(|q| describe_queued(&q, delay_reason));
     use MigrationState::*;
     let inconsistent = |why: String| (Inconsistent, Some(why), Vec::new());
     let newest = runs.last();
@@ -824,6 +863,17 @@ fn decide(
             )),
             seen,
         ),
+        JobStatus::Cancelled if queued.is_some_and(|q| q.runs()) => (
+            Running,
+            Some(format!(
+                "job {} is cancelled, but {}: $cancel does not stop a running custom \
+                 migration, which finishes, overwrites the job as completed and raises \
+                 dataVersion",
+                job.id,
+                in_redis.unwrap_or_default()
+            )),
+            Vec::new(),
+        ),
         JobStatus::Cancelled => (Cancelled, None, Vec::new()),
         JobStatus::Other(status) => inconsistent(format!(
             "job {} has status \"{status}\", which Medplum does not write",
@@ -837,6 +887,20 @@ fn decide(
             done + 1
         )),
         JobStatus::Active | JobStatus::Accepted if !seen.is_empty() => (Running, None, seen),
+        // Redis tells what PostgreSQL cannot: a worker holds the job, or it waits.
+        JobStatus::Active | JobStatus::Accepted if queued.is_some_and(|q| q.runs()) => {
+            (Running, in_redis, Vec::new())
+        }
+        JobStatus::Active | JobStatus::Accepted if queued.is_some_and(|q| q.stalled()) => {
+            (Stale, in_redis, Vec::new())
+        }
+        JobStatus::Active | JobStatus::Accepted
+            if queued.is_some_and(|q| q.waits())
+                && !started
+                && !traces.is_some_and(MigrationTraces::shows_a_run) =>
+        {
+            (Queued, in_redis, Vec::new())
+        }
         JobStatus::Active | JobStatus::Accepted
             if quiet > options.stale_after && evidence.visible =>
         {
@@ -1145,6 +1209,11 @@ fn migration_findings(
                     "v{v} is accepted (job {job}): queued or running, PostgreSQL cannot tell; \
                      if queued it may start at any moment"
                 ),
+            )),
+            MigrationState::Queued => Some((
+                "migration-queued",
+                Severity::Info,
+                format!("v{v} is queued: {}", m.detail.as_deref().unwrap_or("")),
             )),
             MigrationState::Pending => Some((
                 "migration-pending",

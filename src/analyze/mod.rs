@@ -10,6 +10,7 @@ use serde::Serialize;
 pub mod compat;
 pub mod jobs;
 pub mod migrations;
+pub mod queues;
 pub mod recover;
 pub mod rollback;
 pub mod traces;

@@ -23,12 +23,13 @@ use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
 /// The checks of `rollback-check` beside the schema differences, with their impact.
-pub const CHECK_IDS: [(&str, Impact); 16] = [
+pub const CHECK_IDS: [(&str, Impact); 17] = [
     ("target-in-manifest", Impact::Blocker),
     ("post-deploy-started", Impact::Blocker),
     ("post-deploy-queued", Impact::Blocker),
     ("post-deploy-applied", Impact::Blocker),
     ("migration-in-progress", Impact::Blocker),
+    ("queue-job-active", Impact::Blocker),
     ("not-previous-minor", Impact::Blocker),
     ("not-latest-patch", Impact::Warning),
     ("schema-breaking-traces", Impact::Blocker),
@@ -219,6 +220,7 @@ pub fn rollback_check(
     checks.push(newer.queued(jobs_unreadable));
     checks.push(post_deploy_applied(snapshot, &status, manifest, known, to));
     checks.push(migration_in_progress(snapshot, &options.status));
+    checks.push(newer.queue_job_active(snapshot));
     let (from, inferred_by) = match &options.from {
         Some(from) => (Some(from.clone()), None),
         None => infer_from(&status, manifest),
@@ -346,12 +348,12 @@ impl NewerMigrations<'_> {
             .flat_map(|m| m.runs.iter().map(move |run| (m, run)))
     }
 
-    /// Whether this run did (or does) work: what the job records, or, for the current run,
-    /// sessions seen doing its work (a custom migration writes nothing until it ends, and
-    /// ignores $cancel once it runs).
+    /// Whether this run did (or does) work: what the job records, or, for the current run, a
+    /// `running` state (sessions seen doing its work, a worker holding its BullMQ job, its work
+    /// in the schema: a custom migration writes nothing until it ends, and ignores $cancel
+    /// once it runs).
     fn run_started(m: &MigrationStatus, run: &JobRun) -> bool {
-        run_started(run)
-            || (run.current && m.state == MigrationState::Running && !m.work_evidence.is_empty())
+        run_started(run) || (run.current && m.state == MigrationState::Running)
     }
 
     /// Whether migration `version` is certainly unknown to the target.
@@ -651,6 +653,86 @@ impl NewerMigrations<'_> {
         CatalogueChecks {
             checks: vec![breaking_check, additive_check],
             compared: Some(uncatalogued),
+        }
+    }
+
+    /// A BullMQ job of a newer migration that a worker holds right now: its work runs,
+    /// whatever its AsyncJob says (a cancelled one included). Unknown when the Redis given
+    /// could not be read; skipped without Redis.
+    fn queue_job_active(&self, snapshot: &Snapshot) -> Check {
+        let id = "queue-job-active";
+        if let Some(gap) = &snapshot.redis_gap {
+            return Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Unknown,
+                format!(
+                    "Redis was given but could not be read, so whether a worker runs a newer \
+                     migration's BullMQ job is unknown: {gap}"
+                ),
+            );
+        }
+        let Some(redis) = &snapshot.redis else {
+            return Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Skipped,
+                "no Redis given (--redis-url): BullMQ's queues, which show a job a worker runs \
+                 even when its AsyncJob says otherwise, were not read",
+            );
+        };
+        let version_of = |job: &crate::snapshot::BullJob| {
+            job.async_job_id
+                .as_deref()
+                .and_then(|aj| {
+                    self.status
+                        .migrations
+                        .iter()
+                        .find(|m| m.runs.iter().any(|r| r.facts.job_id.as_deref() == Some(aj)))
+                })
+                .map(|m| m.version)
+                .or_else(|| {
+                    job.deduplication_id
+                        .as_deref()
+                        .and_then(|d| d.strip_prefix('v'))
+                        .and_then(|n| n.parse().ok())
+                })
+        };
+        let evidence: Vec<String> = redis
+            .queues
+            .iter()
+            .flat_map(|q| q.jobs.iter().map(move |job| (q, job)))
+            .filter(|(_, job)| job.state == "active" && job.lock_ttl_ms.is_some())
+            .filter_map(|(q, job)| {
+                let version = version_of(job)?;
+                (version > self.known && self.certainly_newer(version)).then(|| {
+                    format!(
+                        "BullMQ job {} in {} runs {} for AsyncJob {} (a worker holds its lock)",
+                        job.id,
+                        q.name,
+                        self.introduced(version),
+                        job.async_job_id.as_deref().unwrap_or("?")
+                    )
+                })
+            })
+            .collect();
+        match evidence.first() {
+            Some(first) => Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Fail,
+                format!("{first}: its changes are being made now and cannot be undone"),
+            )
+            .with(evidence),
+            None => Check::new(
+                id,
+                Impact::Blocker,
+                Outcome::Pass,
+                format!(
+                    "no worker runs a BullMQ job of a migration after v{} (Redis read)",
+                    self.known
+                ),
+            ),
         }
     }
 

@@ -39,6 +39,7 @@ fn fail_on_state(state: MigrationState) -> FailOnState {
     match state {
         MigrationState::Completed => FailOnState::Completed,
         MigrationState::Running => FailOnState::Running,
+        MigrationState::Queued => FailOnState::Queued,
         MigrationState::Accepted => FailOnState::Accepted,
         MigrationState::Stale => FailOnState::Stale,
         MigrationState::Failed => FailOnState::Failed,
@@ -61,6 +62,7 @@ mod tests {
         let states = [
             MigrationState::Completed,
             MigrationState::Running,
+            MigrationState::Queued,
             MigrationState::Accepted,
             MigrationState::Stale,
             MigrationState::Failed,

@@ -307,3 +307,169 @@ fn an_unreachable_redis_is_a_recorded_gap_and_a_bad_url_is_refused() {
         "{stderr}"
     );
 }
+
+/// A Medplum-like database at dataVersion 29 whose v30 job `aj` has `status`.
+fn at_v29_with(aj: &str, status: &str) -> TestDb {
+    TestDb::build(
+        &["schema"],
+        &format!(
+            r#"INSERT INTO "DatabaseMigration" VALUES (1, 120, 29, false);
+               SELECT fixture.completed_jobs(1, 29, interval '5 days', '4.5.2');
+               SELECT fixture.job('{aj}', 30, ARRAY['accepted', '{status}'],
+                 ARRAY[now() - interval '10 minutes', now() - interval '9 minutes'], NULL, '5.0.0');"#
+        ),
+    )
+}
+
+fn status_json_with_redis(db: &TestDb, redis: &str) -> Value {
+    let run = medmig(&[
+        "status",
+        "--format",
+        "json",
+        "--database-url",
+        &db.url(),
+        "--redis-url",
+        redis,
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    serde_json::from_str(&run.stdout).unwrap()
+}
+
+fn migration(status: &Value, version: u64) -> &Value {
+    status["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["version"] == version)
+        .unwrap()
+}
+
+fn finding_ids(status: &Value) -> Vec<&str> {
+    status["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect()
+}
+
+const AJ: &str = "a3000000-0000-4000-8000-000000000030";
+
+#[test]
+fn an_accepted_job_a_worker_holds_is_running_and_cancelling_it_leaves_a_rollback_unsafe() {
+    let _worker = hold_active(6, &["active", "30", AJ, "--flush"]);
+    let db = at_v29_with(AJ, "accepted");
+    let status = status_json_with_redis(&db, &redis_url(6));
+    let v30 = migration(&status, 30);
+    assert_eq!(v30["state"], "running", "{v30:#}");
+    assert!(
+        v30["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a worker holds it"),
+        "{v30:#}"
+    );
+
+    // Cancelled in PostgreSQL, still held by a worker in Redis: the work runs.
+    let db = at_v29_with(AJ, "cancelled");
+    let run = medmig(&[
+        "rollback-check",
+        "--format",
+        "json",
+        "--to",
+        "4.5.2",
+        "--from",
+        "5.0.0",
+        "--database-url",
+        &db.url(),
+        "--redis-url",
+        &redis_url(6),
+    ]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(run.code, 1, "{report:#}");
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "queue-job-active")
+        .unwrap();
+    assert_eq!(check["outcome"], "fail");
+    assert!(
+        check["evidence"][0].as_str().unwrap().contains(AJ),
+        "{check:#}"
+    );
+}
+
+#[test]
+fn a_waiting_job_is_queued_and_a_delayed_one_names_the_old_server_that_holds_it() {
+    scenario(7, &["waiting", "30", AJ, "--flush"]);
+    let db = at_v29_with(AJ, "accepted");
+    let status = status_json_with_redis(&db, &redis_url(7));
+    assert_eq!(migration(&status, 30)["state"], "queued");
+    assert!(finding_ids(&status).contains(&"migration-queued"));
+
+    // v30 needs 5.0.0; a 4.5.2 server still registered makes the worker delay it.
+    scenario(8, &["delayed", "30", AJ, "--flush"]);
+    scenario(8, &["registry", "5.0.0", "4.5.2"]);
+    let status = status_json_with_redis(&db, &redis_url(8));
+    let v30 = migration(&status, 30);
+    assert_eq!(v30["state"], "queued");
+    let detail = v30["detail"].as_str().unwrap();
+    assert!(detail.contains("is delayed until"), "{detail}");
+    assert!(
+        detail.contains("(4.5.2)") && detail.contains("older than 5.0.0"),
+        "{detail}"
+    );
+    let ids = finding_ids(&status);
+    assert!(
+        ids.contains(&"cluster-blocks-migration") && ids.contains(&"cluster"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn an_accepted_job_nothing_will_run_and_a_failed_queue_job_are_findings() {
+    // Nothing in Redis for v30's accepted AsyncJob.
+    scenario(
+        9,
+        &["failed", "31", "aj-other", "worker crashed", "--flush"],
+    );
+    let db = at_v29_with(AJ, "accepted");
+    let status = status_json_with_redis(&db, &redis_url(9));
+    assert_eq!(migration(&status, 30)["state"], "accepted");
+    let ids = finding_ids(&status);
+    assert!(ids.contains(&"job-not-queued"), "{ids:?}");
+    assert!(ids.contains(&"queue-job-failed"), "{ids:?}");
+    let failed = status["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "queue-job-failed")
+        .unwrap();
+    assert!(failed["message"]
+        .as_str()
+        .unwrap()
+        .contains("worker crashed"));
+
+    // A Redis that cannot be read leaves the rollback verdict UNKNOWN, never SAFE.
+    let run = medmig(&[
+        "rollback-check",
+        "--format",
+        "json",
+        "--to",
+        "4.5.2",
+        "--from",
+        "5.0.0",
+        "--database-url",
+        &db.url(),
+        "--redis-url",
+        "redis://127.0.0.1:1/0",
+    ]);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_ne!(report["verdict"], "SAFE");
+    assert!(report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["id"] == "queue-job-active" && c["outcome"] == "unknown"));
+}
