@@ -19,7 +19,7 @@ use crate::sources::postgres::collect::{
     collect, collect_for_file, collect_schema, collect_with_diagnostics,
 };
 use crate::sources::postgres::connect::{ConnectOptions, ConnectionSettings};
-use crate::sources::redis::RedisTarget;
+use crate::sources::redis::RedisTargets;
 use std::time::Duration;
 
 pub mod bundle;
@@ -171,29 +171,32 @@ pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Di
     Ok((snapshot, diagnostics))
 }
 
-/// The Redis to read: `--redis-url`, else `REDIS_URL`, else none.
-fn redis_target(args: &ConnectArgs) -> Result<Option<RedisTarget>> {
-    let from_env = process_environment()
-        .into_iter()
-        .find(|(name, value)| name == "REDIS_URL" && !value.is_empty())
-        .map(|(_, value)| value);
-    match (&args.redis_url, from_env) {
-        (Some(url), env) => {
-            if env.is_some() {
-                note("reading Redis from --redis-url; REDIS_URL is also set but ignored");
-            }
-            RedisTarget::from_url(url, "--redis-url").map(Some)
-        }
-        (None, Some(url)) => RedisTarget::from_url(&url, "REDIS_URL").map(Some),
-        (None, None) => Ok(None),
+/// The Redis to read (see [`crate::sources::redis::resolve`]), sources set but not used noted.
+fn redis_target(args: &ConnectArgs) -> Result<Option<RedisTargets>> {
+    let env = process_environment();
+    let config = medplum_config(args)?;
+    let (targets, ignored) =
+        crate::sources::redis::resolve(args.redis_url.as_deref(), &env, config.as_ref(), || {
+            let name = crate::medplum::config::ConfigName::parse("env")
+                .map_err(|why| anyhow::anyhow!("{why}"))?;
+            config::load(&name, &env)
+        })?;
+    if let (Some(targets), false) = (&targets, ignored.is_empty()) {
+        note(format_args!(
+            "reading Redis from {}; also set but ignored: {}",
+            targets.queues.origin,
+            ignored.join(", ")
+        ));
     }
+    Ok(targets)
 }
 
 /// Reads Redis into the snapshot; a Redis that cannot be read is a recorded gap, noted on
 /// stderr, never a failed command. The deduplication ids looked up are those of every
 /// migration medmig knows of and a few past the database's.
-async fn read_redis(target: Option<&RedisTarget>, snapshot: &mut Snapshot) {
-    let Some(target) = target else { return };
+async fn read_redis(targets: Option<&RedisTargets>, snapshot: &mut Snapshot) {
+    let Some(targets) = targets else { return };
+    let target = &targets.queues;
     let highest = crate::medplum::manifest::Manifest::embedded().highest();
     let data_version = snapshot
         .database_migration
@@ -210,7 +213,18 @@ async fn read_redis(target: Option<&RedisTarget>, snapshot: &mut Snapshot) {
         let mut conn = target
             .open(Duration::from_secs(5), Duration::from_secs(10))
             .await?;
-        crate::sources::redis::read(&mut conn, &ids).await
+        let mut evidence =
+            crate::sources::redis::read(&mut conn, &ids, targets.registry.is_none()).await?;
+        if let Some(registry) = &targets.registry {
+            let mut conn = registry
+                .open(Duration::from_secs(5), Duration::from_secs(10))
+                .await?;
+            let (servers, complete) = crate::sources::redis::read_registry(&mut conn).await?;
+            evidence.servers = servers;
+            evidence.registry_complete = complete;
+            evidence.round_trips += conn.round_trips;
+        }
+        anyhow::Ok(evidence)
     };
     match read.await {
         Ok(evidence) => snapshot.redis = Some(evidence),

@@ -13,3 +13,4 @@ pub mod config;
 pub mod logs;
 pub mod postgres;
 pub mod redis;
+pub mod tls;

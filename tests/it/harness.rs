@@ -289,7 +289,11 @@ pub fn medmig_capped(kilobytes: u64, args: &[&str]) -> Run {
 /// Removes the caller's connection variables from `command`'s environment.
 fn without_connection_variables(command: &mut Command) {
     for (name, _) in std::env::vars() {
-        if name == "DATABASE_URL" || name.starts_with("PG") || name.starts_with("MEDPLUM_") {
+        if name == "DATABASE_URL"
+            || name == "REDIS_URL"
+            || name.starts_with("PG")
+            || name.starts_with("MEDPLUM_")
+        {
             command.env_remove(name);
         }
     }

@@ -473,3 +473,58 @@ fn an_accepted_job_nothing_will_run_and_a_failed_queue_job_are_findings() {
         .iter()
         .any(|c| c["id"] == "queue-job-active" && c["outcome"] == "unknown"));
 }
+
+#[test]
+fn redis_comes_from_the_medplum_config_or_its_variables_like_the_server_s() {
+    // backgroundJobsRedis holds the queues and cacheRedis the registry, each falling back to
+    // redis (packages/server/src/config/types.ts); the env loader may leave db as text.
+    scenario(13, &["waiting", "30", "aj-config", "--flush"]);
+    scenario(14, &["registry", "5.2.4", "--flush"]);
+    let db = TestDb::build(
+        &["schema"],
+        r#"INSERT INTO "DatabaseMigration" VALUES (1, 120, 29, false)"#,
+    );
+    let host = redis_url(0);
+    let host = host
+        .trim_start_matches("redis://")
+        .split(['/', ':'])
+        .next()
+        .unwrap()
+        .to_string();
+    let config = std::env::temp_dir().join(crate::harness::unique_name("medmig_config.json"));
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "database": {"host": "ignored"},
+            "backgroundJobsRedis": {"host": host, "db": 13},
+            "cacheRedis": {"host": host, "db": "14"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let run = medmig(&[
+        "snapshot",
+        "--database-url",
+        &db.url(),
+        "--medplum-config",
+        config.to_str().unwrap(),
+        "--out",
+        "-",
+    ]);
+    std::fs::remove_file(&config).unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    let snapshot: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(
+        queue(&snapshot, "PostDeployMigrationQueue")["jobs"][0]["async_job_id"],
+        "aj-config"
+    );
+    assert_eq!(snapshot["redis"]["servers"][0]["version"], "5.2.4");
+
+    let run = crate::harness::medmig_with_env(
+        &["snapshot", "--database-url", &db.url(), "--out", "-"],
+        &[("MEDPLUM_REDIS_HOST", &host), ("MEDPLUM_REDIS_DB", "14")],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let snapshot: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(snapshot["redis"]["servers"][0]["version"], "5.2.4");
+}

@@ -11,15 +11,10 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_postgres::config::{Host, SslMode as PgSslMode};
@@ -266,22 +261,14 @@ impl ConnectionSettings {
     }
 
     fn tls_connector(&self) -> Result<MakeRustlsConnect> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("cannot set up TLS")?;
-        let config = if self.ssl_mode == SslMode::VerifyFull {
-            builder
-                .with_root_certificates(self.trusted_roots()?)
-                .with_no_client_auth()
-        } else {
-            // libpq's prefer and require encrypt without checking who answers.
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
-                .with_no_client_auth()
+        // libpq's prefer and require encrypt without checking who answers.
+        let roots = match self.ssl_mode {
+            SslMode::VerifyFull => Some(self.trusted_roots()?),
+            _ => None,
         };
-        Ok(MakeRustlsConnect::new(config))
+        Ok(MakeRustlsConnect::new(crate::sources::tls::client_config(
+            roots,
+        )?))
     }
 
     fn trusted_roots(&self) -> Result<RootCertStore> {
@@ -290,7 +277,7 @@ impl ConnectionSettings {
             Some(RootCert::File(path)) => {
                 let shown = path.display();
                 let pem = read_root_cert_file(path)?;
-                add_pem_roots(&mut roots, &pem).map_err(|why| {
+                crate::sources::tls::add_pem_roots(&mut roots, &pem).map_err(|why| {
                     anyhow!(
                         "the root certificate file {shown} {why}: give a PEM file of the \
                          certificate authorities to trust (-----BEGIN CERTIFICATE-----; for RDS, \
@@ -299,7 +286,7 @@ impl ConnectionSettings {
                 })?;
             }
             Some(RootCert::Pem(text)) => {
-                add_pem_roots(&mut roots, text.as_bytes()).map_err(|why| {
+                crate::sources::tls::add_pem_roots(&mut roots, text.as_bytes()).map_err(|why| {
                     anyhow!(
                         "the database.ssl.ca certificate in the Medplum config {why}: give the \
                          certificate authority as PEM text"
@@ -307,7 +294,7 @@ impl ConnectionSettings {
                 })?;
             }
             None => {
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+                roots = crate::sources::tls::native_roots();
             }
         }
         if roots.is_empty() {
@@ -335,25 +322,6 @@ fn read_root_cert_file(path: &std::path::Path) -> Result<Vec<u8>> {
             path.display()
         )
     })
-}
-
-/// Adds the certificates in PEM text `pem` to `roots`; when none can be used, says why (to
-/// follow the name of where the text came from).
-fn add_pem_roots(roots: &mut RootCertStore, pem: &[u8]) -> Result<(), String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| format!("is not PEM ({err})"))?;
-    if certs.is_empty() {
-        return Err("holds no PEM certificates".to_string());
-    }
-    let (added, ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        let plural = if ignored == 1 { "" } else { "s" };
-        return Err(format!(
-            "holds {ignored} PEM certificate{plural} and none can be read"
-        ));
-    }
-    Ok(())
 }
 
 /// Every source that is present, in precedence order.
@@ -627,56 +595,6 @@ fn fill_libpq_defaults(config: &mut Config, env: EnvLookup<'_>) {
         if let Some(password) = env("PGPASSWORD") {
             config.password(password);
         }
-    }
-}
-
-/// The certificate check of `prefer` and `require`: the channel is encrypted and the
-/// handshake signatures are verified, but the server's identity is not.
-#[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -1297,18 +1215,18 @@ mod tests {
     fn root_certificates_that_cannot_be_used_are_named_for_what_they_are() {
         let mut roots = RootCertStore::empty();
         assert_eq!(
-            add_pem_roots(&mut roots, b"not a certificate\n"),
+            crate::sources::tls::add_pem_roots(&mut roots, b"not a certificate\n"),
             Err("holds no PEM certificates".to_string())
         );
         // A private key is PEM, but not a certificate.
         let key = b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
         assert_eq!(
-            add_pem_roots(&mut roots, key),
+            crate::sources::tls::add_pem_roots(&mut roots, key),
             Err("holds no PEM certificates".to_string())
         );
         let broken = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert_eq!(
-            add_pem_roots(&mut roots, broken),
+            crate::sources::tls::add_pem_roots(&mut roots, broken),
             Err("holds 1 PEM certificate and none can be read".to_string())
         );
         assert!(roots.is_empty());

@@ -50,6 +50,7 @@ const STATES: [(&str, bool); 7] = [
 pub async fn read<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     deduplication_ids: &[String],
+    with_registry: bool,
 ) -> anyhow::Result<RedisEvidence> {
     let start = conn.round_trips;
     let key = |queue: &str, suffix: &str| format!("{PREFIX}:{queue}:{suffix}");
@@ -84,7 +85,9 @@ pub async fn read<S: AsyncRead + AsyncWrite + Unpin>(
             first.push(cmd(&["PTTL", &k]));
         }
     }
-    first.push(scan("0"));
+    if with_registry {
+        first.push(scan("0"));
+    }
     let replies = conn.pipeline(&first).await?;
     let mut replies = replies.into_iter();
     let mut next = || replies.next().unwrap_or(Reply::Nil);
@@ -153,19 +156,10 @@ pub async fn read<S: AsyncRead + AsyncWrite + Unpin>(
         }
         queues.push(q);
     }
-    let mut registry_keys = Vec::new();
-    let mut cursor = scan_reply(&checked(next())?, &mut registry_keys)?;
-    let mut calls = 1;
-    while cursor != "0" && calls < SCAN_CALLS {
-        let reply = conn.pipeline(&[scan(&cursor)]).await?;
-        cursor = scan_reply(
-            &checked(reply.into_iter().next().unwrap_or(Reply::Nil))?,
-            &mut registry_keys,
-        )?;
-        calls += 1;
-    }
-    registry_keys.sort();
-    registry_keys.dedup();
+    let (registry_keys, registry_complete) = match with_registry {
+        true => scan_registry(conn, checked(next())?).await?,
+        false => (Vec::new(), true),
+    };
 
     // A job a deduplication key names but no state lists: its hash may be gone.
     for q in &mut queues {
@@ -221,32 +215,84 @@ pub async fn read<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut servers = Vec::new();
     for k in &registry_keys {
-        let value = checked(next())?.text();
-        let ttl = integer(&checked(next())?);
-        let id = k.trim_start_matches("medplum:server-registry:").to_string();
-        let entry: Option<serde_json::Value> = value.and_then(|v| serde_json::from_str(&v).ok());
-        let text = |field: &str| {
-            entry
-                .as_ref()
-                .and_then(|e| e.get(field))
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        };
-        servers.push(RegisteredServer {
-            id,
-            version: text("version"),
-            full_version: text("fullVersion"),
-            first_seen: text("firstSeen"),
-            last_seen: text("lastSeen"),
-            ttl_ms: ttl.filter(|t| *t >= 0),
-        });
+        servers.push(registered_server(k, checked(next())?, checked(next())?));
     }
     Ok(RedisEvidence {
         queues,
         servers,
-        registry_complete: cursor == "0",
+        registry_complete,
         round_trips: conn.round_trips - start,
     })
+}
+
+/// Reads the server registry alone (when it lives in another Redis than the queues: Medplum
+/// keeps it on `cacheRedis` when that is configured).
+pub async fn read_registry<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+) -> anyhow::Result<(Vec<RegisteredServer>, bool)> {
+    let first = conn.pipeline(&[scan("0")]).await?;
+    let (keys, complete) = scan_registry(
+        conn,
+        checked(first.into_iter().next().unwrap_or(Reply::Nil))?,
+    )
+    .await?;
+    let mut flight = Vec::new();
+    for k in &keys {
+        flight.push(cmd(&["GET", k]));
+        flight.push(cmd(&["PTTL", k]));
+    }
+    let replies = conn.pipeline(&flight).await?;
+    let mut replies = replies.into_iter();
+    let mut next = || replies.next().unwrap_or(Reply::Nil);
+    let mut servers = Vec::new();
+    for k in &keys {
+        servers.push(registered_server(k, checked(next())?, checked(next())?));
+    }
+    Ok((servers, complete))
+}
+
+/// The registry's keys from a first SCAN reply and as many more calls as it takes, up to
+/// [`SCAN_CALLS`]; and whether the scan ended.
+async fn scan_registry<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    first: Reply,
+) -> anyhow::Result<(Vec<String>, bool)> {
+    let mut keys = Vec::new();
+    let mut cursor = scan_reply(&first, &mut keys)?;
+    let mut calls = 1;
+    while cursor != "0" && calls < SCAN_CALLS {
+        let reply = conn.pipeline(&[scan(&cursor)]).await?;
+        cursor = scan_reply(
+            &checked(reply.into_iter().next().unwrap_or(Reply::Nil))?,
+            &mut keys,
+        )?;
+        calls += 1;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok((keys, cursor == "0"))
+}
+
+/// A registry entry from its key and the replies of GET and PTTL.
+fn registered_server(key: &str, value: Reply, ttl: Reply) -> RegisteredServer {
+    let entry: Option<serde_json::Value> = value.text().and_then(|v| serde_json::from_str(&v).ok());
+    let text = |field: &str| {
+        entry
+            .as_ref()
+            .and_then(|e| e.get(field))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    RegisteredServer {
+        id: key
+            .trim_start_matches("medplum:server-registry:")
+            .to_string(),
+        version: text("version"),
+        full_version: text("fullVersion"),
+        first_seen: text("firstSeen"),
+        last_seen: text("lastSeen"),
+        ttl_ms: integer(&ttl).filter(|t| *t >= 0),
+    }
 }
 
 fn scan(cursor: &str) -> Vec<Vec<u8>> {
@@ -337,7 +383,8 @@ pub struct RedisTarget {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: u32,
-    pub tls: bool,
+    /// TLS, when the connection uses it.
+    pub tls: Option<RedisTls>,
     /// Where the settings came from, for messages: `--redis-url`, `REDIS_URL`, …
     pub origin: String,
 }
@@ -345,7 +392,11 @@ pub struct RedisTarget {
 impl std::fmt::Display for RedisTarget {
     /// `redis://host:port/db` without the credentials.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.db)
     }
 }
@@ -414,9 +465,195 @@ impl RedisTarget {
             username,
             password,
             db,
+            tls: tls.then(RedisTls::default),
+            origin: origin.to_string(),
+        })
+    }
+
+    /// A Redis section of Medplum's config (`redis`, `backgroundJobsRedis`, `cacheRedis`, …:
+    /// `MedplumRedisConfig` in `packages/server/src/config/types.ts`): `host`, `port`,
+    /// `password`, `db` (a number, or the text the env loader may leave), `tls` (ioredis's
+    /// TLS options: an object turns TLS on, `ca` names the authorities, `rejectUnauthorized:
+    /// false` encrypts without verifying), and `username`, which ioredis takes though the
+    /// type does not list it.
+    pub fn from_config_section(
+        section: &serde_json::Value,
+        origin: &str,
+    ) -> anyhow::Result<RedisTarget> {
+        use anyhow::{anyhow, bail};
+        use serde_json::Value;
+        let Value::Object(fields) = section else {
+            bail!("{origin} is not an object: give the Redis host, port and password");
+        };
+        let text = |key: &str| -> anyhow::Result<Option<String>> {
+            match fields.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                // The kind only: the value may be a password.
+                Some(_) => bail!("{origin}.{key} is not text"),
+            }
+        };
+        let number = |key: &str, default: u64| -> anyhow::Result<u64> {
+            match fields.get(key) {
+                None | Some(Value::Null) => Ok(default),
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .ok_or_else(|| anyhow!("{origin}.{key} is not a whole number")),
+                Some(Value::String(s)) => s.trim().parse().map_err(|_| {
+                    anyhow!(
+                        "{origin}.{key} is not a whole number: \"{}\"",
+                        crate::text::shorten(s, 20)
+                    )
+                }),
+                Some(_) => bail!("{origin}.{key} is not a number"),
+            }
+        };
+        let port = u16::try_from(number("port", 6379)?)
+            .map_err(|_| anyhow!("{origin}.port is not a port"))?;
+        let db =
+            u32::try_from(number("db", 0)?).map_err(|_| anyhow!("{origin}.db is too large"))?;
+        let tls = match fields.get("tls") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(RedisTls::default()),
+            Some(Value::Object(options)) => Some(RedisTls {
+                verify: options.get("rejectUnauthorized") != Some(&Value::Bool(false)),
+                ca: match options.get("ca") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(pem)) => Some(pem.clone()),
+                    Some(Value::Array(pems)) => Some(
+                        pems.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    ),
+                    Some(_) => bail!("{origin}.tls.ca is not PEM text"),
+                },
+            }),
+            Some(_) => bail!("{origin}.tls is neither an object of TLS options nor a boolean"),
+        };
+        Ok(RedisTarget {
+            host: text("host")?.unwrap_or_else(|| "localhost".to_string()),
+            port,
+            username: text("username")?,
+            password: text("password")?,
+            db,
             tls,
             origin: origin.to_string(),
         })
+    }
+}
+
+/// The Redis of the queues, and of the server registry when that is another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTargets {
+    pub queues: RedisTarget,
+    pub registry: Option<RedisTarget>,
+}
+
+/// The Redis to read, from the first source set: `--redis-url` (`flag`), `REDIS_URL`, the
+/// `--medplum-config` (`config`), then the `MEDPLUM_*REDIS_*` variables (read as Medplum's env
+/// config source reads them). From a config, the queues are on `backgroundJobsRedis` and the
+/// registry on `cacheRedis`, each falling back to `redis` (`packages/server/src/config/
+/// types.ts`). Returns also the sources set but not used, for a note.
+pub fn resolve(
+    flag: Option<&str>,
+    env: &[(String, String)],
+    config: Option<&crate::medplum::config::MedplumConfig>,
+    env_config: impl FnOnce() -> anyhow::Result<crate::medplum::config::MedplumConfig>,
+) -> anyhow::Result<(Option<RedisTargets>, Vec<String>)> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let medplum_vars = env.iter().any(|(name, value)| {
+        !value.is_empty()
+            && [
+                "MEDPLUM_REDIS_",
+                "MEDPLUM_BACKGROUND_JOBS_REDIS_",
+                "MEDPLUM_CACHE_REDIS_",
+            ]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+    });
+    let from_config = |config: &crate::medplum::config::MedplumConfig,
+                       origin: &str|
+     -> anyhow::Result<Option<RedisTargets>> {
+        let section = |names: &[&'static str]| {
+            names.iter().find_map(|n: &&'static str| {
+                config.get(&[n]).filter(|v| !v.is_null()).map(|v| (*n, v))
+            })
+        };
+        let Some((name, queues)) = section(&["backgroundJobsRedis", "redis"]) else {
+            return Ok(None);
+        };
+        let queues = RedisTarget::from_config_section(queues, &format!("{origin} {name}"))?;
+        let registry = match section(&["cacheRedis", "redis"]) {
+            Some((name, registry)) => {
+                let registry =
+                    RedisTarget::from_config_section(registry, &format!("{origin} {name}"))?;
+                (registry.host != queues.host
+                    || registry.port != queues.port
+                    || registry.db != queues.db)
+                    .then_some(registry)
+            }
+            None => None,
+        };
+        Ok(Some(RedisTargets { queues, registry }))
+    };
+    let mut present = Vec::new();
+    if flag.is_some() {
+        present.push("--redis-url");
+    }
+    if var("REDIS_URL").is_some() {
+        present.push("REDIS_URL");
+    }
+    let config_targets = match config {
+        Some(config) => from_config(config, "--medplum-config")?,
+        None => None,
+    };
+    if config_targets.is_some() {
+        present.push("--medplum-config");
+    }
+    if medplum_vars {
+        present.push("MEDPLUM_*REDIS_*");
+    }
+    let ignored = present.iter().skip(1).map(|s| s.to_string()).collect();
+    let single = |target: RedisTarget| RedisTargets {
+        queues: target,
+        registry: None,
+    };
+    let targets = match present.first().copied() {
+        None => None,
+        Some("--redis-url") => Some(single(RedisTarget::from_url(
+            flag.unwrap_or_default(),
+            "--redis-url",
+        )?)),
+        Some("REDIS_URL") => Some(single(RedisTarget::from_url(
+            &var("REDIS_URL").unwrap_or_default(),
+            "REDIS_URL",
+        )?)),
+        Some("--medplum-config") => config_targets,
+        Some(_) => from_config(&env_config()?, "MEDPLUM_*REDIS_*")?,
+    };
+    Ok((targets, ignored))
+}
+
+/// TLS to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// Whether the server's certificate is checked (ioredis's `rejectUnauthorized`).
+    pub verify: bool,
+    /// The authorities to trust, as PEM; the system's when absent.
+    pub ca: Option<String>,
+}
+
+impl Default for RedisTls {
+    fn default() -> RedisTls {
+        RedisTls {
+            verify: true,
+            ca: None,
+        }
     }
 }
 
@@ -446,15 +683,24 @@ impl RedisTarget {
             )
         })?
         .with_context(|| format!("cannot connect to Redis at {self} ({})", self.origin))?;
-        let stream: Box<dyn Stream> = if self.tls {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .context("cannot set up TLS")?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+        let stream: Box<dyn Stream> = if let Some(tls) = &self.tls {
+            let roots = match (tls.verify, &tls.ca) {
+                (false, _) => None,
+                (true, None) => Some(crate::sources::tls::native_roots()),
+                (true, Some(pem)) => {
+                    let mut roots = rustls::RootCertStore::empty();
+                    crate::sources::tls::add_pem_roots(&mut roots, pem.as_bytes()).map_err(
+                        |why| {
+                            anyhow!(
+                                "the tls.ca of {} {why}: give the authority as PEM text",
+                                self.origin
+                            )
+                        },
+                    )?;
+                    Some(roots)
+                }
+            };
+            let config = crate::sources::tls::client_config(roots)?;
             let name = rustls::pki_types::ServerName::try_from(self.host.clone())
                 .map_err(|_| anyhow!("{} is not a host name TLS can verify", self.host))?;
             let tls = tokio::time::timeout(
@@ -520,7 +766,7 @@ mod tests {
     fn urls_as_redis_clients_write_them() {
         let t = RedisTarget::from_url("redis://127.0.0.1:6379/7", "--redis-url").unwrap();
         assert_eq!(
-            (t.host.as_str(), t.port, t.db, t.tls),
+            (t.host.as_str(), t.port, t.db, t.tls.is_some()),
             ("127.0.0.1", 6379, 7, false)
         );
         let t = RedisTarget::from_url("rediss://medmig:p%40ss:w@cache.internal/2", "REDIS_URL")
@@ -531,7 +777,7 @@ mod tests {
                 t.password.as_deref(),
                 t.port,
                 t.db,
-                t.tls
+                t.tls.is_some()
             ),
             (Some("medmig"), Some("p@ss:w"), 6379, 2, true)
         );
@@ -549,6 +795,32 @@ mod tests {
             "redis://u%zz@h",
         ] {
             assert!(RedisTarget::from_url(bad, "x").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_sections_as_medplum_s_server_reads_them() {
+        // loader.test.ts: MEDPLUM_REDIS_TLS='{}' gives tls {}, MEDPLUM_REDIS_DB='5' stays text.
+        let section = serde_json::json!({"host": "cache", "port": 6380, "db": "5", "password": "p", "tls": {}});
+        let t = RedisTarget::from_config_section(&section, "redis").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.db), ("cache", 6380, 5));
+        assert_eq!(t.tls, Some(RedisTls::default()));
+        let section = serde_json::json!({"tls": {"rejectUnauthorized": false}});
+        let t = RedisTarget::from_config_section(&section, "redis").unwrap();
+        assert_eq!(
+            (t.host.as_str(), t.port, t.tls.unwrap().verify),
+            ("localhost", 6379, false)
+        );
+        for bad in [
+            serde_json::json!({"port": "x"}),
+            serde_json::json!({"password": 5}),
+            serde_json::json!({"tls": "yes"}),
+            serde_json::json!([]),
+        ] {
+            assert!(
+                RedisTarget::from_config_section(&bad, "redis").is_err(),
+                "{bad}"
+            );
         }
     }
 }
