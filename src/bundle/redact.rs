@@ -211,7 +211,10 @@ pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
         Document::Snapshot => match path {
             ["jobs", "content"] => return Json(Document::Job),
             ["source", "host" | "database" | "user"]
-            | ["activity", "sessions", "application_name" | "query"] => true,
+            | ["activity", "sessions", "application_name" | "query"]
+            // A BullMQ job's failure is a migration's error text; the gap quotes a host.
+            | ["redis", "queues", "jobs", "failed_reason"]
+            | ["redis_gap"] => true,
             _ => false,
         },
         // The name of a person a reference names (the job's author), as in any resource.

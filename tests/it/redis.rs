@@ -528,3 +528,62 @@ fn redis_comes_from_the_medplum_config_or_its_variables_like_the_server_s() {
     let snapshot: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(snapshot["redis"]["servers"][0]["version"], "5.2.4");
 }
+
+#[test]
+fn a_bundle_carries_the_redis_evidence_with_its_error_texts_redacted() {
+    // A migration's error quotes row values (PostgreSQL's "Key (...)=(...)"): redacted in the
+    // bundle as every error text is, while the answers stand.
+    scenario(
+        15,
+        &[
+            "failed", "31", AJ,
+            "duplicate key value violates unique constraint; Key (family)=(Quackenbush) already exists",
+            "--flush",
+        ],
+    );
+    let db = at_v29_with(AJ, "accepted");
+    let out = std::env::temp_dir().join(format!(
+        "{}.tar.gz",
+        crate::harness::unique_name("medmig_redis_bundle")
+    ));
+    let run = medmig(&[
+        "bundle",
+        "--database-url",
+        &db.url(),
+        "--redis-url",
+        &redis_url(15),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let files = crate::bundle::unpack(&out);
+    // Offline, from the bundle, the Redis evidence still answers.
+    let offline = medmig(&[
+        "status",
+        "--format",
+        "json",
+        "--bundle",
+        out.to_str().unwrap(),
+    ]);
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(offline.code, 0, "{offline:?}");
+    let status: Value = serde_json::from_str(&offline.stdout).unwrap();
+    assert!(
+        finding_ids(&status).contains(&"queue-job-failed"),
+        "{status:#}"
+    );
+    let text = String::from_utf8_lossy(&files["snapshot.json"]).into_owned();
+    assert!(
+        !text.contains("Quackenbush"),
+        "a row value reached the bundle"
+    );
+    let snapshot: Value = serde_json::from_str(&text).unwrap();
+    let reason = queue(&snapshot, "PostDeployMigrationQueue")["jobs"][0]["failed_reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.starts_with("duplicate key value violates unique constraint"),
+        "{reason}"
+    );
+}
