@@ -45,8 +45,9 @@ const STATES: [(&str, bool); 7] = [
     ("completed", true),
 ];
 
-/// Reads the queues and the registry. `deduplication_ids` are the ids to look up in each
-/// queue (`v1` … `vN` for the migrations medmig knows of).
+/// Reads the queues and, `with_registry`, the server registry (else it lives in another Redis:
+/// [`read_registry`]). `deduplication_ids` are the ids to look up in each queue (`v1` … `vN`
+/// for the migrations medmig knows of).
 pub async fn read<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     deduplication_ids: &[String],
