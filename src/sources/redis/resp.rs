@@ -197,7 +197,10 @@ fn read_reply<'a, R: AsyncBufRead + Unpin>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply>> + 'a>> {
     Box::pin(async move {
         let line = read_line(reader, budget).await?;
-        let (kind, rest) = line.split_at(1);
+        // The first character says the kind; a line starting with anything else (a multi-byte
+        // character included) is not RESP.
+        let kind_len = line.chars().next().map_or(1, char::len_utf8);
+        let (kind, rest) = line.split_at(kind_len);
         let number = || {
             rest.parse::<i64>().map_err(|_| {
                 anyhow!(
@@ -333,6 +336,8 @@ mod tests {
             b"*500000\r\n",
             b"$5\r\nab",
             b"?what\r\n",
+            // Found by the fuzz target: a first character of two bytes.
+            b"\xc9\x97#\x00:\xdc\x8e0\r\n",
             b":12x\r\n",
         ] {
             assert!(parse(bytes).await.is_err(), "{bytes:?}");
