@@ -394,12 +394,22 @@ pub fn analyze(
     other_job_findings(&ignored_jobs, &maintenance_jobs, &mut findings);
     migration_findings(&migrations, row.and_then(|r| r.first_boot), &mut findings);
     trace_findings(&migrations, done, &schema_traces, &mut findings);
-    let system_jobs: Vec<(String, u32, String)> = jobs
+    let system_jobs: Vec<(String, Option<u32>, String)> = jobs
         .iter()
         .flat_map(|(v, runs)| {
             runs.iter()
-                .map(move |j| (j.id.clone(), *v, j.status.as_str().to_string()))
+                .map(move |j| (j.id.clone(), Some(*v), j.status.as_str().to_string()))
         })
+        .chain(
+            maintenance_jobs
+                .iter()
+                .map(|j| (j.job_id.clone(), None, j.status.clone())),
+        )
+        .chain(
+            ignored_jobs
+                .iter()
+                .map(|j| (j.job_id.clone(), None, j.status.clone())),
+        )
         .collect();
     super::queues::findings(
         snapshot.redis.as_ref(),

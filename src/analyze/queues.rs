@@ -172,11 +172,12 @@ pub fn describe(job: &QueuedJob<'_>, delay_reason: Option<&str>) -> String {
 }
 
 /// The findings about the queues as a whole and about jobs no migration's state shows.
-/// `async_jobs` are the system data-migration jobs: (AsyncJob id, migration, status).
+/// `async_jobs` are the AsyncJobs the snapshot holds: (id, the migration of a system
+/// data-migration job, or `None` for a maintenance job or one inside a project, status).
 pub fn findings(
     redis: Option<&RedisEvidence>,
     gap: Option<&str>,
-    async_jobs: &[(String, u32, String)],
+    async_jobs: &[(String, Option<u32>, String)],
     next: Option<u32>,
     manifest: &Manifest,
     findings: &mut Vec<Finding>,
@@ -210,7 +211,7 @@ pub fn findings(
                 .async_job_id
                 .as_deref()
                 .and_then(|id| async_jobs.iter().find(|(aj, _, _)| aj == id));
-            let version = owner.map(|(_, v, _)| *v).or_else(|| {
+            let version = owner.and_then(|(_, v, _)| *v).or_else(|| {
                 job.deduplication_id
                     .as_deref()
                     .and_then(|d| d.strip_prefix('v'))
@@ -235,8 +236,13 @@ pub fn findings(
                 findings.push(finding);
             }
             let live = queued.runs() || queued.waits() || queued.stalled();
+            // The snapshot holds data-migration and maintenance jobs only: an admin's $reindex
+            // on ReindexQueue runs for an AsyncJob it does not hold.
             let ended = match owner {
-                None => Some("is not among the system data-migration jobs".to_string()),
+                None if queue.name == POST_DEPLOY_QUEUE => {
+                    Some("is not in the database".to_string())
+                }
+                None => None,
                 Some((_, _, status)) if status == "cancelled" || status == "completed" => {
                     Some(format!("is {status}"))
                 }
@@ -265,6 +271,7 @@ pub fn findings(
         }
     }
     for (id, version, status) in async_jobs {
+        let Some(version) = version else { continue };
         let in_progress = status == "accepted" || status == "active";
         if in_progress
             && facts.job_for(id, *version).is_none()

@@ -434,12 +434,16 @@ fn an_accepted_job_nothing_will_run_and_a_failed_queue_job_are_findings() {
         9,
         &["failed", "31", "aj-other", "worker crashed", "--flush"],
     );
+    // An admin's $reindex runs on ReindexQueue for an AsyncJob the snapshot does not hold: not
+    // an orphan.
+    scenario(9, &["reindex-waiting", "aj-admin-reindex"]);
     let db = at_v29_with(AJ, "accepted");
     let status = status_json_with_redis(&db, &redis_url(9));
     assert_eq!(migration(&status, 30)["state"], "accepted");
     let ids = finding_ids(&status);
     assert!(ids.contains(&"job-not-queued"), "{ids:?}");
     assert!(ids.contains(&"queue-job-failed"), "{ids:?}");
+    assert!(!ids.contains(&"queue-job-orphaned"), "{ids:?}");
     let failed = status["findings"]
         .as_array()
         .unwrap()
