@@ -64,6 +64,95 @@ pub enum Command {
     /// Capture a database's schema contract, or compare one with a baseline.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Wait until every post-deploy migration up to a target has completed (exit 0), one
+    /// failed or shows a dead run (exit 1), or --timeout passed (exit 4), showing progress:
+    /// for a deploy pipeline, after the post-deploy migrations were started.
+    ///
+    /// For example: medmig wait --release 5.2.4 --timeout 6h --redis-url "$REDIS_URL"
+    Wait(WaitArgs),
+}
+
+/// Arguments of `medmig wait`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").args(["until", "until_latest", "release"])))]
+pub struct WaitArgs {
+    /// Wait until migration N (and every one before it) has completed: vN or N.
+    #[arg(long, value_name = "vN", value_parser = parse_migration)]
+    pub until: Option<u32>,
+
+    /// Wait for every post-deploy migration medmig's manifest knows (the default). A server
+    /// of an older release never runs the newer ones: then give --release or --until.
+    #[arg(long)]
+    pub until_latest: bool,
+
+    /// Wait for every post-deploy migration this release knows (by the manifest), e.g. the
+    /// release just deployed.
+    #[arg(long, value_name = "VERSION", value_parser = parse_release)]
+    pub release: Option<semver::Version>,
+
+    /// Give up after this long (exit 4); by default wait as long as it takes.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// How often to read: one short read-only transaction each time. At least 1s.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_interval)]
+    pub interval: Duration,
+
+    /// Exit with code 1 as soon as a migration up to the target is in one of these states
+    /// (comma-separated). `stale` is the evidence of a dead run.
+    #[arg(long, value_name = "STATES", value_delimiter = ',', default_value = "failed,stale")]
+    pub fail_on: Vec<FailOnState>,
+
+    /// How long a queued or running job may go without an update before it counts as stale.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub stale_after: Duration,
+
+    /// table: on a terminal a live display, otherwise one line per change of state; json: one
+    /// JSON object per line for each change, then the final status.
+    #[arg(long, value_enum, default_value_t = WaitFormat::Table, value_name = "FORMAT")]
+    pub format: WaitFormat,
+
+    #[command(flatten)]
+    pub evidence: EvidenceArgs,
+
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+
+    #[command(flatten)]
+    pub manifest: ManifestArgs,
+}
+
+/// Formats of `wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WaitFormat {
+    Table,
+    Json,
+}
+
+/// Parses a post-deploy migration: `v51` or `51`.
+pub fn parse_migration(text: &str) -> Result<u32, String> {
+    let digits = text.trim().trim_start_matches('v');
+    digits
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=crate::medplum::manifest::MAX_DATA_VERSION).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "'{text}' is not a post-deploy migration such as v51 (v1 to v{})",
+                crate::medplum::manifest::MAX_DATA_VERSION
+            )
+        })
+}
+
+/// Parses `wait`'s interval: a duration of at least a second.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    match interval >= Duration::from_secs(1) {
+        true => Ok(interval),
+        false => Err(format!(
+            "'{text}' is shorter than a second; poll at most once a second"
+        )),
+    }
 }
 
 /// `medmig schema …`.

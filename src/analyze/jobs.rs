@@ -7,6 +7,7 @@
 //! (a finding), never a panic.
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::medplum::manifest::{data_version_number, digits_value, MAX_DATA_VERSION};
@@ -118,6 +119,19 @@ pub struct OutputSummary {
     pub work_started: bool,
     /// Whether the output is a reindex migration's (per-type `result` parameters).
     pub reindex: bool,
+    /// A reindex's progress in numbers, where the output is a reindex's.
+    pub reindex_counts: Option<ReindexCounts>,
+}
+
+/// How far a reindex got, by its `result` parameters: one per resource type begun.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReindexCounts {
+    /// Types finished, and the rows they re-indexed.
+    pub types_done: usize,
+    pub rows_done: u64,
+    /// Types begun and not finished.
+    pub types_in_progress: usize,
+    pub types_failed: usize,
 }
 
 /// A job of the server's schema maintenance endpoints (`POST /admin/super/reconcile-db-schema-drift`,
@@ -371,6 +385,12 @@ pub fn summarize_output(output: &Value) -> OutputSummary {
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         work_started: reindex.any() || actions.count > 0,
         reindex: reindex.any(),
+        reindex_counts: reindex.any().then(|| ReindexCounts {
+            types_done: reindex.done,
+            rows_done: reindex.rows,
+            types_in_progress: reindex.in_progress.len(),
+            types_failed: reindex.failed.len(),
+        }),
     }
 }
 

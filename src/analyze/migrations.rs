@@ -12,7 +12,7 @@ use semver::Version;
 use serde::Serialize;
 
 use super::jobs::{
-    maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
+    maintenance_job, parse_job, DataMigrationJob, ReindexCounts, JobDefect, JobStatus, MaintenanceJob,
 };
 use super::queues::{QueueFacts, QueuedJob};
 use super::traces::{traces, MigrationTraces, TraceReport};
@@ -209,6 +209,9 @@ pub struct RunFacts {
     /// while still in progress.
     pub duration_seconds: Option<f64>,
     pub progress: Option<String>,
+    /// A reindex's progress in numbers (`progress` says the same in words).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reindex: Option<ReindexCounts>,
     pub error: Option<String>,
 }
 
@@ -687,6 +690,7 @@ fn run_facts(
         last_updated: Some(job.last_updated),
         duration_seconds,
         progress: job.output.progress.clone(),
+        reindex: job.output.reindex_counts,
         error: job.output.error.clone(),
     };
     (facts, timeline)

@@ -29,6 +29,7 @@ pub mod schema;
 pub mod snapshot;
 pub mod status;
 pub mod upgrade_plan;
+pub mod wait;
 
 /// Reads the evidence from the snapshot file or the live database the arguments name, and
 /// describes where it came from (`manifest` is filled in by the caller).
@@ -196,6 +197,19 @@ fn redis_target(args: &ConnectArgs) -> Result<Option<RedisTargets>> {
 /// migration medmig knows of and a few past the database's.
 async fn read_redis(targets: Option<&RedisTargets>, snapshot: &mut Snapshot) {
     let Some(targets) = targets else { return };
+    if let Err(why) = read_redis_quietly(targets, snapshot).await {
+        note(format_args!(
+            "Redis at {} was not read: {why}",
+            targets.queues
+        ));
+    }
+}
+
+/// [`read_redis`] without the note: the gap is recorded in the snapshot and returned.
+async fn read_redis_quietly(
+    targets: &RedisTargets,
+    snapshot: &mut Snapshot,
+) -> std::result::Result<(), String> {
     let target = &targets.queues;
     let highest = crate::medplum::manifest::Manifest::embedded().highest();
     let data_version = snapshot
@@ -227,11 +241,16 @@ async fn read_redis(targets: Option<&RedisTargets>, snapshot: &mut Snapshot) {
         anyhow::Ok(evidence)
     };
     match read.await {
-        Ok(evidence) => snapshot.redis = Some(evidence),
+        Ok(evidence) => {
+            snapshot.redis = Some(evidence);
+            snapshot.redis_gap = None;
+            Ok(())
+        }
         Err(err) => {
             let why = format!("{err:#}");
-            note(format_args!("Redis at {target} was not read: {why}"));
-            snapshot.redis_gap = Some(why);
+            snapshot.redis = None;
+            snapshot.redis_gap = Some(why.clone());
+            Err(why)
         }
     }
 }

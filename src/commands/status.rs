@@ -35,7 +35,7 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
 
 /// The `--fail-on` value that names `state`; exhaustive, so a new state cannot be left out of
 /// the flag.
-fn fail_on_state(state: MigrationState) -> FailOnState {
+pub fn fail_on_state(state: MigrationState) -> FailOnState {
     match state {
         MigrationState::Completed => FailOnState::Completed,
         MigrationState::Running => FailOnState::Running,

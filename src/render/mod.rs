@@ -34,6 +34,7 @@ pub mod csv;
 pub mod json;
 pub mod markdown;
 pub mod table;
+pub mod wait;
 
 /// Where a report's evidence came from, printed in every format (never a password).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

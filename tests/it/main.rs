@@ -22,3 +22,4 @@ mod snapshot;
 mod status;
 mod terminal;
 mod traces;
+mod wait;

@@ -13,11 +13,12 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
 use futures_util::{pin_mut, TryStreamExt};
 use tokio_postgres::types::{FromSql, ToSql, Type};
 use tokio_postgres::{Client, IsolationLevel, Row, RowStream, Transaction};
 
-use super::connect::{ConnectionSettings, Target, Watch};
+use super::connect::{ConnectionSettings, Session, Target, Watch};
 use crate::catalog::{
     primary_key_definition, qualified, CatalogNames, ColumnContract, ColumnName,
     ConstraintContract, ConstraintKind, ExtensionContract, FunctionContract, IndexContract,
@@ -36,6 +37,10 @@ const DATABASE_MIGRATION: &str = include_str!("../../../queries/database_migrati
 const DATA_MIGRATION_JOBS: &str = include_str!("../../../queries/data_migration_jobs.sql");
 const DATA_MIGRATION_JOB_HISTORY: &str =
     include_str!("../../../queries/data_migration_job_history.sql");
+const DATA_MIGRATION_JOBS_SINCE: &str =
+    include_str!("../../../queries/data_migration_jobs_since.sql");
+const DATA_MIGRATION_JOB_HISTORY_SINCE: &str =
+    include_str!("../../../queries/data_migration_job_history_since.sql");
 const SCHEMA_COLUMNS: &str = include_str!("../../../queries/schema_columns.sql");
 const SCHEMA_INDEXES: &str = include_str!("../../../queries/schema_indexes.sql");
 const SCHEMA_NAMES: &str = include_str!("../../../queries/schema_names.sql");
@@ -151,6 +156,9 @@ struct Wanted {
     rendered_schema: bool,
     /// The catalog only: no table rows, no sessions.
     catalog_only: bool,
+    /// A poll of `wait`: no catalog, and only the jobs (and their versions) written since this
+    /// moment, deleted ones named.
+    rows_since: Option<DateTime<Utc>>,
 }
 
 /// The snapshot, and what else was [`Wanted`].
@@ -158,10 +166,38 @@ struct Collected {
     snapshot: Snapshot,
     diagnostics: Option<Diagnostics>,
     rendered_schema: Option<RenderedSchema>,
+    /// The ids of the jobs deleted since [`Wanted::rows_since`].
+    deleted_jobs: Vec<String>,
+    /// The statements sent and the rows they returned.
+    load: Load,
+}
+
+/// What one read cost the server: statements sent, rows returned.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    pub statements: usize,
+    pub rows: usize,
 }
 
 async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Collected> {
     let mut session = settings.connect().await?;
+    let (result, healthy) = read_on(&mut session, settings, wanted).await;
+    match healthy {
+        true => session.close().await,
+        false => session.abandon(),
+    }
+    result
+}
+
+/// Reads what is [`Wanted`] on an open session, in one read-only transaction that ends
+/// before this returns. The flag says whether the session is still fit for use: `false` when
+/// the client's deadline ran out with a statement outstanding (drop it unclosed, see
+/// [`Session::abandon`]).
+async fn read_on(
+    session: &mut Session,
+    settings: &ConnectionSettings,
+    wanted: Wanted,
+) -> (Result<Collected>, bool) {
     let timeouts = session.timeout_settings();
     let source = |user: String, server_version: String, server_version_num: i32| {
         let target = settings.target();
@@ -177,22 +213,19 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
         }
     };
     let watch = session.watch();
+    let target = session.target.clone();
     let reading = read_snapshot(
         &mut session.client,
         &watch,
         settings,
         &timeouts,
-        &session.target,
+        &target,
         source,
         wanted,
     );
     let outcome = match watch.guard(reading).await {
         Ok(outcome) => outcome,
-        Err(expired) => {
-            let err = session.expired(expired);
-            session.abandon();
-            return Err(err);
-        }
+        Err(expired) => return (Err(session.expired(expired)), false),
     };
     let result = match outcome {
         Ok(collected) => Ok(collected),
@@ -204,8 +237,151 @@ async fn collect_all(settings: &ConnectionSettings, wanted: Wanted) -> Result<Co
             session.target
         )),
     };
-    session.close().await;
-    result
+    (result, true)
+}
+
+/// `medmig wait`'s reader: one session kept open between polls (idle, outside any
+/// transaction), each poll one short read-only transaction under the same limits as every
+/// read. The first poll reads everything [`collect`] does; the later ones skip the catalog
+/// and read only the jobs written since the last poll's window (see
+/// `queries/data_migration_jobs_since.sql`), which [`Poller::poll`] merges into the evidence.
+pub struct Poller {
+    settings: ConnectionSettings,
+    session: Option<Session>,
+    /// The evidence so far; `None` until the first poll succeeds.
+    evidence: Option<Snapshot>,
+    /// Where the next poll's window of jobs starts.
+    since: Option<DateTime<Utc>>,
+}
+
+/// How far back each later poll reads jobs, before the previous poll's start: the server
+/// stamps `lastUpdated` with its own clock before its transaction commits, so a job written
+/// just before the previous poll may become visible only after it, and the servers' clocks
+/// may run behind the database's.
+pub const POLL_OVERLAP: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What one poll read.
+pub struct Polled<'a> {
+    /// Every job read so far, brought up to date, with the catalog of the first poll.
+    pub snapshot: &'a mut Snapshot,
+    pub load: Load,
+    /// Whether the session had to be opened for this poll (the first, or after a loss).
+    pub connected: bool,
+}
+
+impl Poller {
+    pub fn new(settings: ConnectionSettings) -> Poller {
+        Poller {
+            settings,
+            session: None,
+            evidence: None,
+            since: None,
+        }
+    }
+
+    /// Where the poller connects.
+    pub fn target(&self) -> Target {
+        self.settings.target()
+    }
+
+    /// Reads once. A failure drops the session (the next poll connects again) and leaves the
+    /// evidence of the last good poll as it was.
+    pub async fn poll(&mut self) -> Result<Polled<'_>> {
+        let connected = self.session.is_none();
+        if connected {
+            self.session = Some(self.settings.connect().await?);
+        }
+        let session = self.session.as_mut().expect("connected above");
+        let wanted = Wanted {
+            rows_since: self.since,
+            ..Wanted::default()
+        };
+        let (result, healthy) = read_on(session, &self.settings, wanted).await;
+        if !healthy || result.is_err() {
+            if let Some(session) = self.session.take() {
+                match healthy {
+                    true => session.close().await,
+                    false => session.abandon(),
+                }
+            }
+        }
+        let collected = result?;
+        let load = collected.load;
+        // The next window starts a margin before this poll; where the jobs could not be read
+        // (a lock), it stays where it was.
+        if !jobs_unread(&collected.snapshot) {
+            let overlap = chrono::Duration::from_std(POLL_OVERLAP).unwrap_or(chrono::Duration::MAX);
+            self.since = Some(collected.snapshot.taken_at - overlap);
+        }
+        let evidence = match self.evidence.take() {
+            None => collected.snapshot,
+            Some(previous) => merge_poll(previous, collected),
+        };
+        let snapshot = self.evidence.insert(evidence);
+        Ok(Polled {
+            snapshot,
+            load,
+            connected,
+        })
+    }
+}
+
+/// The evidence of `previous` brought up to date by a later poll: the migration row,
+/// sessions and gaps of the poll; the jobs and versions of the poll's window replacing or
+/// joining the earlier ones (a deleted job removed); the catalog of `previous`. Where the
+/// poll could not read the jobs (a lock), the earlier jobs are kept beside the poll's gap
+/// (which makes them unknown to the analysis), and the next poll reads the same window again.
+fn merge_poll(previous: Snapshot, poll: Collected) -> Snapshot {
+    let Collected {
+        snapshot: mut now,
+        deleted_jobs,
+        ..
+    } = poll;
+    if jobs_unread(&now) {
+        now.jobs = previous.jobs;
+        now.job_history = previous.job_history;
+    } else {
+        let mut jobs: BTreeMap<String, crate::snapshot::JobRecord> = previous
+            .jobs
+            .into_iter()
+            .map(|job| (job.id.clone(), job))
+            .collect();
+        for id in &deleted_jobs {
+            jobs.remove(id);
+        }
+        for job in std::mem::take(&mut now.jobs) {
+            jobs.insert(job.id.clone(), job);
+        }
+        let mut history: BTreeMap<(String, String), JobVersion> = previous
+            .job_history
+            .into_iter()
+            .filter(|v| jobs.contains_key(&v.job_id))
+            .map(|v| ((v.job_id.clone(), v.version_id.clone()), v))
+            .collect();
+        for version in std::mem::take(&mut now.job_history) {
+            history.insert((version.job_id.clone(), version.version_id.clone()), version);
+        }
+        let mut jobs: Vec<_> = jobs.into_values().collect();
+        jobs.sort_by(|a, b| (a.last_updated, &a.id).cmp(&(b.last_updated, &b.id)));
+        let mut history: Vec<_> = history.into_values().collect();
+        history.sort_by(|a, b| {
+            (&a.job_id, a.last_updated, &a.version_id).cmp(&(&b.job_id, b.last_updated, &b.version_id))
+        });
+        now.jobs = jobs;
+        now.job_history = history;
+    }
+    now.schema = previous.schema;
+    now.invalid_indexes = previous.invalid_indexes;
+    now.redis = None;
+    now.redis_gap = None;
+    now
+}
+
+/// Whether a read left the jobs unread (locked, or not readable by the role).
+fn jobs_unread(snapshot: &Snapshot) -> bool {
+    const JOBS: &str = "\"AsyncJob\"";
+    snapshot.unread_tables.iter().any(|t| t.table == JOBS)
+        || snapshot.unreadable_tables.iter().any(|t| t == JOBS)
 }
 
 /// Begins the transaction every read goes through: `REPEATABLE READ READ ONLY`, with
@@ -277,8 +453,12 @@ async fn read_snapshot(
             )
         })
         .await;
+    watch.also_sent(1);
     limited.map_err(start)?;
     let probe = probe.map_err(at("the server version and the catalog"))?;
+    // The limits' row and the probe's.
+    watch.row();
+    watch.row();
     let get = |name: &str| -> Result<bool, Failure> {
         probe
             .try_get(name)
@@ -328,6 +508,11 @@ async fn read_snapshot(
     // Tables a migration holds or awaits ACCESS EXCLUSIVE on: the catalog queries leave them
     // closed rather than queue behind the lock.
     let locked: Vec<u32> = probe.try_get("locked_tables").map_err(facts)?;
+    let since = wanted.rows_since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let since_params: [(&(dyn ToSql + Sync), Type); 2] = [
+        (&DATA_MIGRATION_TYPE, Type::TEXT),
+        (&since, Type::TIMESTAMPTZ),
+    ];
     let reads = Reads::send(
         &transaction,
         watch,
@@ -339,13 +524,20 @@ async fn read_snapshot(
             history: read_jobs && read_history,
             activity: rows,
         },
-        wanted.rendered_schema,
+        Catalog {
+            read: wanted.rows_since.is_none(),
+            render: wanted.rendered_schema,
+        },
+        JobReads::new(match wanted.rows_since {
+            None => &since_params[..1],
+            Some(_) => &since_params,
+        }),
     )
     .await?;
     // A migration table that could not be read after all (locked after the probe looked) is
     // noted with why; the history is read through the jobs, and cannot be without them.
     let (migration_rows, migration_why) = reads.database_migration;
-    let (jobs, jobs_why) = reads.jobs;
+    let (JobsRead { jobs, deleted_jobs }, jobs_why) = reads.jobs;
     let (job_history, mut history_why) = reads.job_history;
     let jobs_locked = unread_tables.iter().any(|t| t.table == "\"AsyncJob\"");
     if read_history && (jobs_locked || jobs_why.is_some()) {
@@ -384,7 +576,8 @@ async fn read_snapshot(
         .map_err(at(ending))?;
     // The schema may still be rendering: it is waited for only now, with the server done.
     let (schema, rendered_schema) = reads.schema.finish().await;
-    let invalid_indexes = invalid_indexes(&schema);
+    let invalid_indexes = schema.as_ref().map(invalid_indexes).unwrap_or_default();
+    let (statements, rows_read) = watch.load();
 
     Ok(Collected {
         snapshot: Snapshot {
@@ -397,7 +590,7 @@ async fn read_snapshot(
             jobs,
             job_history,
             invalid_indexes,
-            schema: Some(schema),
+            schema,
             redis: None,
             redis_gap: None,
             activity: rows.then_some(reads.activity),
@@ -406,6 +599,11 @@ async fn read_snapshot(
         },
         diagnostics,
         rendered_schema,
+        deleted_jobs,
+        load: Load {
+            statements,
+            rows: rows_read,
+        },
     })
 }
 
@@ -492,10 +690,50 @@ fn invalid_indexes(schema: &SchemaContract) -> Vec<InvalidIndex> {
 /// nothing else and is noted with why instead (see [`Lenient`]).
 struct Reads {
     database_migration: Lenient<Vec<serde_json::Value>>,
-    jobs: Lenient<Vec<JobRecord>>,
+    jobs: Lenient<JobsRead>,
     job_history: Lenient<Vec<JobVersion>>,
     schema: Schema,
     activity: MigrationActivity,
+}
+
+/// The jobs a read gave, and (for a read of the jobs written since a moment) those deleted.
+#[derive(Default)]
+struct JobsRead {
+    jobs: Vec<JobRecord>,
+    deleted_jobs: Vec<String>,
+}
+
+/// The statements that read the jobs and their versions, and their parameters.
+struct JobReads<'p> {
+    jobs: &'static str,
+    history: &'static str,
+    params: Params<'p>,
+}
+
+impl<'p> JobReads<'p> {
+    /// Every job ([`DATA_MIGRATION_JOBS`]), or those written since `since` is given as the
+    /// second of `params`.
+    fn new(params: Params<'p>) -> JobReads<'p> {
+        match params.len() {
+            1 => JobReads {
+                jobs: DATA_MIGRATION_JOBS,
+                history: DATA_MIGRATION_JOB_HISTORY,
+                params,
+            },
+            _ => JobReads {
+                jobs: DATA_MIGRATION_JOBS_SINCE,
+                history: DATA_MIGRATION_JOB_HISTORY_SINCE,
+                params,
+            },
+        }
+    }
+}
+
+/// Whether [`Reads::send`] reads the catalog (`wait`'s later polls do not), and renders it
+/// for a file.
+struct Catalog {
+    read: bool,
+    render: bool,
 }
 
 /// What a read of a migration table gave: its rows, or none and why it could not be read.
@@ -545,9 +783,15 @@ impl Reads {
         settings: &ConnectionSettings,
         unopened: Params<'p>,
         rows: RowReads,
-        render: bool,
+        catalog: Catalog,
+        job_reads: JobReads<'p>,
     ) -> Result<Reads, Failure> {
-        let job_type: Params = &[(&DATA_MIGRATION_TYPE, Type::TEXT)];
+        let JobReads {
+            jobs: jobs_sql,
+            history: history_sql,
+            params: job_params,
+        } = job_reads;
+        let render = catalog.render;
         let statements: Params = &[
             (&MIGRATION_STATEMENTS, Type::TEXT),
             (&LONG_WRITES, Type::TEXT),
@@ -556,7 +800,7 @@ impl Reads {
         let count = |wanted: bool| usize::from(wanted);
         watch.flight(
             "the catalog and the migration tables",
-            CATALOG_STATEMENTS
+            CATALOG_STATEMENTS * count(catalog.read)
                 + 4 * count(guarded)
                 + count(rows.migration)
                 + count(rows.jobs)
@@ -590,6 +834,9 @@ impl Reads {
         let (schema, saved, migration, back1, jobs, back2, history, back3, activity) = tokio::join!(
             biased;
             async {
+                if !catalog.read {
+                    return Ok::<_, Failure>(Schema::Skipped);
+                }
                 let (constraints, functions, extensions, tables) = tokio::join!(
                     biased;
                     decoded(
@@ -665,7 +912,7 @@ impl Reads {
                 decoded(
                     watch,
                     "\"AsyncJob\"",
-                    fetch(DATA_MIGRATION_JOBS, job_type, rows.jobs),
+                    fetch(jobs_sql, job_params, rows.jobs),
                     decode_jobs
                 )
             ),
@@ -675,7 +922,7 @@ impl Reads {
                 decoded(
                     watch,
                     "\"AsyncJob_History\"",
-                    fetch(DATA_MIGRATION_JOB_HISTORY, job_type, rows.history),
+                    fetch(history_sql, job_params, rows.history),
                     decode_job_history
                 )
             ),
@@ -706,22 +953,24 @@ impl Reads {
     }
 }
 
-/// The schema contract once read: as is, or on its way back from being rendered.
+/// The schema contract once read: as is, or on its way back from being rendered; or not read.
 enum Schema {
+    Skipped,
     Read(SchemaContract),
     Rendering(tokio::task::JoinHandle<(SchemaContract, RenderedSchema)>),
 }
 
 impl Schema {
     /// The contract, and its rendering when one was made.
-    async fn finish(self) -> (SchemaContract, Option<RenderedSchema>) {
+    async fn finish(self) -> (Option<SchemaContract>, Option<RenderedSchema>) {
         match self {
-            Schema::Read(schema) => (schema, None),
+            Schema::Skipped => (None, None),
+            Schema::Read(schema) => (Some(schema), None),
             Schema::Rendering(rendering) => {
                 let (schema, rendered) = rendering
                     .await
                     .unwrap_or_else(|panicked| std::panic::resume_unwind(panicked.into_panic()));
-                (schema, Some(rendered))
+                (Some(schema), Some(rendered))
             }
         }
     }
@@ -748,6 +997,7 @@ async fn folded<T>(
         pin_mut!(rows);
         let streamed = async {
             while let Some(row) = rows.try_next().await.map_err(at)? {
+                watch.row();
                 add(&mut state, row)
                     .map_err(|unreadable| Failure::Unreadable(unreadable, reading))?;
             }
@@ -831,18 +1081,28 @@ fn decode_migration(rows: &[Row]) -> Result<Vec<serde_json::Value>, Unreadable> 
     rows.iter().map(|row| field(row, "row")).collect()
 }
 
-fn decode_jobs(rows: &[Row]) -> Result<Vec<JobRecord>, Unreadable> {
-    rows.iter()
-        .map(|row| {
-            Ok(JobRecord {
-                id: field(row, "id")?,
-                last_updated: field(row, "last_updated")?,
-                status_column: field(row, "status")?,
-                project_id: field(row, "project_id")?,
-                content: field(row, "content")?,
-            })
-        })
-        .collect()
+/// The jobs of `queries/data_migration_jobs.sql`, or of `data_migration_jobs_since.sql`,
+/// whose `deleted` rows come without content and are only named.
+fn decode_jobs(rows: &[Row]) -> Result<JobsRead, Unreadable> {
+    let mut read = JobsRead::default();
+    for row in rows {
+        let deleted = match row.columns().iter().any(|c| c.name() == "deleted") {
+            true => field::<bool>(row, "deleted")?,
+            false => false,
+        };
+        if deleted {
+            read.deleted_jobs.push(field(row, "id")?);
+            continue;
+        }
+        read.jobs.push(JobRecord {
+            id: field(row, "id")?,
+            last_updated: field(row, "last_updated")?,
+            status_column: field(row, "status")?,
+            project_id: field(row, "project_id")?,
+            content: field(row, "content")?,
+        });
+    }
+    Ok(read)
 }
 
 fn decode_job_history(rows: &[Row]) -> Result<Vec<JobVersion>, Unreadable> {

@@ -653,6 +653,9 @@ pub struct Watch {
     flight: Cell<Option<(Instant, usize)>>,
     /// What is being read, for the message.
     reading: Cell<&'static str>,
+    /// Statements sent and rows received so far, for `wait`'s account of its load.
+    statements: Cell<usize>,
+    rows: Cell<usize>,
 }
 
 /// Which of [`Watch`]'s limits ran out, and while reading what.
@@ -697,8 +700,9 @@ impl Watch {
         self.last.set(Instant::now());
     }
 
-    /// `work`, one round trip reading `reading`, under the watch.
+    /// `work`, one round trip (one statement) reading `reading`, under the watch.
     pub async fn round_trip<T>(&self, reading: &'static str, work: impl Future<Output = T>) -> T {
+        self.statements.set(self.statements.get() + 1);
         self.request(reading);
         let out = work.await;
         self.answered();
@@ -707,8 +711,24 @@ impl Watch {
 
     /// A flight of `statements` pipelined statements goes out now, reading `reading`.
     pub fn flight(&self, reading: &'static str, statements: usize) {
+        self.statements.set(self.statements.get() + statements);
         self.request(reading);
         self.flight.set(Some((Instant::now(), statements)));
+    }
+
+    /// `statements` more went out together with the last round trip's.
+    pub fn also_sent(&self, statements: usize) {
+        self.statements.set(self.statements.get() + statements);
+    }
+
+    /// A row came.
+    pub fn row(&self) {
+        self.rows.set(self.rows.get() + 1);
+    }
+
+    /// The statements sent and the rows received so far.
+    pub fn load(&self) -> (usize, usize) {
+        (self.statements.get(), self.rows.get())
     }
 
     /// The flight is over: its bound no longer holds.
@@ -802,6 +822,8 @@ impl Session {
             last: Cell::new(Instant::now()),
             flight: Cell::new(None),
             reading: Cell::new("the start of a read-only transaction"),
+            statements: Cell::new(0),
+            rows: Cell::new(0),
         }
     }
 
@@ -1050,6 +1072,8 @@ mod tests {
             last: Cell::new(Instant::now()),
             flight: Cell::new(None),
             reading: Cell::new("the probe"),
+            statements: Cell::new(0),
+            rows: Cell::new(0),
         }
     }
 

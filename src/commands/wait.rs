@@ -1,0 +1,627 @@
+//! `medmig wait`: reads the live database (and Redis) again and again until every post-deploy
+//! migration up to a target has completed, one reaches a state of `--fail-on`, the timeout
+//! passes or a signal comes; reports each change of state as it is seen.
+//!
+//! This module owns the loop: the target, the polls and their spacing, the reconnections
+//! after a lost connection, the deadline, the signals, and the decision to stop. The reads
+//! are `sources::postgres::collect::Poller`'s (one short read-only transaction a poll, the
+//! catalog read once), the states `analyze/migrations.rs`'s, the text `render/wait.rs`'s.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use chrono::Utc;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::time::Instant;
+
+use crate::analyze::migrations::{analyze, MigrationState, StatusReport};
+use crate::cli::{WaitArgs, WaitFormat};
+use crate::medplum::catalogue::Catalogue;
+use crate::medplum::manifest::Manifest;
+use crate::render::wait::{self as render, Event, Followed, Outcome, PollLoad};
+use crate::sources::postgres::collect::Poller;
+
+/// After this long without a successful poll, `wait` gives up (exit 2).
+const GIVE_UP_AFTER: Duration = Duration::from_secs(600);
+
+/// The longest pause between two attempts to read again.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How often, when nothing changes, the plain output says where the migrations stand (so a
+/// CI log shows life, and a CI runner that stops silent jobs does not stop this one).
+const HEARTBEAT: Duration = Duration::from_secs(600);
+
+/// The exit code of a wait that timed out.
+pub const EXIT_TIMED_OUT: u8 = 4;
+
+/// Runs the command; the result is the exit code (0 completed, 1 a state of `--fail-on`, 4 the
+/// timeout, 130 or 143 a signal).
+pub fn run(args: &WaitArgs, out: &mut impl Write) -> Result<u8> {
+    let (manifest, catalogue) = super::load_knowledge(&args.manifest)?;
+    let (target, target_by) = target(args, &manifest)?;
+    let settings = super::settings(&args.connect)?;
+    let redis = super::redis_target(&args.connect)?;
+    let live = args.format == WaitFormat::Table
+        && std::io::stderr().is_terminal()
+        && std::io::stdout().is_terminal();
+    let rt = super::runtime()?;
+    rt.block_on(async {
+        let signals = Signals::new()?;
+        let display = Display::new(args.format, live, out);
+        let waiter = Waiter {
+            args,
+            catalogue: &catalogue,
+            target,
+            target_by,
+            reader: Reader {
+                args,
+                manifest: &manifest,
+                catalogue: &catalogue,
+                poller: Poller::new(settings),
+                redis,
+            },
+            signals,
+            display,
+        };
+        waiter.run().await
+    })
+}
+
+/// The migration waited for, and how it was chosen.
+fn target(args: &WaitArgs, manifest: &Manifest) -> Result<(u32, String)> {
+    if let Some(number) = args.until {
+        return Ok((number, "--until".to_string()));
+    }
+    if let Some(release) = &args.release {
+        let known = manifest.known_by(release);
+        if known == 0 {
+            return Err(anyhow!(
+                "release {release} has no post-deploy migration by the manifest ({}): pass \
+                 --until vN, or --manifest with the release's data-version-manifest.json",
+                manifest.origin
+            ));
+        }
+        if !manifest.covers(release) {
+            super::note(format_args!(
+                "the manifest ({}) ends at {}: {release} may know migrations after v{known} \
+                 that medmig cannot wait for; pass --manifest with its \
+                 data-version-manifest.json or --until vN",
+                manifest.origin,
+                manifest
+                    .newest_release()
+                    .map_or("?".to_string(), ToString::to_string)
+            ));
+        }
+        return Ok((known, format!("the newest migration {release} knows")));
+    }
+    let highest = manifest.highest();
+    let newest = manifest
+        .newest_release()
+        .map_or("?".to_string(), ToString::to_string);
+    Ok((
+        highest,
+        format!(
+            "the newest migration the manifest knows, from {newest}; a server of an older \
+             release never runs it: pass --release with the deployed release"
+        ),
+    ))
+}
+
+/// SIGINT and SIGTERM, caught for a clean end.
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Ends when a signal comes, with the exit code a shell shows for it.
+    async fn next(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 130,
+            _ = self.terminate.recv() => 143,
+        }
+    }
+}
+
+/// Ends at `deadline`, never without one.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What interrupted a pause or a poll.
+enum Interruption {
+    Signal(u8),
+    Deadline,
+}
+
+struct Waiter<'a, W: Write> {
+    args: &'a WaitArgs,
+    catalogue: &'a Catalogue,
+    target: u32,
+    target_by: String,
+    reader: Reader<'a>,
+    signals: Signals,
+    display: Display<'a, W>,
+}
+
+/// What the loop keeps between polls.
+#[derive(Default)]
+struct Progress {
+    polls: u32,
+    first_load: PollLoad,
+    later_max: Option<PollLoad>,
+    /// The migrations followed (those up to the target not completed at the first poll) as
+    /// last reported.
+    followed: BTreeMap<u32, Followed>,
+    data_version: Option<i64>,
+    failed_polls: u32,
+    failing_since: Option<Instant>,
+    redis_gap: Option<String>,
+    last_output: Option<Instant>,
+}
+
+impl<W: Write> Waiter<'_, W> {
+    async fn run(mut self) -> Result<u8> {
+        let deadline = self.args.timeout.map(|t| Instant::now() + t);
+        let mut progress = Progress::default();
+        loop {
+            let polled = tokio::select! {
+                biased;
+                code = self.signals.next() => Err(Interruption::Signal(code)),
+                _ = until(deadline) => Err(Interruption::Deadline),
+                polled = self.reader.poll_once() => Ok(polled),
+            };
+            let polled = match polled {
+                Ok(polled) => polled,
+                Err(Interruption::Deadline) => return self.timed_out(&progress),
+                Err(Interruption::Signal(code)) => {
+                    return self.finish(
+                        &progress,
+                        Outcome::Interrupted,
+                        code,
+                        "stopped by a signal".into(),
+                    )
+                }
+            };
+            let status = match polled {
+                Ok(status) => status,
+                Err(err) if progress.polls == 0 => return Err(err),
+                Err(err) => {
+                    progress.failed_polls += 1;
+                    let since = *progress.failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= GIVE_UP_AFTER {
+                        return Err(err.context(format!(
+                            "medmig could not read for {} and gave up waiting",
+                            crate::text::elapsed(since.elapsed().as_secs_f64())
+                        )));
+                    }
+                    let backoff = backoff(progress.failed_polls);
+                    self.emit(
+                        &mut progress,
+                        &Event::Reconnecting {
+                            at: Utc::now(),
+                            error: format!("{err:#}"),
+                            retry_in_seconds: backoff.as_secs(),
+                        },
+                    )?;
+                    match self.pause(backoff, deadline).await {
+                        None => continue,
+                        Some(Interruption::Deadline) => return self.timed_out(&progress),
+                        Some(Interruption::Signal(code)) => {
+                            return self.finish(
+                                &progress,
+                                Outcome::Interrupted,
+                                code,
+                                "stopped by a signal".into(),
+                            )
+                        }
+                    }
+                }
+            };
+            if progress.failed_polls > 0 {
+                let failed_polls = std::mem::take(&mut progress.failed_polls);
+                progress.failing_since = None;
+                self.emit(
+                    &mut progress,
+                    &Event::Reconnected {
+                        at: Utc::now(),
+                        failed_polls,
+                    },
+                )?;
+            }
+            if let Some(end) = self.observe(&mut progress, &status)? {
+                return Ok(end);
+            }
+            match self.pause(self.args.interval, deadline).await {
+                None => {}
+                Some(Interruption::Deadline) => return self.timed_out(&progress),
+                Some(Interruption::Signal(code)) => {
+                    return self.finish(
+                        &progress,
+                        Outcome::Interrupted,
+                        code,
+                        "stopped by a signal".into(),
+                    )
+                }
+            }
+        }
+    }
+
+}
+
+/// What reads: the poller, Redis, and what the analysis needs.
+struct Reader<'a> {
+    args: &'a WaitArgs,
+    manifest: &'a Manifest,
+    catalogue: &'a Catalogue,
+    poller: Poller,
+    redis: Option<crate::sources::redis::RedisTargets>,
+}
+
+impl Reader<'_> {
+    /// One poll: PostgreSQL, then Redis, then the analysis.
+    async fn poll_once(&mut self) -> Result<PolledStatus> {
+        let polled = self.poller.poll().await?;
+        let load = PollLoad {
+            statements: polled.load.statements,
+            rows: polled.load.rows,
+        };
+        let snapshot = polled.snapshot;
+        snapshot.require_readable()?;
+        let redis_gap = match &self.redis {
+            Some(targets) => super::read_redis_quietly(targets, snapshot).await.err(),
+            None => None,
+        };
+        let status = analyze(
+            snapshot,
+            self.manifest,
+            self.catalogue,
+            super::status_options(
+                snapshot.taken_at,
+                self.args.stale_after,
+                self.args.evidence.server_statement_timeout,
+            ),
+        );
+        Ok(PolledStatus {
+            at: snapshot.taken_at,
+            status,
+            load,
+            redis_gap,
+        })
+    }
+}
+
+impl<W: Write> Waiter<'_, W> {
+    /// Takes in one poll's status: reports what changed, and says whether to stop (with the
+    /// exit code).
+    fn observe(&mut self, progress: &mut Progress, polled: &PolledStatus) -> Result<Option<u8>> {
+        let first = progress.polls == 0;
+        progress.polls += 1;
+        if first {
+            progress.first_load = polled.load;
+        } else {
+            let max = progress.later_max.get_or_insert(polled.load);
+            max.statements = max.statements.max(polled.load.statements);
+            max.rows = max.rows.max(polled.load.rows);
+        }
+        let status = &polled.status;
+        progress.data_version = status.post_deploy.data_version;
+        if polled.redis_gap != progress.redis_gap && !(first && polled.redis_gap.is_none()) {
+            progress.redis_gap = polled.redis_gap.clone();
+            self.emit(
+                progress,
+                &Event::Redis {
+                    at: polled.at,
+                    gap: polled.redis_gap.clone(),
+                },
+            )?;
+        }
+        let now_followed = self.followed(status);
+        if first {
+            progress.followed = now_followed.clone();
+            self.display.start(&now_followed);
+            self.emit(
+                progress,
+                &Event::Started {
+                    at: polled.at,
+                    target: self.target,
+                    target_by: self.target_by.clone(),
+                    data_version: status.post_deploy.data_version,
+                    migrations: now_followed.values().cloned().collect(),
+                },
+            )?;
+        } else {
+            for (version, now) in &now_followed {
+                let before = progress.followed.get(version);
+                let changed = before.is_none_or(|b| b.state != now.state || b.job_id != now.job_id);
+                if changed {
+                    let previous = before.map_or(MigrationState::Waiting, |b| b.state);
+                    self.emit(
+                        progress,
+                        &Event::Changed {
+                            at: polled.at,
+                            previous,
+                            migration: now.clone(),
+                        },
+                    )?;
+                }
+            }
+            progress.followed = now_followed;
+        }
+        self.display.update(&progress.followed);
+
+        // A state of --fail-on, up to the target: stop, exit 1.
+        let failing: Vec<String> = status
+            .migrations
+            .iter()
+            .filter(|m| m.version <= self.target)
+            .filter(|m| self.args.fail_on.contains(&super::status::fail_on_state(m.state)))
+            .map(|m| match &m.detail {
+                Some(detail) => format!("v{} is {}: {detail}", m.version, m.state.as_str()),
+                None => match &m.current.error {
+                    Some(error) => format!("v{} is {}: {error}", m.version, m.state.as_str()),
+                    None => format!("v{} is {}", m.version, m.state.as_str()),
+                },
+            })
+            .collect();
+        if !failing.is_empty() {
+            let code = 1;
+            return self
+                .finish(progress, Outcome::Failed, code, failing.join("; "))
+                .map(Some);
+        }
+        let done = status
+            .post_deploy
+            .data_version
+            .is_some_and(|v| v >= i64::from(self.target));
+        if done {
+            let reason = format!(
+                "every post-deploy migration up to v{} has completed (dataVersion {})",
+                self.target,
+                status.post_deploy.data_version.unwrap_or_default()
+            );
+            return self
+                .finish(progress, Outcome::Completed, 0, reason)
+                .map(Some);
+        }
+        // Nothing changed for a while: say where things stand, in the plain formats.
+        if !self.display.is_live()
+            && progress
+                .last_output
+                .is_some_and(|last| last.elapsed() >= HEARTBEAT)
+        {
+            let in_progress: Vec<Followed> = progress
+                .followed
+                .values()
+                .filter(|f| f.state != MigrationState::Completed)
+                .cloned()
+                .collect();
+            self.emit(
+                progress,
+                &Event::StillWaiting {
+                    at: polled.at,
+                    migrations: in_progress,
+                },
+            )?;
+        }
+        Ok(None)
+    }
+
+    /// The migrations followed: every one up to the target that is not completed, and (after
+    /// the first poll) every one followed before.
+    fn followed(&self, status: &StatusReport) -> BTreeMap<u32, Followed> {
+        status
+            .migrations
+            .iter()
+            .filter(|m| m.version <= self.target)
+            .filter(|m| {
+                m.state != MigrationState::Completed || self.display.follows(m.version)
+            })
+            .map(|m| {
+                let types = self
+                    .catalogue
+                    .get(m.version)
+                    .and_then(|entry| entry.reindex.as_ref())
+                    .map(|reindex| reindex.resource_types.len());
+                (m.version, Followed::of(m, types))
+            })
+            .collect()
+    }
+
+    fn timed_out(&mut self, progress: &Progress) -> Result<u8> {
+        let timeout = self.args.timeout.unwrap_or_default();
+        let waiting: Vec<String> = progress
+            .followed
+            .values()
+            .filter(|f| f.state != MigrationState::Completed)
+            .map(|f| format!("v{} {}", f.version, f.state.as_str()))
+            .collect();
+        let reason = format!(
+            "--timeout {} passed; not completed: {}",
+            crate::text::elapsed(timeout.as_secs_f64()),
+            if waiting.is_empty() {
+                "unknown (no poll succeeded)".to_string()
+            } else {
+                waiting.join(", ")
+            }
+        );
+        self.finish(progress, Outcome::TimedOut, EXIT_TIMED_OUT, reason)
+    }
+
+    fn finish(&mut self, progress: &Progress, outcome: Outcome, code: u8, reason: String) -> Result<u8> {
+        let event = Event::Finished {
+            format_version: render::FORMAT_VERSION,
+            at: Utc::now(),
+            outcome,
+            exit_code: code,
+            reason,
+            target: self.target,
+            data_version: progress.data_version,
+            polls: progress.polls,
+            first_poll: progress.first_load,
+            later_polls_max: progress.later_max,
+            migrations: progress.followed.values().cloned().collect(),
+        };
+        self.display.finish(&event)?;
+        Ok(code)
+    }
+
+    fn emit(&mut self, progress: &mut Progress, event: &Event) -> Result<()> {
+        progress.last_output = Some(Instant::now());
+        self.display.event(event)
+    }
+
+    /// Sleeps `pause`, unless a signal comes or the deadline passes first.
+    async fn pause(&mut self, pause: Duration, deadline: Option<Instant>) -> Option<Interruption> {
+        tokio::select! {
+            biased;
+            code = self.signals.next() => Some(Interruption::Signal(code)),
+            _ = until(deadline) => Some(Interruption::Deadline),
+            _ = tokio::time::sleep(pause) => None,
+        }
+    }
+}
+
+/// One poll's outcome.
+struct PolledStatus {
+    at: chrono::DateTime<Utc>,
+    status: StatusReport,
+    load: PollLoad,
+    redis_gap: Option<String>,
+}
+
+/// The pause before the `failed`-th attempt to read again: 1 s, 2 s, 4 s, … up to a minute.
+fn backoff(failed: u32) -> Duration {
+    let seconds = 1u64 << failed.saturating_sub(1).min(6);
+    Duration::from_secs(seconds).min(MAX_BACKOFF)
+}
+
+/// Where the output goes: plain lines or JSON on stdout, or a live display on the terminal.
+struct Display<'a, W: Write> {
+    format: WaitFormat,
+    out: &'a mut W,
+    live: Option<Live>,
+    /// The migrations followed since the first poll.
+    followed: Vec<u32>,
+}
+
+/// The live display: one line per followed migration, redrawn on stderr.
+struct Live {
+    multi: MultiProgress,
+    bars: BTreeMap<u32, ProgressBar>,
+}
+
+impl<'a, W: Write> Display<'a, W> {
+    fn new(format: WaitFormat, live: bool, out: &'a mut W) -> Display<'a, W> {
+        let live = live.then(|| Live {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: BTreeMap::new(),
+        });
+        Display {
+            format,
+            out,
+            live,
+            followed: Vec::new(),
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
+    fn follows(&self, version: u32) -> bool {
+        self.followed.contains(&version)
+    }
+
+    fn start(&mut self, followed: &BTreeMap<u32, Followed>) {
+        self.followed = followed.keys().copied().collect();
+        let Some(live) = &mut self.live else { return };
+        for version in followed.keys() {
+            let bar = live.multi.add(ProgressBar::new_spinner());
+            bar.set_prefix(format!("v{version}"));
+            bar.enable_steady_tick(Duration::from_millis(250));
+            live.bars.insert(*version, bar);
+        }
+    }
+
+    fn update(&mut self, followed: &BTreeMap<u32, Followed>) {
+        let Some(live) = &mut self.live else { return };
+        for (version, f) in followed {
+            let Some(bar) = live.bars.get(version) else {
+                continue;
+            };
+            let message = crate::text::escape_controls(&f.summary()).into_owned();
+            match (f.reindex, f.reindex_types_total) {
+                (Some(counts), Some(total)) if f.state != MigrationState::Completed => {
+                    bar.set_style(bar_style("{prefix:>5} {spinner} [{bar:24}] {msg}"));
+                    bar.set_length(total as u64);
+                    bar.set_position(counts.types_done as u64);
+                }
+                _ => bar.set_style(bar_style("{prefix:>5} {spinner} {msg}")),
+            }
+            if f.state == MigrationState::Completed {
+                bar.disable_steady_tick();
+            }
+            bar.set_message(message);
+        }
+    }
+
+    fn event(&mut self, event: &Event) -> Result<()> {
+        match (&self.live, self.format) {
+            (Some(live), _) => {
+                for line in render::lines(event) {
+                    live.multi
+                        .println(crate::text::escape_controls(&line))
+                        .map_err(|err| anyhow!("cannot write to the terminal: {err}"))?;
+                }
+            }
+            (None, WaitFormat::Json) => render::json_line(self.out, event)?,
+            (None, WaitFormat::Table) => render::text_lines(self.out, event)?,
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, event: &Event) -> Result<()> {
+        if let Some(live) = self.live.take() {
+            for bar in live.bars.values() {
+                bar.finish_and_clear();
+            }
+            let _ = live.multi.clear();
+        }
+        match self.format {
+            WaitFormat::Json => render::json_line(self.out, event)?,
+            WaitFormat::Table => render::text_lines(self.out, event)?,
+        }
+        Ok(())
+    }
+}
+
+fn bar_style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template)
+        .expect("the templates are valid")
+        .progress_chars("=> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backoff_doubles_up_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+}
