@@ -162,6 +162,7 @@ struct Waiter<'a, W: Write> {
 struct Progress {
     polls: u32,
     first_load: PollLoad,
+    later_min: Option<PollLoad>,
     later_max: Option<PollLoad>,
     /// The migrations followed (those up to the target not completed at the first poll) as
     /// last reported.
@@ -316,6 +317,9 @@ impl<W: Write> Waiter<'_, W> {
             let max = progress.later_max.get_or_insert(polled.load);
             max.statements = max.statements.max(polled.load.statements);
             max.rows = max.rows.max(polled.load.rows);
+            let min = progress.later_min.get_or_insert(polled.load);
+            min.statements = min.statements.min(polled.load.statements);
+            min.rows = min.rows.min(polled.load.rows);
         }
         let status = &polled.status;
         progress.data_version = status.post_deploy.data_version;
@@ -472,6 +476,7 @@ impl<W: Write> Waiter<'_, W> {
             data_version: progress.data_version,
             polls: progress.polls,
             first_poll: progress.first_load,
+            later_polls_min: progress.later_min,
             later_polls_max: progress.later_max,
             migrations: progress.followed.values().cloned().collect(),
         };

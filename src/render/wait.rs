@@ -170,8 +170,11 @@ pub enum Event {
         target: u32,
         data_version: Option<i64>,
         polls: u32,
-        /// The first poll (with the catalog and every job) and the largest of the later ones.
+        /// The first poll (with the catalog and every job), and the smallest and largest of
+        /// the later ones (only the jobs written since).
         first_poll: PollLoad,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        later_polls_min: Option<PollLoad>,
         #[serde(skip_serializing_if = "Option::is_none")]
         later_polls_max: Option<PollLoad>,
         migrations: Vec<Followed>,

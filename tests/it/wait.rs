@@ -354,3 +354,50 @@ fn bad_arguments_and_an_unreachable_database_exit_2_with_one_line() {
     ]);
     run.single_error();
 }
+
+#[test]
+fn on_a_terminal_a_live_display_shows_a_reindex_progress_and_the_time_left() {
+    // v26 re-indexes Patient, Person, Practitioner and RelatedPerson (the catalogue, from
+    // packages/server/src/migrations/data/v26.ts); it was requested 20 minutes ago and
+    // recorded its first progress, Patient done, a minute ago: its work began then, by the
+    // history, and at that pace the three types left take about three minutes.
+    let db = TestDb::build(
+        &["schema"],
+        r#"INSERT INTO "DatabaseMigration" VALUES (1, 100, 25, false);
+        SELECT fixture.completed_jobs(20, 25, interval '2 days');
+        SELECT fixture.job('a2600000-0000-4000-8000-000000000026', 26,
+          ARRAY['accepted', 'accepted'],
+          ARRAY[now() - interval '20 minutes', now() - interval '1 minute'],
+          '{"resourceType":"Parameters","parameter":[
+             {"name":"result","part":[{"name":"resourceType","valueCode":"Patient"},{"name":"count","valueInteger":1000}]},
+             {"name":"result","part":[{"name":"resourceType","valueCode":"Person"},{"name":"nextTimestamp","valueDateTime":"2024-01-01T00:00:00.000Z"}]}]}',
+          '4.4.0');"#,
+    );
+    // `script` gives medmig a terminal on both stdout and stderr.
+    let inner = format!(
+        "{} wait --database-url '{}' --until v26 --interval 1s --timeout 2500ms",
+        env!("CARGO_BIN_EXE_medmig"),
+        db.url()
+    );
+    let output = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env("TERM", "xterm")
+        .env("COLUMNS", "200")
+        .output()
+        .expect("script(1), from util-linux, runs");
+    let text = String::from_utf8_lossy(&output.stdout).replace('\r', "\n");
+    assert_eq!(output.status.code(), Some(4), "{text}");
+    for expected in [
+        "v26",
+        "running for 1m 0",
+        "reindex: 1 type done (1,000 rows), in progress: Person",
+        "(1 of 4 types)",
+        "about 3m",
+        "[",
+        "timed out: --timeout 2s passed; not completed: v26 running",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    // The display redraws in place: cursor movements, not one line per redraw.
+    assert!(text.contains("\u{1b}["), "{text}");
+}
