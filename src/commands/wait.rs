@@ -73,6 +73,15 @@ pub fn run(args: &WaitArgs, out: &mut impl Write) -> Result<u8> {
 /// The migration waited for, and how it was chosen.
 fn target(args: &WaitArgs, manifest: &Manifest) -> Result<(u32, String)> {
     if let Some(number) = args.until {
+        if number > manifest.highest() {
+            super::note(format_args!(
+                "v{number} is past the newest migration the manifest ({}) knows, v{}: medmig \
+                 waits for dataVersion to reach it, with no job to follow until the server \
+                 creates one",
+                manifest.origin,
+                manifest.highest()
+            ));
+        }
         return Ok((number, "--until".to_string()));
     }
     if let Some(release) = &args.release {
