@@ -43,5 +43,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Recover(args) => commands::recover::run(args, &mut out),
         Command::Schema(cli::SchemaCommand::Capture(args)) => commands::schema::capture(args),
         Command::Schema(cli::SchemaCommand::Diff(args)) => commands::schema::diff(args, &mut out),
+        Command::Completions(args) => commands::completions::run(args, &mut out),
+        Command::Man(args) => commands::man::run(args, &mut out),
     }
 }
