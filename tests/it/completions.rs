@@ -1,7 +1,8 @@
-//! `medmig completions` and `medmig man`: the scripts and pages are generated from the clap
-//! definitions, so these tests check what a user's tools make of them. Bash, zsh and fish load
-//! the scripts (bash and fish complete from them); groff renders every page without a warning
-//! and man shows its name and options.
+//! `medmig completions`, `medmig man` and `--version`: the scripts and pages are generated from
+//! the clap definitions, so these tests check what a user's tools make of them. Bash, zsh and
+//! fish load the scripts (bash and fish complete from them); groff renders every page without
+//! a warning and man shows its name and options; `--version` names the commit and the newest
+//! release of the embedded manifest.
 //!
 //! The programs are run, never assumed: `scripts/test-tools` installs groff, man, zsh and
 //! fish, and a test whose program is missing fails saying so. PowerShell and Elvish are not in
@@ -10,6 +11,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use medmig::medplum::manifest::Manifest;
 
 use crate::harness::{medmig, unique_name};
 
@@ -251,7 +254,7 @@ fn every_man_page_renders_without_a_warning_and_shows_its_options() {
 }
 
 #[test]
-fn medmigs_own_man_page_lists_every_command() {
+fn medmigs_own_man_page_lists_every_command_and_the_version() {
     let pages = every_page();
     let shown = as_man_shows_it("medmig", &man_page(&pages[0]));
     for page in pages.iter().filter(|page| page.path.len() == 1) {
@@ -261,6 +264,7 @@ fn medmigs_own_man_page_lists_every_command() {
             page.name
         );
     }
+    assert!(shown.contains(&long_version()), "{shown}");
 }
 
 #[test]
@@ -351,4 +355,70 @@ fn man_out_dir_writes_every_page_and_replaces_them_only_with_force() {
         .to_string();
     assert!(line.contains("does not exist"), "{line}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What `--version` must print after `medmig `: the version in Cargo.toml, the commit
+/// (`MEDMIG_COMMIT` when the build was given one, else git's HEAD when the package is a work
+/// tree of its own, else `unknown`) and the newest release of the embedded manifest.
+fn long_version() -> String {
+    let commit = match option_env!("MEDMIG_COMMIT").filter(|c| !c.trim().is_empty()) {
+        Some(commit) => commit.trim().to_string(),
+        None => head_commit().unwrap_or_else(|| "unknown".to_string()),
+    };
+    let manifest = Manifest::embedded();
+    let newest = manifest
+        .newest_release()
+        .expect("the manifest names a release");
+    format!(
+        "{} (commit {commit}, Medplum releases up to {newest})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// `git rev-parse --short=12 HEAD` of this package, when it is the top of a git work tree.
+fn head_commit() -> Option<String> {
+    let package = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(package)
+            .output()
+            .ok()
+            .filter(|output| output.status.success())?;
+        Some(text(&output.stdout).trim().to_string())
+    };
+    let top = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?);
+    if top.canonicalize().ok()? != package.canonicalize().ok()? {
+        return None;
+    }
+    git(&["rev-parse", "--short=12", "HEAD"])
+}
+
+#[test]
+fn version_names_the_commit_and_the_manifests_newest_release() {
+    let expected = long_version();
+    let commit = expected
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap();
+    let hex = commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit());
+    assert!(
+        hex || commit == "unknown" || option_env!("MEDMIG_COMMIT").is_some(),
+        "{commit}"
+    );
+
+    let run = medmig(&["--version"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, format!("medmig {expected}\n"));
+    // -V is the version alone, for scripts.
+    let run = medmig(&["-V"]);
+    assert_eq!(
+        run.stdout,
+        format!("medmig {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    // Commands inherit it.
+    let run = medmig(&["schema", "diff", "--version"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.ends_with(&format!(" {expected}\n")), "{run:?}");
 }
