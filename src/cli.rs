@@ -70,6 +70,16 @@ pub enum Command {
     ///
     /// For example: medmig wait --release 5.2.4 --timeout 6h --redis-url "$REDIS_URL"
     Wait(WaitArgs),
+    /// Print a shell's completion script for medmig, generated from the definitions --help
+    /// shows.
+    ///
+    /// For example: medmig completions bash > /etc/bash_completion.d/medmig
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) of medmig or of one of its commands, or write every page to
+    /// a directory; generated from the definitions --help shows.
+    ///
+    /// For example: medmig man rollback-check | man -l -
+    Man(ManArgs),
 }
 
 /// Arguments of `medmig wait`.
@@ -153,6 +163,34 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
             "'{text}' is shorter than a second; poll at most once a second"
         )),
     }
+}
+
+/// Arguments of `medmig completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete medmig's commands, options and values in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// Arguments of `medmig man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The command whose page to print, as typed after medmig (status, schema diff); without
+    /// it, the page of medmig itself, which lists the commands.
+    #[arg(value_name = "COMMAND", conflicts_with = "out_dir")]
+    pub command: Vec<String>,
+
+    /// Write every page into this existing directory instead (medmig.1, medmig-status.1,
+    /// medmig-schema-diff.1, …), each written to a temporary file first, then renamed.
+    ///
+    /// For example: medmig man --out-dir /usr/share/man/man1
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Replace pages already in --out-dir (regular files only).
+    #[arg(long, requires = "out_dir")]
+    pub force: bool,
 }
 
 /// `medmig schema …`.

@@ -23,6 +23,8 @@ use crate::sources::redis::RedisTargets;
 use std::time::Duration;
 
 pub mod bundle;
+pub mod completions;
+pub mod man;
 pub mod recover;
 pub mod rollback_check;
 pub mod schema;

@@ -2,6 +2,7 @@
 //! `medmig` binary. One test binary, shared helpers.
 
 mod bundle;
+mod completions;
 mod config;
 mod connection;
 mod golden;
