@@ -24,6 +24,7 @@ use std::time::Duration;
 
 pub mod bundle;
 pub mod recover;
+pub mod report;
 pub mod rollback_check;
 pub mod schema;
 pub mod snapshot;
