@@ -187,6 +187,7 @@ svg text{font:11px system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;fi
 .state-text-cancelled{fill:#4a5568}
 .job-bar,.log-mark{cursor:pointer;outline:none}
 .job-bar:hover .seg,.job-bar:focus .seg{stroke-width:2.5}
+.job-bar:hover .hit,.job-bar:focus .hit{fill:#ebf4ff}
 .job-bar:focus .row-label{text-decoration:underline}
 .mark-shape{stroke:#1a202c;stroke-width:1}
 .lane-deploy .mark-shape{fill:#6b46c1}

@@ -415,6 +415,12 @@ pub fn write(
             escape(&span.job_id),
             escape(&span.detail)
         )?;
+        // The whole row answers the pointer, not only the bar, which may be thin.
+        writeln!(
+            out,
+            r#"<rect class="hit" x="0" y="{:.1}" width="{WIDTH}" height="{ROW_HEIGHT}" fill="transparent"/>"#,
+            bar.y - (ROW_HEIGHT - BAR_HEIGHT) / 2.0
+        )?;
         let text_y = bar.y + BAR_HEIGHT - 3.0;
         let label = if span.attempts > 1 {
             format!("v{} · {} of {}", span.version, span.attempt, span.attempts)
