@@ -71,7 +71,7 @@ impl BundleContents {
         let json = |name: &str| -> Result<Option<Value>> {
             files
                 .get(name)
-                .map(|bytes| serde_json::from_slice(bytes).with_context(|| format!("{name}")))
+                .map(|bytes| serde_json::from_slice(bytes).with_context(|| name.to_string()))
                 .transpose()
         };
         let snapshot = files

@@ -352,9 +352,9 @@ fn fact(page: &mut String, label: &str, value: &str, note: &str) {
     } else {
         format!("<small>{}</small>", escape(note))
     };
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<div><dt>{}</dt><dd>{}{note}</dd></div>\n",
+        "<div><dt>{}</dt><dd>{}{note}</dd></div>",
         escape(label),
         escape(value)
     );
