@@ -61,6 +61,11 @@ pub enum Command {
     ///
     /// For example: medmig recover --format markdown > ticket.md
     Recover(RecoverArgs),
+    /// Write a bundle's incident report: one self-contained HTML page with the verdicts, a
+    /// timeline of jobs and log events, findings, recovery steps and diagnostics.
+    ///
+    /// For example: medmig report --bundle case-1234.tar.gz --out case-1234.html
+    Report(ReportArgs),
     /// Capture a database's schema contract, or compare one with a baseline.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -383,6 +388,25 @@ pub struct BundleCreateArgs {
 
     #[command(flatten)]
     pub connect: ConnectArgs,
+}
+
+/// Arguments of `medmig report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The bundle to report on, written by `medmig bundle`; nothing else is read (no
+    /// database), so the report holds only what the redacted bundle holds.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+
+    /// Where to write the HTML page, or - for standard output. Written to a temporary file
+    /// first, then renamed. Only a regular file is ever replaced: a link, device, FIFO or
+    /// directory is refused.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// Replace an existing regular file at --out.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// A moment given on the command line.

@@ -59,6 +59,7 @@ pub fn run(cli: &Cli) -> Result<u8> {
         Command::Bundle(args) => commands::bundle::run(args, &mut out),
         Command::UpgradePlan(args) => commands::upgrade_plan::run(args, &mut out),
         Command::Recover(args) => commands::recover::run(args, &mut out),
+        Command::Report(args) => commands::report::run(args),
         Command::Schema(cli::SchemaCommand::Capture(args)) => commands::schema::capture(args),
         Command::Schema(cli::SchemaCommand::Diff(args)) => commands::schema::diff(args, &mut out),
         Command::Wait(args) => commands::wait::run(args, &mut out),

@@ -121,6 +121,17 @@ impl Staging {
         self.write(relative, &text)
     }
 
+    /// The bytes of a file already added at `relative`: what goes into the archive.
+    pub fn read(&self, relative: &str) -> Result<Vec<u8>> {
+        let path = self.dir.path().join(relative);
+        fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// The files added so far, in archive order.
+    pub fn files(&self) -> &[String] {
+        &self.files
+    }
+
     /// Adds a file a writer already put at `relative` inside the staging directory.
     pub fn adopt(&mut self, relative: &str) {
         self.files.push(relative.to_string());
@@ -557,6 +568,79 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
     }
     Snapshot::parse_bytes(&bytes)
         .with_context(|| format!("the snapshot in bundle {shown} is unusable"))
+}
+
+/// The files of a bundle that `wanted` names, each checked against the size and SHA-256 the
+/// manifest gives it and no more than [`limits::SNAPSHOT_MAX_BYTES`], with the manifest. A
+/// wanted file the manifest does not list is left out (an older bundle, or one made with
+/// `--no-db`); one it lists that is missing, damaged or changed refuses the bundle, as does any
+/// entry that is not a plain file at a safe relative path.
+pub fn read_files(
+    path: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<(BundleManifest, BTreeMap<String, Vec<u8>>)> {
+    let shown = path.display();
+    let bundle = open(path)?;
+    let listed: BTreeMap<&str, &BundledFile> = bundle
+        .manifest
+        .files
+        .iter()
+        .filter(|f| wanted(&f.path))
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let damaged = |why: String| {
+        anyhow!("bundle {shown} is damaged ({why}): run `medmig bundle verify {shown}`")
+    };
+    let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut problem: Option<anyhow::Error> = None;
+    let walked = walk(path, |name, _, entry| {
+        let Some(expected) = listed.get(name) else {
+            return Ok(());
+        };
+        let size = entry.size();
+        if size != expected.size {
+            problem.get_or_insert_with(|| {
+                damaged(format!(
+                    "{name} is {size} bytes, the manifest says {}",
+                    expected.size
+                ))
+            });
+            return Ok(());
+        }
+        match limits::read_within(entry, SNAPSHOT_MAX_BYTES, size)? {
+            Some(bytes) if hex(&Sha256::digest(&bytes)) == expected.sha256 => {
+                found.insert(name.to_string(), bytes);
+            }
+            Some(_) => {
+                problem
+                    .get_or_insert_with(|| damaged(format!("{name} does not match its checksum")));
+            }
+            None => {
+                problem.get_or_insert_with(|| {
+                    anyhow!(
+                        "cannot read {name} in bundle {shown}: it is {}",
+                        limits::over(SNAPSHOT_MAX_BYTES, "one bundle file")
+                    )
+                });
+            }
+        }
+        Ok(())
+    })?;
+    if let Some((name, why)) = walked.refused.first() {
+        bail!(
+            "bundle {shown} has an entry medmig does not read, {name}: {why}: run `medmig bundle verify {shown}`"
+        );
+    }
+    if let Some(why) = walked.stopped {
+        return Err(damaged(why));
+    }
+    if let Some(problem) = problem {
+        return Err(problem);
+    }
+    if let Some(missing) = listed.keys().find(|name| !found.contains_key(**name)) {
+        return Err(damaged(format!("{missing} is missing")));
+    }
+    Ok((bundle.manifest, found))
 }
 
 /// What `bundle verify` found.

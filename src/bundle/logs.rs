@@ -37,7 +37,7 @@ const MAX_EVENTS: usize = 20_000;
 /// level, some even for failures. Grouped by the server source file that writes them
 /// (under `packages/server/src/`); older wordings are kept beside current ones. The
 /// timeline sorts them into kinds (`timeline.rs`); a test checks that each one gets one.
-pub const MIGRATION_MESSAGES: [&str; 71] = [
+pub const MIGRATION_MESSAGES: [&str; 72] = [
     // database.ts: pre-deploy migrations at startup, the migration lock, the startup gate
     "Database pre-deploy migration",
     "Database schema migration",
@@ -120,6 +120,9 @@ pub const MIGRATION_MESSAGES: [&str; 71] = [
     "Async job starting",
     "Async job completed",
     "Async job failed",
+    // index.ts: a server starting, with the release it runs (`version`): when each release
+    // was deployed
+    "Starting Medplum Server",
 ];
 
 /// How warnings and errors look in JSON and plain-text logs.

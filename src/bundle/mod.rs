@@ -4,10 +4,12 @@
 //!
 //! This module owns the bundle's layout and integrity (write, read, verify) and the processing
 //! of what goes in: redaction (`redact`; FHIR resources in `fhir`, PostgreSQL's row values in
-//! `rowdata`), query text (`sqltext`), logs (`logs`) and the incident timeline (`timeline`).
+//! `rowdata`), query text (`sqltext`), logs (`logs`) and the incident timeline (`timeline`);
+//! and what a bundle holds once read back for a report (`contents`).
 //! Database reads stay in `sources/postgres/collect.rs`.
 
 pub mod archive;
+pub mod contents;
 pub mod fhir;
 pub mod logs;
 pub mod redact;

@@ -219,7 +219,22 @@ pub const LOG_KINDS: &[LogKind] = &[
             "data migration",
         ],
     ),
+    kind("server-start", false, false, &["starting medplum server"]),
 ];
+
+/// The release a `server-start` line says the server runs: its `version` field
+/// (`Starting Medplum Server... version=5.2.2-8f1e2a3`), the build after `-` or `+` left out.
+/// `None` when the line names no release (servers before 4.x logged none).
+pub fn started_release(message: &str) -> Option<semver::Version> {
+    let at = message.find("version=")? + "version=".len();
+    let word = message[at..].split_whitespace().next()?;
+    let release = word
+        .trim_start_matches(['v', 'V'])
+        .split(['-', '+'])
+        .next()?
+        .trim_end_matches([',', '.', ';']);
+    semver::Version::parse(release).ok()
+}
 
 /// Merges the job transitions of `status` and the log events, oldest first.
 pub fn timeline(status: Option<&StatusReport>, logs: &[LogEvent]) -> Vec<TimelineEvent> {
@@ -527,6 +542,8 @@ mod tests {
         case("info", "Async job starting", "", None, "async-job", None),
         case("info", "Async job completed", " duration=12 ms", None, "async-job", None),
         case("error", "Async job failed", "", None, "async-job", None),
+        // index.ts: a server starting, with its release (never a migration number)
+        case("info", "Starting Medplum Server...", " version=5.2.2-8f1e2a3", None, "server-start", None),
     ];
 
     fn event(case: &Case) -> LogEvent {
@@ -639,6 +656,21 @@ mod tests {
         );
         assert_eq!(named_version("version 5.1.37 <= version < 5.2.0"), None);
         assert_eq!(named_version("ünïcödé v6 ✓"), Some(6));
+    }
+
+    #[test]
+    fn a_server_start_names_its_release_without_the_build() {
+        let release = |m: &str| started_release(m).map(|v| v.to_string());
+        assert_eq!(
+            release("Starting Medplum Server... version=5.2.2-8f1e2a3").as_deref(),
+            Some("5.2.2")
+        );
+        assert_eq!(
+            release("Starting Medplum Server... version=v4.3.12").as_deref(),
+            Some("4.3.12")
+        );
+        assert_eq!(release("Starting Medplum Server..."), None);
+        assert_eq!(release("Starting Medplum Server... version=banana"), None);
     }
 
     #[test]

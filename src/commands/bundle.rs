@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
 use crate::bundle::archive::BUNDLE_FORMAT_VERSION;
 use crate::bundle::archive::{self, BundleManifest, Staging, BUNDLE_KIND};
+use crate::bundle::contents::{is_report_input, BundleContents, REPORT};
 use crate::bundle::logs::{self, LogIngest, LogWindow};
 use crate::bundle::redact::{Document, RedactOptions, Redactor};
 use crate::bundle::sqltext::strip_literals;
@@ -156,6 +157,18 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
             .collect(),
         not_collected: gaps,
     };
+    // The incident report, made from the files just staged (redacted as they are packed) by
+    // the code `medmig report` runs on the bundle later: the same page.
+    progress.step("writing the incident report");
+    let mut inputs = std::collections::BTreeMap::new();
+    for file in staging.files().iter().filter(|f| is_report_input(f)) {
+        inputs.insert(file.clone(), staging.read(file)?);
+    }
+    let contents = BundleContents::from_files(manifest.clone(), &inputs)?;
+    let mut page = Vec::new();
+    super::report::write(&mut page, &contents)?;
+    staging.write(REPORT, &page)?;
+
     progress.step("packing");
     let shown = destination.to_string();
     let manifest = staging.finish(manifest, destination)?;

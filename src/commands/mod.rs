@@ -26,6 +26,7 @@ pub mod bundle;
 pub mod completions;
 pub mod man;
 pub mod recover;
+pub mod report;
 pub mod rollback_check;
 pub mod schema;
 pub mod snapshot;

@@ -7,7 +7,8 @@
 //! Names and messages in a report come from outside (a database, a snapshot, a bundle, a
 //! config): every line of the table and Markdown formats is written with
 //! [`writeln_escaped!`], every CSV field escaped, and JSON strings are escaped by
-//! [`json`]; see [`crate::text::escape_controls`].
+//! [`json`]; see [`crate::text::escape_controls`]. The HTML incident report (`html`, with its
+//! timeline picture in `svg_timeline`) passes every text through [`html::escape`].
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -31,8 +32,10 @@ pub(crate) fn write_escaped_line(out: &mut impl std::io::Write, line: &str) -> s
 }
 
 pub mod csv;
+pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod svg_timeline;
 pub mod table;
 pub mod wait;
 

@@ -444,6 +444,8 @@ pub const LOGGED: &[Logged] = &[
     logged("INFO", "AsyncJob execution starting", r#""name":"callback","asyncJobId":"77""#, "async-job", None),
     logged("ERROR", "AsyncJob execution failed", r#""name":"callback","asyncJobId":"77","error":"boom""#, "async-job", None),
     logged("INFO", "Async job completed", r#""name":"callback","asyncJobId":"78","duration":"12 ms""#, "async-job", None),
+    // index.ts: a server starting, with its release
+    logged("INFO", "Starting Medplum Server...", r#""configName":"file:medplum.config.json","version":"5.2.2-8f1e2a3""#, "server-start", None),
 ];
 
 #[test]

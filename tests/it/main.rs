@@ -16,6 +16,7 @@ mod phi;
 mod plans;
 mod redis;
 mod relay;
+mod report;
 mod rollback;
 mod scale;
 mod schema;
