@@ -1,6 +1,7 @@
-//! A support bundle (`bundle verify`, `--bundle`): the file through `archive::verify` and
-//! `archive::read_snapshot`, and a snapshot found inside through everything the commands do
-//! with one. The input's first byte says how it makes the file (see `bundle_input`).
+//! A support bundle (`bundle verify`, `--bundle`, `report`): the file through
+//! `archive::verify`, `archive::read_snapshot` and `BundleContents::read`, a snapshot found
+//! inside through everything the commands do with one, and the contents through the incident
+//! report. The input's first byte says how it makes the file (see `bundle_input`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,5 +16,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(snapshot) = archive::read_snapshot(&path) {
         exercise_snapshot(&snapshot, embedded_manifest());
+    }
+    if let Ok(contents) = medmig::bundle::contents::BundleContents::read(&path) {
+        let _ = medmig::commands::report::write(&mut Vec::new(), &contents);
     }
 });
