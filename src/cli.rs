@@ -115,7 +115,12 @@ pub struct WaitArgs {
 
     /// Exit with code 1 as soon as a migration up to the target is in one of these states
     /// (comma-separated). `stale` is the evidence of a dead run.
-    #[arg(long, value_name = "STATES", value_delimiter = ',', default_value = "failed,stale")]
+    #[arg(
+        long,
+        value_name = "STATES",
+        value_delimiter = ',',
+        default_value = "failed,stale"
+    )]
     pub fail_on: Vec<FailOnState>,
 
     /// How long a queued or running job may go without an update before it counts as stale.

@@ -385,7 +385,7 @@ pub fn summarize_output(output: &Value) -> OutputSummary {
         error: (!errors.is_empty()).then(|| errors.join("; ")),
         work_started: reindex.any() || actions.count > 0,
         reindex: reindex.any(),
-        reindex_counts: reindex.any().then(|| ReindexCounts {
+        reindex_counts: reindex.any().then_some(ReindexCounts {
             types_done: reindex.done,
             rows_done: reindex.rows,
             types_in_progress: reindex.in_progress.len(),

@@ -12,7 +12,8 @@ use semver::Version;
 use serde::Serialize;
 
 use super::jobs::{
-    maintenance_job, parse_job, DataMigrationJob, ReindexCounts, JobDefect, JobStatus, MaintenanceJob,
+    maintenance_job, parse_job, DataMigrationJob, JobDefect, JobStatus, MaintenanceJob,
+    ReindexCounts,
 };
 use super::queues::{QueueFacts, QueuedJob};
 use super::traces::{traces, MigrationTraces, TraceReport};

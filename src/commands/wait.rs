@@ -269,7 +269,6 @@ impl<W: Write> Waiter<'_, W> {
             }
         }
     }
-
 }
 
 /// What reads: the poller, Redis, and what the analysis needs.
@@ -381,7 +380,11 @@ impl<W: Write> Waiter<'_, W> {
             .migrations
             .iter()
             .filter(|m| m.version <= self.target)
-            .filter(|m| self.args.fail_on.contains(&super::status::fail_on_state(m.state)))
+            .filter(|m| {
+                self.args
+                    .fail_on
+                    .contains(&super::status::fail_on_state(m.state))
+            })
             .map(|m| match &m.detail {
                 Some(detail) => format!("v{} is {}: {detail}", m.version, m.state.as_str()),
                 None => match &m.current.error {
@@ -440,9 +443,7 @@ impl<W: Write> Waiter<'_, W> {
             .migrations
             .iter()
             .filter(|m| m.version <= self.target)
-            .filter(|m| {
-                m.state != MigrationState::Completed || self.display.follows(m.version)
-            })
+            .filter(|m| m.state != MigrationState::Completed || self.display.follows(m.version))
             .map(|m| {
                 let types = self
                     .catalogue
@@ -474,7 +475,13 @@ impl<W: Write> Waiter<'_, W> {
         self.finish(progress, Outcome::TimedOut, EXIT_TIMED_OUT, reason)
     }
 
-    fn finish(&mut self, progress: &Progress, outcome: Outcome, code: u8, reason: String) -> Result<u8> {
+    fn finish(
+        &mut self,
+        progress: &Progress,
+        outcome: Outcome,
+        code: u8,
+        reason: String,
+    ) -> Result<u8> {
         let event = Event::Finished {
             format_version: render::FORMAT_VERSION,
             at: Utc::now(),

@@ -153,7 +153,10 @@ pub enum Event {
         retry_in_seconds: u64,
     },
     /// A poll succeeded again after failures.
-    Reconnected { at: DateTime<Utc>, failed_polls: u32 },
+    Reconnected {
+        at: DateTime<Utc>,
+        failed_polls: u32,
+    },
     /// Redis could not be read (or can be again): the states rest on PostgreSQL alone.
     Redis {
         at: DateTime<Utc>,
@@ -236,14 +239,7 @@ pub fn lines(event: &Event) -> Vec<String> {
         }
         Event::StillWaiting { at, migrations } => migrations
             .iter()
-            .map(|m| {
-                format!(
-                    "{} still waiting: v{} {}",
-                    time(at),
-                    m.version,
-                    m.summary()
-                )
-            })
+            .map(|m| format!("{} still waiting: v{} {}", time(at), m.version, m.summary()))
             .collect(),
         Event::Reconnecting {
             at,

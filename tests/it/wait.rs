@@ -166,7 +166,10 @@ fn a_migration_that_fails_while_waiting_ends_the_wait_with_1_by_default() {
     let (finished, _) = waiting.until("finished", LIMIT);
     assert_eq!(finished["outcome"], "failed");
     assert!(
-        finished["reason"].as_str().unwrap().starts_with("v48 is failed"),
+        finished["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("v48 is failed"),
         "{finished}"
     );
     assert_eq!(waiting.end(LIMIT).0, 1);

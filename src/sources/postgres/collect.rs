@@ -359,13 +359,20 @@ fn merge_poll(previous: Snapshot, poll: Collected) -> Snapshot {
             .map(|v| ((v.job_id.clone(), v.version_id.clone()), v))
             .collect();
         for version in std::mem::take(&mut now.job_history) {
-            history.insert((version.job_id.clone(), version.version_id.clone()), version);
+            history.insert(
+                (version.job_id.clone(), version.version_id.clone()),
+                version,
+            );
         }
         let mut jobs: Vec<_> = jobs.into_values().collect();
         jobs.sort_by(|a, b| (a.last_updated, &a.id).cmp(&(b.last_updated, &b.id)));
         let mut history: Vec<_> = history.into_values().collect();
         history.sort_by(|a, b| {
-            (&a.job_id, a.last_updated, &a.version_id).cmp(&(&b.job_id, b.last_updated, &b.version_id))
+            (&a.job_id, a.last_updated, &a.version_id).cmp(&(
+                &b.job_id,
+                b.last_updated,
+                &b.version_id,
+            ))
         });
         now.jobs = jobs;
         now.job_history = history;
