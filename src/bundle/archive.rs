@@ -570,31 +570,43 @@ pub fn read_snapshot(path: &Path) -> Result<Snapshot> {
         .with_context(|| format!("the snapshot in bundle {shown} is unusable"))
 }
 
-/// The files of a bundle that `wanted` names, each checked against the size and SHA-256 the
-/// manifest gives it and no more than [`limits::SNAPSHOT_MAX_BYTES`], with the manifest. A
-/// wanted file the manifest does not list is left out (an older bundle, or one made with
-/// `--no-db`); one it lists that is missing, damaged or changed refuses the bundle, as does any
-/// entry that is not a plain file at a safe relative path.
+/// The files of a bundle that `wanted` names, with the manifest. `wanted` gives the most bytes
+/// each may have (a bigger one refuses the bundle), and all together may have no more than
+/// `total_max`: the manifest chooses how many files it lists. Each is checked against the size
+/// and SHA-256 the manifest gives it. A wanted file the manifest does not list is left out (an
+/// older bundle, or one made with `--no-db`); one it lists that is missing, damaged or changed
+/// refuses the bundle, as does any entry that is not a plain file at a safe relative path.
 pub fn read_files(
     path: &Path,
-    wanted: impl Fn(&str) -> bool,
+    wanted: impl Fn(&str) -> Option<u64>,
+    total_max: u64,
 ) -> Result<(BundleManifest, BTreeMap<String, Vec<u8>>)> {
     let shown = path.display();
     let bundle = open(path)?;
-    let listed: BTreeMap<&str, &BundledFile> = bundle
+    let listed: BTreeMap<&str, (&BundledFile, u64)> = bundle
         .manifest
         .files
         .iter()
-        .filter(|f| wanted(&f.path))
-        .map(|f| (f.path.as_str(), f))
+        .filter_map(|f| wanted(&f.path).map(|max| (f.path.as_str(), (f, max))))
         .collect();
+    // Judged by the manifest's sizes before anything is read; each read is held to them.
+    let total: u64 = listed
+        .values()
+        .map(|(f, max)| f.size.min(max.saturating_add(1)))
+        .fold(0, u64::saturating_add);
+    if total > total_max {
+        bail!(
+            "cannot read bundle {shown}: the files medmig reads from it are {}",
+            limits::over(total_max, "these files together")
+        );
+    }
     let damaged = |why: String| {
         anyhow!("bundle {shown} is damaged ({why}): run `medmig bundle verify {shown}`")
     };
     let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut problem: Option<anyhow::Error> = None;
     let walked = walk(path, |name, _, entry| {
-        let Some(expected) = listed.get(name) else {
+        let Some(&(expected, max)) = listed.get(name) else {
             return Ok(());
         };
         let size = entry.size();
@@ -607,7 +619,7 @@ pub fn read_files(
             });
             return Ok(());
         }
-        match limits::read_within(entry, SNAPSHOT_MAX_BYTES, size)? {
+        match limits::read_within(entry, max, size)? {
             Some(bytes) if hex(&Sha256::digest(&bytes)) == expected.sha256 => {
                 found.insert(name.to_string(), bytes);
             }
@@ -619,7 +631,7 @@ pub fn read_files(
                 problem.get_or_insert_with(|| {
                     anyhow!(
                         "cannot read {name} in bundle {shown}: it is {}",
-                        limits::over(SNAPSHOT_MAX_BYTES, "one bundle file")
+                        limits::over(max, "this bundle file")
                     )
                 });
             }

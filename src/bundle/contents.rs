@@ -20,12 +20,30 @@ use crate::snapshot::Snapshot;
 /// The incident report every bundle carries, listed in its manifest like any file.
 pub const REPORT: &str = "report.html";
 
+/// The most bytes one diagnostics file, `config/post-deploy.json` or `logs/ingest.json` may
+/// have for the report: `bundle` writes them in kilobytes; each is parsed into a JSON tree,
+/// which takes many times its size.
+const SMALL_FILE_MAX_BYTES: u64 = 4 << 20;
+
+/// The most bytes the report reads from a bundle in all: the snapshot and the timeline at
+/// their own limit, and 16 MiB of the small files together.
+const REPORT_INPUT_MAX_BYTES: u64 = 2 * crate::limits::SNAPSHOT_MAX_BYTES + (16 << 20);
+
+/// Whether the report reads the bundle file at `path`, and then the most bytes it may have.
+pub fn report_input_limit(path: &str) -> Option<u64> {
+    match path {
+        "snapshot.json" | "timeline.json" => Some(crate::limits::SNAPSHOT_MAX_BYTES),
+        "config/post-deploy.json" | "logs/ingest.json" => Some(SMALL_FILE_MAX_BYTES),
+        _ if path.starts_with("diagnostics/") && path.ends_with(".json") => {
+            Some(SMALL_FILE_MAX_BYTES)
+        }
+        _ => None,
+    }
+}
+
 /// Whether the report reads the bundle file at `path`.
 pub fn is_report_input(path: &str) -> bool {
-    matches!(
-        path,
-        "snapshot.json" | "timeline.json" | "config/post-deploy.json" | "logs/ingest.json"
-    ) || (path.starts_with("diagnostics/") && path.ends_with(".json"))
+    report_input_limit(path).is_some()
 }
 
 /// One event of `timeline.json` as read back.
@@ -58,7 +76,20 @@ impl BundleContents {
     /// Reads the bundle at `path` through the bundle reader (checksums, size caps, entries
     /// that are not plain files refused).
     pub fn read(path: &Path) -> Result<BundleContents> {
-        let (manifest, files) = archive::read_files(path, is_report_input)?;
+        let (manifest, files) =
+            archive::read_files(path, report_input_limit, REPORT_INPUT_MAX_BYTES)?;
+        let small: u64 = files
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "snapshot.json" | "timeline.json"))
+            .map(|(_, bytes)| bytes.len() as u64)
+            .sum();
+        if small > 16 << 20 {
+            anyhow::bail!(
+                "cannot read bundle {}: its diagnostics are {}",
+                path.display(),
+                crate::limits::over(16 << 20, "the diagnostics together")
+            );
+        }
         BundleContents::from_files(manifest, &files)
             .with_context(|| format!("bundle {} is unusable", path.display()))
     }

@@ -17,7 +17,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
-use crate::analyze::migrations::{analyze, MigrationState, StatusReport};
+use crate::analyze::migrations::{analyze, MigrationState, MigrationStatus, StatusReport};
 use crate::cli::{WaitArgs, WaitFormat};
 use crate::medplum::catalogue::Catalogue;
 use crate::medplum::manifest::Manifest;
@@ -179,13 +179,19 @@ struct Progress {
     data_version: Option<i64>,
     failed_polls: u32,
     failing_since: Option<Instant>,
+    /// For each migration in a state of `--fail-on`, on how many polls in a row it was.
+    failing_streak: BTreeMap<u32, u32>,
     redis_gap: Option<String>,
     last_output: Option<Instant>,
 }
 
 impl<W: Write> Waiter<'_, W> {
     async fn run(mut self) -> Result<u8> {
-        let deadline = self.args.timeout.map(|t| Instant::now() + t);
+        // A timeout too far off to be told from none is none.
+        let deadline = self
+            .args
+            .timeout
+            .and_then(|t| Instant::now().checked_add(t));
         let mut progress = Progress::default();
         loop {
             let polled = tokio::select! {
@@ -213,10 +219,12 @@ impl<W: Write> Waiter<'_, W> {
                     progress.failed_polls += 1;
                     let since = *progress.failing_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= GIVE_UP_AFTER {
-                        return Err(err.context(format!(
+                        let why = format!(
                             "medmig could not read for {} and gave up waiting",
                             crate::text::elapsed(since.elapsed().as_secs_f64())
-                        )));
+                        );
+                        self.finish(&progress, Outcome::Unreadable, 2, format!("{why}: {err:#}"))?;
+                        return Err(err.context(why));
                     }
                     let backoff = backoff(progress.failed_polls);
                     self.emit(
@@ -288,6 +296,7 @@ impl Reader<'_> {
             statements: polled.load.statements,
             rows: polled.load.rows,
         };
+        let full = polled.full;
         let snapshot = polled.snapshot;
         snapshot.require_readable()?;
         let redis_gap = match &self.redis {
@@ -309,6 +318,7 @@ impl Reader<'_> {
             status,
             load,
             redis_gap,
+            full,
         })
     }
 }
@@ -375,8 +385,9 @@ impl<W: Write> Waiter<'_, W> {
         }
         self.display.update(&progress.followed);
 
-        // A state of --fail-on, up to the target: stop, exit 1.
-        let failing: Vec<String> = status
+        // A state of --fail-on, up to the target: stop, exit 1, once confirmed (see
+        // `confirmed`); until then, the next poll reads everything again.
+        let candidates: Vec<&MigrationStatus> = status
             .migrations
             .iter()
             .filter(|m| m.version <= self.target)
@@ -385,6 +396,27 @@ impl<W: Write> Waiter<'_, W> {
                     .fail_on
                     .contains(&super::status::fail_on_state(m.state))
             })
+            .collect();
+        let mut streak = BTreeMap::new();
+        for m in &candidates {
+            let seen = progress
+                .failing_streak
+                .get(&m.version)
+                .copied()
+                .unwrap_or(0)
+                + 1;
+            streak.insert(m.version, seen);
+        }
+        progress.failing_streak = streak;
+        let unconfirmed = candidates
+            .iter()
+            .any(|m| !confirmed(m.state, progress.failing_streak[&m.version], polled.full));
+        if unconfirmed {
+            self.reader.poller.read_everything_next();
+        }
+        let failing: Vec<String> = candidates
+            .iter()
+            .filter(|_| !unconfirmed)
             .map(|m| match &m.detail {
                 Some(detail) => format!("v{} is {}: {detail}", m.version, m.state.as_str()),
                 None => match &m.current.error {
@@ -516,12 +548,27 @@ impl<W: Write> Waiter<'_, W> {
     }
 }
 
+/// How many polls in a row must see a state of `--fail-on` before `wait` ends on it, the
+/// last of them a full read (the catalog and every job, so that nothing a window of jobs could
+/// miss decides the exit code): one for a state the jobs say (`failed`), three for `stale`,
+/// which rests on the sessions seen at one moment (a custom migration between two batches
+/// shows none), so that it is seen over two intervals before it counts.
+fn confirmed(state: MigrationState, polls_in_a_row: u32, full: bool) -> bool {
+    let needed = match state {
+        MigrationState::Stale => 3,
+        _ => 1,
+    };
+    full && polls_in_a_row >= needed
+}
+
 /// One poll's outcome.
 struct PolledStatus {
     at: chrono::DateTime<Utc>,
     status: StatusReport,
     load: PollLoad,
     redis_gap: Option<String>,
+    /// Whether the poll read everything, not only the window of jobs written since.
+    full: bool,
 }
 
 /// The pause before the `failed`-th attempt to read again: 1 s, 2 s, 4 s, … up to a minute.
@@ -639,6 +686,16 @@ fn bar_style(template: &str) -> ProgressStyle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_counts_once_a_full_read_confirms_it_and_stale_after_three_polls() {
+        assert!(confirmed(MigrationState::Failed, 1, true));
+        assert!(!confirmed(MigrationState::Failed, 1, false));
+        assert!(!confirmed(MigrationState::Failed, 4, false));
+        assert!(!confirmed(MigrationState::Stale, 2, true));
+        assert!(confirmed(MigrationState::Stale, 3, true));
+        assert!(!confirmed(MigrationState::Stale, 3, false));
+    }
 
     #[test]
     fn the_backoff_doubles_up_to_a_minute() {

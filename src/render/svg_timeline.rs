@@ -192,7 +192,11 @@ pub fn layout(spans: &[JobSpan], marks: &[Mark], now: DateTime<Utc>) -> Layout {
     }
     // A margin on each side, so that the first and last marks are not cut in half.
     let margin = ((end - start) / 40).max(Duration::seconds(30));
-    let (start, end) = (start - margin, end + margin);
+    // Checked: chrono's times reach year 262,143, and a bundle may hold one so far off.
+    let (start, end) = (
+        start.checked_sub_signed(margin).unwrap_or(start),
+        end.checked_add_signed(margin).unwrap_or(end),
+    );
 
     let mut order: Vec<usize> = (0..spans.len()).collect();
     order.sort_by_key(|&i| {
@@ -551,6 +555,24 @@ mod tests {
         };
         assert!((queued.x - layout.x(at("2026-03-01T10:00:00Z"))).abs() < 0.01);
         assert!((done.x + done.width - layout.x(at("2026-03-01T10:13:00Z"))).abs() < 0.01);
+    }
+
+    #[test]
+    fn times_at_the_ends_of_chronos_range_are_drawn_not_a_panic() {
+        let spans = [span(
+            45,
+            BarState::Failed,
+            [
+                Some("2026-03-02T06:00:00Z"),
+                None,
+                Some("+262142-12-31T23:59:59Z"),
+            ],
+        )];
+        let layout = layout(&spans, &[], DateTime::<Utc>::MIN_UTC);
+        assert_eq!(layout.bars.len(), 1);
+        assert!(super::layout(&[], &[], DateTime::<Utc>::MAX_UTC)
+            .bars
+            .is_empty());
     }
 
     #[test]

@@ -112,6 +112,8 @@ pub enum Outcome {
     TimedOut,
     /// SIGINT or SIGTERM (exit 130 or 143).
     Interrupted,
+    /// No poll succeeded for ten minutes (exit 2).
+    Unreadable,
 }
 
 /// What the load of the polls was: statements sent and rows returned.
@@ -275,6 +277,7 @@ pub fn lines(event: &Event) -> Vec<String> {
                 Outcome::Failed => "failed",
                 Outcome::TimedOut => "timed out",
                 Outcome::Interrupted => "interrupted",
+                Outcome::Unreadable => "gave up",
             };
             vec![format!(
                 "{} {word}: {reason} ({}, exit {exit_code})",

@@ -267,6 +267,8 @@ pub struct Polled<'a> {
     pub load: Load,
     /// Whether the session had to be opened for this poll (the first, or after a loss).
     pub connected: bool,
+    /// Whether this poll read everything (the catalog and every job), not only a window.
+    pub full: bool,
 }
 
 impl Poller {
@@ -292,6 +294,7 @@ impl Poller {
             self.session = Some(self.settings.connect().await?);
         }
         let session = self.session.as_mut().expect("connected above");
+        let full = self.since.is_none();
         let wanted = Wanted {
             rows_since: self.since,
             ..Wanted::default()
@@ -313,16 +316,25 @@ impl Poller {
             let overlap = chrono::Duration::from_std(POLL_OVERLAP).unwrap_or(chrono::Duration::MAX);
             self.since = Some(collected.snapshot.taken_at - overlap);
         }
+        // A full read replaces everything: a job removed outright (expunged) is gone from it.
         let evidence = match self.evidence.take() {
-            None => collected.snapshot,
-            Some(previous) => merge_poll(previous, collected),
+            Some(previous) if !full => merge_poll(previous, collected),
+            _ => collected.snapshot,
         };
         let snapshot = self.evidence.insert(evidence);
         Ok(Polled {
             snapshot,
             load,
             connected,
+            full,
         })
+    }
+
+    /// Makes the next poll a full read, as the first was: the catalog and every job. `wait`
+    /// asks for one to confirm a failure before it reports it, so that nothing a window could
+    /// miss (a job expunged, a server clock far behind) decides the exit code.
+    pub fn read_everything_next(&mut self) {
+        self.since = None;
     }
 }
 
@@ -384,11 +396,18 @@ fn merge_poll(previous: Snapshot, poll: Collected) -> Snapshot {
     now
 }
 
-/// Whether a read left the jobs unread (locked, or not readable by the role).
+/// Whether a read left the jobs or their history unread (locked, or not readable by the
+/// role): then the window of the next poll stays where it was.
 fn jobs_unread(snapshot: &Snapshot) -> bool {
-    const JOBS: &str = "\"AsyncJob\"";
-    snapshot.unread_tables.iter().any(|t| t.table == JOBS)
-        || snapshot.unreadable_tables.iter().any(|t| t == JOBS)
+    const TABLES: [&str; 2] = ["\"AsyncJob\"", "\"AsyncJob_History\""];
+    snapshot
+        .unread_tables
+        .iter()
+        .any(|t| TABLES.contains(&t.table.as_str()))
+        || snapshot
+            .unreadable_tables
+            .iter()
+            .any(|t| TABLES.contains(&t.as_str()))
 }
 
 /// Begins the transaction every read goes through: `REPEATABLE READ READ ONLY`, with
