@@ -1494,6 +1494,7 @@ mod tests {
             schema: None,
             redis: None,
             redis_gap: None,
+            shards: Vec::new(),
             activity: None,
             unreadable_tables: vec![],
             unread_tables: vec![],

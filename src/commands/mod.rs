@@ -50,6 +50,10 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
         ),
         (None, None) => (collect_live(&input.connect)?, None, "live"),
     };
+    let snapshot = match &input.connect.shard {
+        Some(id) if kind != "live" => snapshot.only_shard(id)?,
+        _ => snapshot,
+    };
     let source = ReportSource::of(&snapshot, kind, file, "");
     Ok((snapshot, source))
 }
@@ -145,22 +149,122 @@ pub fn gate_settings(
     }
 }
 
-/// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.
+/// Resolves the connection, notes ignored sources on stderr, and collects a snapshot: of the
+/// one database, or of every database of a sharded deployment (see [`collect_deployment`]).
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
     let settings = settings(args)?;
+    let shards = shard_settings(&settings, args)?;
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let mut snapshot = rt.block_on(collect(&settings))?;
+    let mut snapshot = rt.block_on(collect_deployment(settings, shards, args.jobs))?;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok(snapshot)
+}
+
+/// The databases to read besides the global one: every shard of a sharded
+/// `--medplum-config`, or, with `--shard`, the one named (which replaces the global one).
+type ShardSettings = Vec<(String, Result<ConnectionSettings>)>;
+
+/// The settings of the shards to read (see [`ShardSettings`]), and with `--shard ID` the
+/// settings to read in place of the global database's.
+fn shard_settings(
+    global: &ConnectionSettings,
+    args: &ConnectArgs,
+) -> Result<(Option<ConnectionSettings>, ShardSettings)> {
+    let shards = global.shards(&connect_options(args), &process_environment())?;
+    let Some(id) = &args.shard else {
+        return Ok((None, shards));
+    };
+    if id == crate::snapshot::GLOBAL_SHARD {
+        return Ok((None, Vec::new()));
+    }
+    let ids: Vec<String> = std::iter::once(crate::snapshot::GLOBAL_SHARD.to_string())
+        .chain(shards.iter().map(|(id, _)| id.clone()))
+        .collect();
+    match shards.into_iter().find(|(shard, _)| shard == id) {
+        Some((_, settings)) => Ok((Some(settings?), Vec::new())),
+        None => anyhow::bail!(
+            "--shard {}: the deployment has no such shard; its databases are {}",
+            crate::text::escape_controls(id),
+            ids.join(", ")
+        ),
+    }
+}
+
+/// Reads the global database and every shard, at most `jobs` at once, each with [`collect`]
+/// (its own connection, its own read-only transaction, the same limits). The global database
+/// must be read (its failure is the command's); a shard that cannot be read is recorded as
+/// that shard's gap. With `--shard`, the one database named is read instead.
+async fn collect_deployment(
+    global: ConnectionSettings,
+    (only, shards): (Option<ConnectionSettings>, ShardSettings),
+    jobs: u16,
+) -> Result<Snapshot> {
+    let global = only.unwrap_or(global);
+    let (mut snapshot, shards) = with_shards(collect(&global), shards, jobs).await?;
+    snapshot.shards = shards;
+    Ok(snapshot)
+}
+
+/// Runs `global` (the global database's read) and reads the shards with [`collect`], at most
+/// `jobs` reads at once in all (one after another with `--jobs 1`); each shard's snapshot or
+/// why it could not be read, in the config's order.
+async fn with_shards<T>(
+    global: impl std::future::Future<Output = Result<T>>,
+    shards: ShardSettings,
+    jobs: u16,
+) -> Result<(T, Vec<crate::snapshot::ShardEvidence>)> {
+    use futures_util::stream::{self, StreamExt};
+    let evidence = |id: String, read: Result<Snapshot>| match read {
+        Ok(shard) => crate::snapshot::ShardEvidence {
+            id,
+            snapshot: Some(Box::new(shard)),
+            gap: None,
+        },
+        Err(err) => crate::snapshot::ShardEvidence {
+            id,
+            snapshot: None,
+            gap: Some(format!("{err:#}")),
+        },
+    };
+    let reads = shards
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, settings))| async move {
+            let read = match settings {
+                Ok(settings) => collect(&settings).await,
+                Err(err) => Err(err),
+            };
+            (i, evidence(id, read))
+        });
+    if jobs <= 1 {
+        let global = global.await?;
+        let mut shards = Vec::new();
+        for read in reads {
+            shards.push(read.await.1);
+        }
+        return Ok((global, shards));
+    }
+    // The global read holds one of the `jobs`; the shards share the others.
+    let shards = stream::iter(reads)
+        .buffer_unordered(usize::from(jobs - 1))
+        .collect::<Vec<_>>();
+    let (global, mut shards) = futures_util::future::join(global, shards).await;
+    let global = global?;
+    shards.sort_by_key(|(i, _)| *i);
+    Ok((global, shards.into_iter().map(|(_, e)| e).collect()))
 }
 
 /// [`collect_live`] for a file: with the schema contract already rendered.
 pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
     let settings = settings(args)?;
+    let (only, shards) = shard_settings(&settings, args)?;
+    let settings = only.unwrap_or(settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let (mut snapshot, rendered) = rt.block_on(collect_for_file(&settings))?;
+    let ((mut snapshot, rendered), shards) =
+        rt.block_on(with_shards(collect_for_file(&settings), shards, args.jobs))?;
+    snapshot.shards = shards;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, rendered))
 }
@@ -168,9 +272,16 @@ pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSc
 /// [`collect_live`] with the diagnostics of a support bundle.
 pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Diagnostics)> {
     let settings = settings(args)?;
+    let (only, shards) = shard_settings(&settings, args)?;
+    let settings = only.unwrap_or(settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let (mut snapshot, diagnostics) = rt.block_on(collect_with_diagnostics(&settings))?;
+    let ((mut snapshot, diagnostics), shards) = rt.block_on(with_shards(
+        collect_with_diagnostics(&settings),
+        shards,
+        args.jobs,
+    ))?;
+    snapshot.shards = shards;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, diagnostics))
 }

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 
-use crate::analyze::rollback::{is_check_id, rollback_check, RollbackOptions};
+use crate::analyze::rollback::{is_check_id, rollback_check_deployment, RollbackOptions};
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, RollbackCheckArgs};
 use crate::medplum::config::MedplumConfig;
@@ -40,7 +40,7 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
             args.evidence.server_statement_timeout,
         ),
     };
-    let report = rollback_check(&snapshot, &manifest, &catalogue, &options);
+    let report = rollback_check_deployment(&snapshot, &manifest, &catalogue, &options);
 
     let mut rendered = Vec::new();
     match args.output.format {

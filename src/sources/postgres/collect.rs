@@ -619,6 +619,7 @@ async fn read_snapshot(
             schema,
             redis: None,
             redis_gap: None,
+            shards: Vec::new(),
             activity: rows.then_some(reads.activity),
             unreadable_tables,
             unread_tables,

@@ -1,0 +1,305 @@
+//! Sharded deployments: a Medplum config with `shards` over several real databases, read at
+//! once; one shard unreachable; one shard with a started post-deploy migration while the
+//! others have not. With MEDMIG_TEST_SECOND_DATABASE_URL (scripts/test-matrix sets it to the
+//! machine's own server while the matrix runs another major), one shard lives on that second
+//! server, so one deployment spans two PostgreSQL majors.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+use crate::harness::{medmig, server_url, unique_name, TestDb};
+
+/// The server of the second shard: another server when the matrix gives one, else the same.
+fn second_server() -> String {
+    std::env::var("MEDMIG_TEST_SECOND_DATABASE_URL").unwrap_or_else(|_| server_url())
+}
+
+/// 5.1.44 upgraded to 5.2.2, post-deploy migrations deferred: v51 has no job on any database.
+const DEFERRED: [&str; 2] = ["schema", "deferred-new-minor"];
+
+/// v51's job, accepted three minutes ago by a 5.2.2 server: a started post-deploy migration.
+const V51_STARTED: &str = "SELECT fixture.job('e5100000-0000-4000-8000-000000000051', 51,
+    ARRAY['accepted'], ARRAY[now() - interval '3 minutes'], NULL, '5.2.2');";
+
+/// A database section of a Medplum config for the database at `url`.
+fn section(url: &str) -> Value {
+    let parsed = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .expect("a postgres:// URL");
+    let (auth, rest) = parsed.split_once('@').expect("a user in the URL");
+    let (user, password) = match auth.split_once(':') {
+        Some((user, password)) => (user, Some(password)),
+        None => (auth, None),
+    };
+    let (host_port, dbname) = rest.split_once('/').expect("a database in the URL");
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "5432"));
+    let mut section = serde_json::json!({
+        "host": host, "port": port.parse::<u16>().unwrap(), "dbname": dbname, "username": user,
+    });
+    if let Some(password) = password {
+        section["password"] = Value::from(password);
+    }
+    section
+}
+
+/// A deployment: the global database, shards a and b, and optionally shard c, which nothing
+/// listens for.
+struct Deployment {
+    _databases: Vec<TestDb>,
+    config: PathBuf,
+    names: Vec<String>,
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.config);
+    }
+}
+
+fn deployment(b_extra: &str, with_unreachable: bool) -> Deployment {
+    let global = TestDb::build(&DEFERRED, "");
+    let a = TestDb::build(&DEFERRED, "");
+    let b = TestDb::build_on(&second_server(), &DEFERRED, b_extra);
+    let mut shards = serde_json::json!({
+        "shard-a": {"database": section(&a.url())},
+        "shard-b": {"database": section(&b.url())},
+    });
+    if with_unreachable {
+        shards["shard-c"] = serde_json::json!({"database": {
+            "host": "127.0.0.1", "port": 1, "dbname": "nowhere", "username": "medmig"}});
+    }
+    let config = serde_json::json!({"database": section(&global.url()), "shards": shards});
+    let path = std::env::temp_dir().join(format!("{}.json", unique_name("medplum-sharded")));
+    std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+    let names = vec![global.name.clone(), a.name.clone(), b.name.clone()];
+    Deployment {
+        _databases: vec![global, a, b],
+        config: path,
+        names,
+    }
+}
+
+impl Deployment {
+    fn run(&self, args: &[&str]) -> crate::harness::Run {
+        let config = self.config.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--medplum-config", &config, "--connect-timeout", "3s"]);
+        medmig(&all)
+    }
+}
+
+#[test]
+fn status_reads_every_shard_and_says_where_they_differ() {
+    let deployment = deployment(V51_STARTED, true);
+    let run = deployment.run(&["status", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["source"]["database"], deployment.names[0]);
+    assert_eq!(status["post_deploy"]["data_version"], 50);
+    let shards = status["shards"].as_array().unwrap();
+    let ids: Vec<&str> = shards.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["shard-a", "shard-b", "shard-c"]);
+    // shard-a stands where the global database does.
+    assert!(shards[0].get("differences").is_none(), "{}", shards[0]);
+    assert_eq!(shards[0]["source"]["database"], deployment.names[1]);
+    // shard-b has started v51.
+    assert_eq!(
+        shards[1]["differences"],
+        serde_json::json!(["v51 accepted (global pending)"])
+    );
+    assert_eq!(shards[1]["source"]["database"], deployment.names[2]);
+    // shard-c is a gap, not an abort.
+    assert!(
+        shards[2]["gap"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{}",
+        shards[2]
+    );
+    let findings: Vec<&str> = status["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert!(findings.contains(&"shards-differ"), "{findings:?}");
+    assert!(findings.contains(&"shard-not-read"), "{findings:?}");
+    assert_eq!(
+        status["shard_summary"],
+        "3 shards besides the global database, 2 read; differing from the global database: \
+         shard-b; not read: shard-c"
+    );
+
+    // --fail-on looks at every database: only shard-b's v51 is accepted.
+    let run = deployment.run(&["status", "--fail-on", "accepted"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run
+        .stdout
+        .contains("Shard shard-a: as the global database (dataVersion 50)"));
+    assert!(run.stdout.contains(
+        "Shard shard-b: differs from the global database: v51 accepted (global pending)"
+    ));
+    // CSV: a shard column, the global database's rows first.
+    let run = deployment.run(&["status", "--format", "csv"]);
+    let mut lines = run.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("shard,version,state,"));
+    assert!(run.stdout.contains("\nshard-b,51,accepted,"), "{run:?}");
+    assert!(run.stdout.contains("\nglobal,51,pending,"), "{run:?}");
+}
+
+#[test]
+fn rollback_check_is_unsafe_when_one_shard_started_a_newer_migration() {
+    let deployment = deployment(V51_STARTED, false);
+    let run = deployment.run(&["rollback-check", "--to", "5.1.44", "--from", "5.2.2"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let headline = run.stdout.lines().next().unwrap();
+    assert!(
+        headline.starts_with("UNSAFE: shard shard-b: post-deploy migration v51"),
+        "{run:?}"
+    );
+    // The evidence names the shard.
+    assert!(
+        run.stdout
+            .contains("- shard-b: job e5100000-0000-4000-8000-000000000051 for v51"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn rollback_check_is_unknown_when_a_shard_cannot_be_read_and_safe_when_all_agree() {
+    let deployment = deployment("", true);
+    let run = deployment.run(&[
+        "rollback-check",
+        "--to",
+        "5.1.44",
+        "--from",
+        "5.2.2",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["verdict"], "UNKNOWN");
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "shard-not-read")
+        .unwrap();
+    assert_eq!(check["outcome"], "unknown");
+    assert!(check["evidence"][0]
+        .as_str()
+        .unwrap()
+        .starts_with("shard shard-c: cannot connect"));
+
+    let deployment = deployment_all_safe();
+    let run = deployment.run(&["rollback-check", "--to", "5.1.44", "--from", "5.2.2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with("(on every database: the global database, shard shard-a, shard shard-b)"),
+        "{run:?}"
+    );
+}
+
+fn deployment_all_safe() -> Deployment {
+    deployment("", false)
+}
+
+#[test]
+fn one_shard_can_be_chosen_live_or_from_a_snapshot() {
+    let deployment = deployment(V51_STARTED, false);
+    let run = deployment.run(&["status", "--format", "json", "--shard", "shard-b"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["source"]["database"], deployment.names[2]);
+    assert!(status.get("shards").is_none());
+
+    let run = deployment.run(&["status", "--shard", "nowhere"]);
+    assert!(
+        run.single_error()
+            .contains("--shard nowhere: the deployment has no such shard; its databases are global, shard-a, shard-b"),
+        "{run:?}"
+    );
+
+    // A snapshot keeps one section per database (format 3), and --shard picks one from it.
+    let file = std::env::temp_dir().join(format!("{}.json", unique_name("sharded")));
+    let out = file.display().to_string();
+    let run = deployment.run(&["snapshot", "--out", &out]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let snapshot: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(snapshot["format_version"], 3);
+    assert_eq!(snapshot["shards"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        snapshot["shards"][1]["snapshot"]["source"]["database"],
+        deployment.names[2]
+    );
+    let run = medmig(&[
+        "status",
+        "--snapshot",
+        &out,
+        "--shard",
+        "shard-b",
+        "--format",
+        "json",
+    ]);
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["source"]["database"], deployment.names[2]);
+    assert_eq!(status["post_deploy"]["pending"], 51);
+    let run = medmig(&[
+        "rollback-check",
+        "--snapshot",
+        &out,
+        "--to",
+        "5.1.44",
+        "--from",
+        "5.2.2",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_bundle_carries_every_shard_redacted_as_the_global_database() {
+    let deployment = deployment(V51_STARTED, true);
+    let file = std::env::temp_dir().join(format!("{}.tar.gz", unique_name("sharded-bundle")));
+    let out = file.display().to_string();
+    // The shard's database name as a keyword: it must not survive anywhere in the bundle.
+    let run = deployment.run(&["bundle", "--out", &out, "--keyword", &deployment.names[2]]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = medmig(&["status", "--bundle", &out, "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let status: Value = serde_json::from_str(&run.stdout).unwrap();
+    let shards = status["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3);
+    assert_eq!(shards[1]["differences"][0], "v51 accepted (global pending)");
+    let database = shards[1]["source"]["database"].as_str().unwrap();
+    assert!(database.starts_with("[keyword-"), "{database}");
+    assert!(!run.stdout.contains(&deployment.names[2]));
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_config_with_a_global_shard_is_refused() {
+    let path = std::env::temp_dir().join(format!("{}.json", unique_name("global-shard")));
+    std::fs::write(
+        &path,
+        r#"{"database": {"host": "127.0.0.1", "dbname": "x"},
+            "shards": {"global": {"database": {"host": "127.0.0.1", "dbname": "y"}}}}"#,
+    )
+    .unwrap();
+    let config = path.display().to_string();
+    let run = medmig(&["status", "--medplum-config", &config]);
+    assert!(
+        run.single_error()
+            .contains("has a shard \"global\": that id is reserved"),
+        "{run:?}"
+    );
+    let _ = std::fs::remove_file(&path);
+}
