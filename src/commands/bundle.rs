@@ -128,7 +128,19 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     // the job transitions of the timeline), the log events, the config. What medmig writes
     // from them here is not redacted again, lest a keyword replace medmig's own words (a
     // state, a kind); only the gaps, which quote paths and errors, are.
-    let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
+    let shards = status
+        .as_ref()
+        .map(|(snapshot, report)| shard_statuses(snapshot, report))
+        .unwrap_or_default();
+    let shard_reports: Vec<(&str, &StatusReport)> = shards
+        .iter()
+        .filter_map(|s| s.status.as_ref().map(|status| (s.id.as_str(), status)))
+        .collect();
+    let events = timeline(
+        status.as_ref().map(|(_, report)| report),
+        &shard_reports,
+        &ingest.events,
+    );
     staging.write_json("timeline.json", &events)?;
 
     let command_line = command_line(&mut redactor, std::env::args());
@@ -213,8 +225,26 @@ fn write_database(
     );
     let source = ReportSource::of(&snapshot, "live", None, &manifest.origin);
     let mut status = Vec::new();
-    render::json::status(&mut status, &source, &report)?;
+    let shards = shard_statuses(&snapshot, &report);
+    match shards.is_empty() {
+        true => render::json::status(&mut status, &source, &report)?,
+        false => {
+            let mut report = report.clone();
+            report
+                .findings
+                .extend(crate::analyze::shards::findings(&shards));
+            render::json::deployment_status(&mut status, &source, &report, &shards)?
+        }
+    }
     staging.write("status.json", &status)?;
+    for shard in &shards {
+        if let Some(gap) = &shard.gap {
+            gaps.push(Gap {
+                what: format!("shard {}", shard.id),
+                why: gap.clone(),
+            });
+        }
+    }
 
     for missing in snapshot.missing_tables() {
         gaps.push(Gap {
@@ -547,4 +577,18 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(if verification.is_intact() { 0 } else { 1 })
+}
+
+/// The status of every shard of a (redacted) snapshot, as `status` reports it.
+fn shard_statuses(
+    snapshot: &Snapshot,
+    report: &StatusReport,
+) -> Vec<crate::analyze::shards::ShardStatus> {
+    crate::analyze::shards::analyze_shards(
+        snapshot,
+        report,
+        &Manifest::embedded(),
+        &crate::medplum::catalogue::Catalogue::embedded(),
+        StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
+    )
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 pub mod bundle;
 pub mod completions;
 pub mod man;
+pub mod per_shard;
 pub mod recover;
 pub mod report;
 pub mod rollback_check;

@@ -110,6 +110,14 @@ fn status_reads_every_shard_and_says_where_they_differ() {
         serde_json::json!(["v51 accepted (global pending)"])
     );
     assert_eq!(shards[1]["source"]["database"], deployment.names[2]);
+    if std::env::var("MEDMIG_TEST_SECOND_DATABASE_URL").is_ok_and(|second| second != server_url()) {
+        // In the matrix, shard-b is on the machine's own server: another major.
+        assert_ne!(
+            shards[1]["source"]["server_version_num"].as_i64().unwrap() / 10000,
+            shards[0]["source"]["server_version_num"].as_i64().unwrap() / 10000,
+            "{status}"
+        );
+    }
     // shard-c is a gap, not an abort.
     assert!(
         shards[2]["gap"]
@@ -282,6 +290,23 @@ fn a_bundle_carries_every_shard_redacted_as_the_global_database() {
     let database = shards[1]["source"]["database"].as_str().unwrap();
     assert!(database.starts_with("[keyword-"), "{database}");
     assert!(!run.stdout.contains(&deployment.names[2]));
+
+    // One timeline, each job event naming its database; the unread shard is a gap.
+    let files = crate::bundle::unpack(&file);
+    let timeline: Vec<Value> = serde_json::from_slice(&files["timeline.json"]).unwrap();
+    let v51: Vec<&Value> = timeline
+        .iter()
+        .filter(|e| e["version"] == 51 && e["source"] == "database")
+        .collect();
+    assert_eq!(v51.len(), 1, "{timeline:?}");
+    assert_eq!(v51[0]["shard"], "shard-b");
+    assert!(timeline
+        .iter()
+        .filter(|e| e["source"] == "database")
+        .all(|e| e["shard"].is_string()));
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    assert!(manifest.to_string().contains("shard shard-c"), "{manifest}");
+    assert!(!String::from_utf8_lossy(&files["snapshot.json"]).contains(&deployment.names[2]));
     let _ = std::fs::remove_file(&file);
 }
 
@@ -302,4 +327,56 @@ fn a_config_with_a_global_shard_is_refused() {
         "{run:?}"
     );
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn upgrade_plan_and_recover_give_each_shard_whose_plan_differs() {
+    let deployment = deployment(V51_STARTED, true);
+    let run = deployment.run(&["recover", "--format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let steps: Value = serde_json::from_str(&run.stdout).unwrap();
+    let shards: Vec<(&str, &str)> = steps["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["comparison"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        shards,
+        [
+            ("shard-a", "same"),
+            ("shard-b", "different"),
+            ("shard-c", "not_known")
+        ]
+    );
+    // shard-b, which started v51, has its own steps.
+    assert!(steps["shards"][1]["plan"]["steps"].is_array(), "{steps}");
+    assert_ne!(steps["shards"][1]["plan"]["steps"], steps["steps"]);
+
+    let run = deployment.run(&["upgrade-plan", "--to", "5.2.4", "--from", "5.2.2"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Shard shard-a: the same as the global database"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("Shard shard-c: not known: the shard was not read: cannot connect"),
+        "{run:?}"
+    );
+    let run = deployment.run(&[
+        "upgrade-plan",
+        "--to",
+        "5.2.4",
+        "--from",
+        "5.2.2",
+        "--format",
+        "markdown",
+    ]);
+    assert!(
+        run.stdout
+            .contains("\n## Shard shard-a: the same as the global database\n"),
+        "{run:?}"
+    );
 }
