@@ -605,7 +605,7 @@ mod tests {
                 case.kind,
                 "{what}"
             );
-            let events = timeline(None, &[event(case)]);
+            let events = timeline(None, &[], &[event(case)]);
             assert_eq!(events[0].kind, case.kind, "{what}");
             assert_eq!(events[0].version, case.version, "{what}");
             // Kept by its text, whatever its level.
@@ -717,6 +717,7 @@ mod tests {
         };
         let events = timeline(
             None,
+            &[],
             &[
                 event(None, "undated"),
                 event(Some("2025-06-02T10:05:00Z"), "second"),
