@@ -64,7 +64,10 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
 pub fn load_schema_input(input: &InputArgs) -> Result<Snapshot> {
     match (&input.snapshot, &input.bundle) {
         (None, None) => {
+            // The global database's schema, or with --shard that shard's.
             let settings = settings(&input.connect)?;
+            let (only, _) = shard_settings(&settings, &input.connect)?;
+            let settings = only.unwrap_or(settings);
             runtime()?.block_on(collect_schema(&settings))
         }
         _ => Ok(load_input(input)?.0),

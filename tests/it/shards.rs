@@ -380,3 +380,68 @@ fn upgrade_plan_and_recover_give_each_shard_whose_plan_differs() {
         "{run:?}"
     );
 }
+
+#[test]
+fn wait_follows_every_shard_and_names_the_one_that_failed() {
+    // Every database at dataVersion 50: v50 is complete everywhere.
+    let all_done = deployment("", false);
+    let run = all_done.run(&["wait", "--until", "v50"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("has completed on all 3 databases (the global one and every shard)"),
+        "{run:?}"
+    );
+    // shard-b's v51 failed; the others have not started it.
+    let one_failed = deployment(
+        "SELECT fixture.job('e5100000-0000-4000-8000-000000000051', 51,
+           ARRAY['accepted', 'error'], ARRAY[now() - interval '9 minutes', now() - interval '2 minutes'],
+           NULL, '5.2.2');",
+        false,
+    );
+    let run = one_failed.run(&[
+        "wait",
+        "--until",
+        "v51",
+        "--format",
+        "json",
+        "--interval",
+        "1s",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let events: Vec<Value> = run
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let started = &events[0];
+    let followed: Vec<String> = started["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} v{} {}",
+                m["shard"].as_str().unwrap(),
+                m["version"],
+                m["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        followed,
+        [
+            "global v51 pending",
+            "shard-a v51 pending",
+            "shard-b v51 failed"
+        ]
+    );
+    let finished = events.last().unwrap();
+    assert!(
+        finished["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("shard-b v51 is failed"),
+        "{finished}"
+    );
+}
