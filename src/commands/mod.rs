@@ -249,12 +249,34 @@ async fn with_shards<T>(
         }
         return Ok((global, shards));
     }
-    // The global read holds one of the `jobs`; the shards share the others.
-    let shards = stream::iter(reads)
-        .buffer_unordered(usize::from(jobs - 1))
-        .collect::<Vec<_>>();
-    let (global, mut shards) = futures_util::future::join(global, shards).await;
-    let global = global?;
+    // One stream of reads, the global one first, `jobs` at a time: a slot a read leaves is
+    // taken by the next, whichever database it was.
+    enum Read<T> {
+        Global(Result<T>),
+        Shard(usize, crate::snapshot::ShardEvidence),
+    }
+    use futures_util::FutureExt;
+    let global = async move { Read::Global(global.await) }.boxed_local();
+    let shards = reads.map(|read| {
+        async move {
+            let (i, evidence) = read.await;
+            Read::Shard(i, evidence)
+        }
+        .boxed_local()
+    });
+    let done: Vec<Read<T>> = stream::iter(std::iter::once(global).chain(shards))
+        .buffer_unordered(usize::from(jobs))
+        .collect()
+        .await;
+    let mut global = None;
+    let mut shards = Vec::new();
+    for read in done {
+        match read {
+            Read::Global(read) => global = Some(read),
+            Read::Shard(i, evidence) => shards.push((i, evidence)),
+        }
+    }
+    let global = global.expect("the global database is read")?;
     shards.sort_by_key(|(i, _)| *i);
     Ok((global, shards.into_iter().map(|(_, e)| e).collect()))
 }
