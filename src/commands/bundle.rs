@@ -90,7 +90,7 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     let mut gaps = Vec::new();
     let mut status = None;
     let mut source = None;
-    if let Some((snapshot, diagnostics)) = collected {
+    if let Some((snapshot, diagnostics, shard_diagnostics)) = collected {
         let (redacted, report) = write_database(
             &mut staging,
             &mut redactor,
@@ -98,6 +98,26 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
             diagnostics,
             &mut gaps,
         )?;
+        // Each shard's diagnostics beside the global database's, from its redacted snapshot.
+        for (i, (id, diagnostics)) in shard_diagnostics.into_iter().enumerate() {
+            let Some(shard) = redacted
+                .shards
+                .iter()
+                .find(|s| s.id == id)
+                .and_then(|s| s.snapshot.as_deref())
+            else {
+                continue;
+            };
+            let directory = format!("diagnostics/shards/{}", shard_directory(i, &id));
+            write_diagnostics_in(
+                &mut staging,
+                &mut redactor,
+                shard,
+                diagnostics,
+                &mut gaps,
+                &directory,
+            )?;
+        }
         source = Some(redacted.source.clone());
         status = Some((redacted, report));
     } else {
@@ -261,8 +281,44 @@ fn write_diagnostics(
     staging: &mut Staging,
     redactor: &mut Redactor,
     snapshot: &Snapshot,
+    diagnostics: Diagnostics,
+    gaps: &mut Vec<Gap>,
+) -> Result<()> {
+    write_diagnostics_in(
+        staging,
+        redactor,
+        snapshot,
+        diagnostics,
+        gaps,
+        "diagnostics",
+    )
+}
+
+/// The directory of a shard's diagnostics in a bundle: its place in the config and its id,
+/// with every character but letters, digits, `-`, `_` and `.` replaced (an id comes from the
+/// config, and a path made of it must stay one plain name inside the bundle).
+fn shard_directory(index: usize, id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .take(64)
+        .map(
+            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect();
+    format!("{:02}-{}", index + 1, safe.trim_start_matches('.'))
+}
+
+/// [`write_diagnostics`] of one database into `directory`.
+fn write_diagnostics_in(
+    staging: &mut Staging,
+    redactor: &mut Redactor,
+    snapshot: &Snapshot,
     mut diagnostics: Diagnostics,
     gaps: &mut Vec<Gap>,
+    directory: &str,
 ) -> Result<()> {
     // Statements lose their literals before anything else sees them.
     let mut hidden = 0;
@@ -348,7 +404,7 @@ fn write_diagnostics(
     }
     for (kind, mut rows) in diagnostics.sections {
         redactor.document(&mut rows, Document::Diagnostics, &[&kind]);
-        staging.write_json(&format!("diagnostics/{kind}.json"), &rows)?;
+        staging.write_json(&format!("{directory}/{kind}.json"), &rows)?;
     }
     Ok(())
 }
@@ -591,4 +647,17 @@ fn shard_statuses(
         &crate::medplum::catalogue::Catalogue::embedded(),
         StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
     )
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard_directory;
+
+    #[test]
+    fn a_shard_id_becomes_one_plain_name() {
+        assert_eq!(shard_directory(0, "shard-a"), "01-shard-a");
+        assert_eq!(shard_directory(2, "../../etc/x"), "03-_.._etc_x");
+        assert_eq!(shard_directory(1, "a/b\nc"), "02-a_b_c");
+        assert_eq!(shard_directory(9, ".hidden"), "10-hidden");
+    }
 }

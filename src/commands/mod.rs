@@ -205,19 +205,24 @@ async fn collect_deployment(
     jobs: u16,
 ) -> Result<Snapshot> {
     let global = only.unwrap_or(global);
-    let (mut snapshot, shards) = with_shards(collect(&global), shards, jobs).await?;
+    let (mut snapshot, shards, _) = with_shards(collect(&global), shards, jobs, false).await?;
     snapshot.shards = shards;
     Ok(snapshot)
 }
 
-/// Runs `global` (the global database's read) and reads the shards with [`collect`], at most
-/// `jobs` reads at once in all (one after another with `--jobs 1`); each shard's snapshot or
-/// why it could not be read, in the config's order.
+/// The diagnostics of each shard read with them, by shard id.
+type ShardDiagnostics = Vec<(String, Diagnostics)>;
+
+/// Runs `global` (the global database's read) and reads the shards with [`collect`] (with
+/// [`collect_with_diagnostics`] when `diagnostics`), at most `jobs` reads at once in all (one
+/// after another with `--jobs 1`); each shard's snapshot or why it could not be read, in the
+/// config's order, and the diagnostics of those read.
 async fn with_shards<T>(
     global: impl std::future::Future<Output = Result<T>>,
     shards: ShardSettings,
     jobs: u16,
-) -> Result<(T, Vec<crate::snapshot::ShardEvidence>)> {
+    diagnostics: bool,
+) -> Result<(T, Vec<crate::snapshot::ShardEvidence>, ShardDiagnostics)> {
     use futures_util::stream::{self, StreamExt};
     let evidence = |id: String, read: Result<Snapshot>| match read {
         Ok(shard) => crate::snapshot::ShardEvidence {
@@ -236,34 +241,55 @@ async fn with_shards<T>(
         .enumerate()
         .map(|(i, (id, settings))| async move {
             let read = match settings {
-                Ok(settings) => collect(&settings).await,
+                Ok(settings) if diagnostics => collect_with_diagnostics(&settings)
+                    .await
+                    .map(|(snapshot, found)| (snapshot, Some(found))),
+                Ok(settings) => collect(&settings).await.map(|snapshot| (snapshot, None)),
                 Err(err) => Err(err),
             };
-            (i, evidence(id, read))
+            let (read, found) = match read {
+                Ok((snapshot, found)) => (Ok(snapshot), found.map(|d| (id.clone(), d))),
+                Err(err) => (Err(err), None),
+            };
+            (i, evidence(id, read), found)
         });
+    let split = |reads: Vec<(
+        usize,
+        crate::snapshot::ShardEvidence,
+        Option<(String, Diagnostics)>,
+    )>| {
+        let mut shards = Vec::new();
+        let mut found = Vec::new();
+        for (_, evidence, diagnostics) in reads {
+            shards.push(evidence);
+            found.extend(diagnostics);
+        }
+        (shards, found)
+    };
     if jobs <= 1 {
         let global = global.await?;
-        let mut shards = Vec::new();
+        let mut done = Vec::new();
         for read in reads {
-            shards.push(read.await.1);
+            done.push(read.await);
         }
-        return Ok((global, shards));
+        let (shards, found) = split(done);
+        return Ok((global, shards, found));
     }
     // One stream of reads, the global one first, `jobs` at a time: a slot a read leaves is
     // taken by the next, whichever database it was.
     enum Read<T> {
         Global(Result<T>),
-        Shard(usize, crate::snapshot::ShardEvidence),
+        Shard(
+            (
+                usize,
+                crate::snapshot::ShardEvidence,
+                Option<(String, Diagnostics)>,
+            ),
+        ),
     }
     use futures_util::FutureExt;
     let global = async move { Read::Global(global.await) }.boxed_local();
-    let shards = reads.map(|read| {
-        async move {
-            let (i, evidence) = read.await;
-            Read::Shard(i, evidence)
-        }
-        .boxed_local()
-    });
+    let shards = reads.map(|read| async move { Read::Shard(read.await) }.boxed_local());
     let done: Vec<Read<T>> = stream::iter(std::iter::once(global).chain(shards))
         .buffer_unordered(usize::from(jobs))
         .collect()
@@ -273,12 +299,13 @@ async fn with_shards<T>(
     for read in done {
         match read {
             Read::Global(read) => global = Some(read),
-            Read::Shard(i, evidence) => shards.push((i, evidence)),
+            Read::Shard(read) => shards.push(read),
         }
     }
     let global = global.expect("the global database is read")?;
-    shards.sort_by_key(|(i, _)| *i);
-    Ok((global, shards.into_iter().map(|(_, e)| e).collect()))
+    shards.sort_by_key(|(i, _, _)| *i);
+    let (shards, found) = split(shards);
+    Ok((global, shards, found))
 }
 
 /// [`collect_live`] for a file: with the schema contract already rendered.
@@ -288,28 +315,36 @@ pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSc
     let settings = only.unwrap_or(settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let ((mut snapshot, rendered), shards) =
-        rt.block_on(with_shards(collect_for_file(&settings), shards, args.jobs))?;
+    let ((mut snapshot, rendered), shards, _) = rt.block_on(with_shards(
+        collect_for_file(&settings),
+        shards,
+        args.jobs,
+        false,
+    ))?;
     snapshot.shards = shards;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, rendered))
 }
 
-/// [`collect_live`] with the diagnostics of a support bundle.
-pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Diagnostics)> {
+/// [`collect_live`] with the diagnostics of a support bundle: the global database's, and each
+/// shard's that was read (by shard id).
+pub fn collect_live_with_diagnostics(
+    args: &ConnectArgs,
+) -> Result<(Snapshot, Diagnostics, ShardDiagnostics)> {
     let settings = settings(args)?;
     let (only, shards) = shard_settings(&settings, args)?;
     let settings = only.unwrap_or(settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let ((mut snapshot, diagnostics), shards) = rt.block_on(with_shards(
+    let ((mut snapshot, diagnostics), shards, shard_diagnostics) = rt.block_on(with_shards(
         collect_with_diagnostics(&settings),
         shards,
         args.jobs,
+        true,
     ))?;
     snapshot.shards = shards;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
-    Ok((snapshot, diagnostics))
+    Ok((snapshot, diagnostics, shard_diagnostics))
 }
 
 /// The Redis to read (see [`crate::sources::redis::resolve`]), sources set but not used noted.

@@ -304,6 +304,18 @@ fn a_bundle_carries_every_shard_redacted_as_the_global_database() {
         .iter()
         .filter(|e| e["source"] == "database")
         .all(|e| e["shard"].is_string()));
+    // Each shard read has its own diagnostics, redacted as the global database's.
+    for shard in ["01-shard-a", "02-shard-b"] {
+        let server = &files[&format!("diagnostics/shards/{shard}/server.json")];
+        let server: Value = serde_json::from_slice(server).unwrap();
+        assert!(server["server_version_num"].is_number(), "{server}");
+        assert!(files.contains_key(&format!("diagnostics/shards/{shard}/activity.json")));
+    }
+    let b_server = String::from_utf8_lossy(&files["diagnostics/shards/02-shard-b/server.json"]);
+    assert!(!b_server.contains(&deployment.names[2]), "{b_server}");
+    assert!(!files.keys().any(|name| name.contains("shard-c")));
+    let verify = medmig(&["bundle", "verify", &out]);
+    assert_eq!(verify.code, 0, "{verify:?}");
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert!(manifest.to_string().contains("shard shard-c"), "{manifest}");
     assert!(!String::from_utf8_lossy(&files["snapshot.json"]).contains(&deployment.names[2]));
