@@ -213,6 +213,13 @@ async fn collect_deployment(
 /// The diagnostics of each shard read with them, by shard id.
 type ShardDiagnostics = Vec<(String, Diagnostics)>;
 
+/// One shard's read: its place in the config, its evidence, its diagnostics when read.
+type ShardRead = (
+    usize,
+    crate::snapshot::ShardEvidence,
+    Option<(String, Diagnostics)>,
+);
+
 /// Runs `global` (the global database's read) and reads the shards with [`collect`] (with
 /// [`collect_with_diagnostics`] when `diagnostics`), at most `jobs` reads at once in all (one
 /// after another with `--jobs 1`); each shard's snapshot or why it could not be read, in the
@@ -253,11 +260,7 @@ async fn with_shards<T>(
             };
             (i, evidence(id, read), found)
         });
-    let split = |reads: Vec<(
-        usize,
-        crate::snapshot::ShardEvidence,
-        Option<(String, Diagnostics)>,
-    )>| {
+    let split = |reads: Vec<ShardRead>| {
         let mut shards = Vec::new();
         let mut found = Vec::new();
         for (_, evidence, diagnostics) in reads {
