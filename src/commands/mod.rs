@@ -224,14 +224,125 @@ type ShardRead = (
 /// [`collect_with_diagnostics`] when `diagnostics`), at most `jobs` reads at once in all (one
 /// after another with `--jobs 1`); each shard's snapshot or why it could not be read, in the
 /// config's order, and the diagnostics of those read.
+///
+/// The shards are read on threads of their own, `jobs - 1` of them beside the global read,
+/// each with its own runtime: a read decodes its rows while the other servers keep sending,
+/// rather than waiting for one thread that decodes them all.
 async fn with_shards<T>(
     global: impl std::future::Future<Output = Result<T>>,
     shards: ShardSettings,
     jobs: u16,
     diagnostics: bool,
 ) -> Result<(T, Vec<crate::snapshot::ShardEvidence>, ShardDiagnostics)> {
-    use futures_util::stream::{self, StreamExt};
-    let evidence = |id: String, read: Result<Snapshot>| match read {
+    if shards.is_empty() {
+        return Ok((global.await?, Vec::new(), Vec::new()));
+    }
+    let (global, reads) = if jobs <= 1 {
+        let global = global.await?;
+        let mut reads = Vec::new();
+        for (i, (id, settings)) in shards.into_iter().enumerate() {
+            reads.push(read_shard(i, id, settings, diagnostics).await);
+        }
+        (global, reads)
+    } else {
+        let workers = usize::from(jobs - 1);
+        let pool = tokio::task::spawn_blocking(move || {
+            read_shards_on_threads(shards, workers, diagnostics)
+        });
+        let (global, reads) = futures_util::future::join(global, pool).await;
+        let reads = reads.map_err(|err| anyhow::anyhow!("reading the shards failed: {err}"))?;
+        (global?, reads)
+    };
+    let mut shards = Vec::new();
+    let mut found = Vec::new();
+    for (_, evidence, diagnostics) in reads {
+        shards.push(evidence);
+        found.extend(diagnostics);
+    }
+    Ok((global, shards, found))
+}
+
+/// Reads the shards on `workers` threads, each taking the next shard when done with one; the
+/// reads in the config's order.
+fn read_shards_on_threads(
+    shards: ShardSettings,
+    workers: usize,
+    diagnostics: bool,
+) -> Vec<ShardRead> {
+    let queue = std::sync::Mutex::new(shards.into_iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::new());
+    let workers = workers.clamp(1, queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            // A read's future is large (the catalog's decoding states), as on the main thread,
+            // whose stack is bigger than a spawned thread's default.
+            let spawned = std::thread::Builder::new()
+                .name("medmig-shard".into())
+                .stack_size(32 << 20)
+                .spawn_scoped(scope, || {
+                    let rt = runtime();
+                    loop {
+                        let next = queue.lock().ok().and_then(|mut q| q.next());
+                        let Some((i, (id, settings))) = next else {
+                            break;
+                        };
+                        let read = match &rt {
+                            Ok(rt) => rt.block_on(read_shard(i, id, settings, diagnostics)),
+                            Err(err) => {
+                                let err =
+                                    anyhow::anyhow!("cannot start a runtime to read it: {err}");
+                                (i, shard_evidence(id, Err(err)), None)
+                            }
+                        };
+                        if let Ok(mut done) = done.lock() {
+                            done.push(read);
+                        }
+                    }
+                });
+            // Without a thread, the ones started (or, with none, the reads below) go on.
+            if spawned.is_err() {
+                break;
+            }
+        }
+    });
+    // Shards no thread took (none could be started) are gaps, never dropped.
+    if let Ok(mut queue) = queue.lock() {
+        for (i, (id, _)) in queue.by_ref() {
+            let err = anyhow::anyhow!("no thread could be started to read it");
+            if let Ok(mut done) = done.lock() {
+                done.push((i, shard_evidence(id, Err(err)), None));
+            }
+        }
+    }
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _, _)| *i);
+    done
+}
+
+/// Reads one shard (the `i`-th of the config): its evidence, or why not.
+async fn read_shard(
+    i: usize,
+    id: String,
+    settings: Result<ConnectionSettings>,
+    diagnostics: bool,
+) -> ShardRead {
+    let read = match settings {
+        Ok(settings) if diagnostics => collect_with_diagnostics(&settings)
+            .await
+            .map(|(snapshot, found)| (snapshot, Some(found))),
+        Ok(settings) => collect(&settings).await.map(|snapshot| (snapshot, None)),
+        Err(err) => Err(err),
+    };
+    let (read, found) = match read {
+        Ok((snapshot, found)) => (Ok(snapshot), found.map(|d| (id.clone(), d))),
+        Err(err) => (Err(err), None),
+    };
+    (i, shard_evidence(id, read), found)
+}
+
+/// A shard's snapshot, or why it could not be read.
+fn shard_evidence(id: String, read: Result<Snapshot>) -> crate::snapshot::ShardEvidence {
+    match read {
         Ok(shard) => crate::snapshot::ShardEvidence {
             id,
             snapshot: Some(Box::new(shard)),
@@ -242,73 +353,7 @@ async fn with_shards<T>(
             snapshot: None,
             gap: Some(format!("{err:#}")),
         },
-    };
-    let reads = shards
-        .into_iter()
-        .enumerate()
-        .map(|(i, (id, settings))| async move {
-            let read = match settings {
-                Ok(settings) if diagnostics => collect_with_diagnostics(&settings)
-                    .await
-                    .map(|(snapshot, found)| (snapshot, Some(found))),
-                Ok(settings) => collect(&settings).await.map(|snapshot| (snapshot, None)),
-                Err(err) => Err(err),
-            };
-            let (read, found) = match read {
-                Ok((snapshot, found)) => (Ok(snapshot), found.map(|d| (id.clone(), d))),
-                Err(err) => (Err(err), None),
-            };
-            (i, evidence(id, read), found)
-        });
-    let split = |reads: Vec<ShardRead>| {
-        let mut shards = Vec::new();
-        let mut found = Vec::new();
-        for (_, evidence, diagnostics) in reads {
-            shards.push(evidence);
-            found.extend(diagnostics);
-        }
-        (shards, found)
-    };
-    if jobs <= 1 {
-        let global = global.await?;
-        let mut done = Vec::new();
-        for read in reads {
-            done.push(read.await);
-        }
-        let (shards, found) = split(done);
-        return Ok((global, shards, found));
     }
-    // One stream of reads, the global one first, `jobs` at a time: a slot a read leaves is
-    // taken by the next, whichever database it was.
-    enum Read<T> {
-        Global(Result<T>),
-        Shard(
-            (
-                usize,
-                crate::snapshot::ShardEvidence,
-                Option<(String, Diagnostics)>,
-            ),
-        ),
-    }
-    use futures_util::FutureExt;
-    let global = async move { Read::Global(global.await) }.boxed_local();
-    let shards = reads.map(|read| async move { Read::Shard(read.await) }.boxed_local());
-    let done: Vec<Read<T>> = stream::iter(std::iter::once(global).chain(shards))
-        .buffer_unordered(usize::from(jobs))
-        .collect()
-        .await;
-    let mut global = None;
-    let mut shards = Vec::new();
-    for read in done {
-        match read {
-            Read::Global(read) => global = Some(read),
-            Read::Shard(read) => shards.push(read),
-        }
-    }
-    let global = global.expect("the global database is read")?;
-    shards.sort_by_key(|(i, _, _)| *i);
-    let (shards, found) = split(shards);
-    Ok((global, shards, found))
 }
 
 /// [`collect_live`] for a file: with the schema contract already rendered.
