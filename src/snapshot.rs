@@ -67,10 +67,23 @@ pub struct Snapshot {
     /// one, the global database (format 3; empty for a deployment of one database).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardEvidence>,
+    /// When this snapshot holds one database of a sharded deployment only (`--shard`): which,
+    /// and the others, which were not read (format 3). Analyses of the deployment say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_shard: Option<OnlyShard>,
     /// The schema contract (absent from snapshots taken before medmig captured it). Last in
     /// the file, where [`Snapshot::write_rendered`] puts it already rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaContract>,
+}
+
+/// The one database a snapshot holds of a sharded deployment, and the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlyShard {
+    /// `global` or the shard's id.
+    pub id: String,
+    /// The deployment's other databases, not read.
+    pub others: Vec<String>,
 }
 
 /// One shard's evidence: its own snapshot (without Redis, which the deployment shares), or
@@ -110,12 +123,19 @@ impl Snapshot {
     /// or a shard that could not be read, is an error naming the ids there are.
     pub fn only_shard(mut self, id: &str) -> Result<Snapshot> {
         let shards = std::mem::take(&mut self.shards);
-        if id == GLOBAL_SHARD {
-            return Ok(self);
-        }
         let ids: Vec<String> = std::iter::once(GLOBAL_SHARD.to_string())
             .chain(shards.iter().map(|s| s.id.clone()))
             .collect();
+        let only = |id: &str| OnlyShard {
+            id: id.to_string(),
+            others: ids.iter().filter(|other| *other != id).cloned().collect(),
+        };
+        if id == GLOBAL_SHARD {
+            if self.only_shard.is_none() && !ids[1..].is_empty() {
+                self.only_shard = Some(only(id));
+            }
+            return Ok(self);
+        }
         let Some(shard) = shards.into_iter().find(|s| s.id == id) else {
             bail!(
                 "--shard {id}: the deployment has no such shard; its databases are {}",
@@ -127,6 +147,7 @@ impl Snapshot {
                 let mut snapshot = *snapshot;
                 snapshot.redis = self.redis;
                 snapshot.redis_gap = self.redis_gap;
+                snapshot.only_shard = Some(only(id));
                 Ok(snapshot)
             }
             None => bail!(
@@ -413,8 +434,40 @@ impl Snapshot {
                  upgrade medmig"
             );
         }
-        serde_json::from_str(text)
-            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))
+        let snapshot: Snapshot = serde_json::from_str(text)
+            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))?;
+        snapshot.check_shards()?;
+        Ok(snapshot)
+    }
+
+    /// Refuses shards medmig never writes: a shard inside a shard, a shard named `global`,
+    /// two shards of one id. Each would hide a database from the analyses.
+    fn check_shards(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for shard in &self.shards {
+            let shown = crate::text::escape_controls(&shard.id).into_owned();
+            if shard.id == GLOBAL_SHARD {
+                bail!("it has a shard named \"global\", the id of the top-level database");
+            }
+            if !seen.insert(shard.id.as_str()) {
+                bail!("it has two shards named \"{shown}\"");
+            }
+            if let Some(inner) = &shard.snapshot {
+                if !inner.shards.is_empty() || inner.only_shard.is_some() {
+                    bail!("shard \"{shown}\" has shards of its own");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The format to write: 3 where the snapshot has what format 3 added (shards, or one
+    /// database chosen from a sharded deployment), else 2, which older medmig releases read.
+    pub fn settle_format(&mut self) {
+        self.format_version = match self.shards.is_empty() && self.only_shard.is_none() {
+            true => 2,
+            false => FORMAT_VERSION,
+        };
     }
 
     /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes).

@@ -1495,6 +1495,7 @@ mod tests {
             redis: None,
             redis_gap: None,
             shards: Vec::new(),
+            only_shard: None,
             activity: None,
             unreadable_tables: vec![],
             unread_tables: vec![],

@@ -150,6 +150,9 @@ pub struct RollbackOptions<'a> {
     /// Check ids turned off.
     pub ignore: &'a [String],
     pub status: StatusOptions,
+    /// The shard ids the `--medplum-config` given names (`None` without one): a shard it
+    /// names that the evidence does not hold was not read.
+    pub config_shards: Option<Vec<String>>,
 }
 
 /// The answer of `rollback-check`.
@@ -298,25 +301,43 @@ pub fn rollback_check_deployment(
     options: &RollbackOptions<'_>,
 ) -> RollbackReport {
     let global = rollback_check(snapshot, manifest, catalogue, options);
-    if snapshot.shards.is_empty() {
+    // Shards the config names that the evidence lacks: read through another source, or a
+    // snapshot taken without them.
+    let held: Vec<&str> = snapshot.shards.iter().map(|s| s.id.as_str()).collect();
+    let missing: Vec<&String> = options
+        .config_shards
+        .iter()
+        .flatten()
+        .filter(|id| !held.contains(&id.as_str()))
+        .filter(|id| snapshot.only_shard.as_ref().is_none_or(|o| &o.id != *id))
+        .collect();
+    if snapshot.shards.is_empty() && snapshot.only_shard.is_none() && missing.is_empty() {
         return global;
     }
-    let mut reports = vec![(crate::snapshot::GLOBAL_SHARD, global)];
     let mut unread = Vec::new();
+    if let Some(only) = &snapshot.only_shard {
+        for other in &only.others {
+            unread.push(format!(
+                "{}: not read, since only {} was (--shard)",
+                database_name(other),
+                database_name(&only.id)
+            ));
+        }
+    }
+    for id in missing {
+        unread.push(format!(
+            "shard {id}: named by the --medplum-config but not in the evidence (read through \
+             another connection source, or a snapshot taken without the config): read the \
+             deployment with --medplum-config alone"
+        ));
+    }
+    let mut reports = vec![(crate::snapshot::GLOBAL_SHARD, global)];
     for (id, read) in snapshot.databases().into_iter().skip(1) {
         match read {
             Ok(shard) => {
-                // One release runs every database: the one given, or the global database's
-                // inference (its own check says how sure that is).
-                let from = options.from.clone().or_else(|| {
-                    reports[0]
-                        .1
-                        .from
-                        .as_deref()
-                        .and_then(|v| Version::parse(v).ok())
-                });
+                // Without --from, each database infers the deployed release from its own
+                // jobs, and says how sure it is.
                 let options = RollbackOptions {
-                    from,
                     status: StatusOptions {
                         now: shard.taken_at,
                         ..options.status
@@ -332,19 +353,28 @@ pub fn rollback_check_deployment(
             Err(why) => unread.push(format!("shard {id}: {why}")),
         }
     }
-    let (_, first) = &reports[0];
+    // Every check any database has, in the order they first appear.
+    let mut ids: Vec<&'static str> = Vec::new();
+    for (_, report) in &reports {
+        for check in &report.checks {
+            if !ids.contains(&check.id) {
+                ids.push(check.id);
+            }
+        }
+    }
     let mut checks: Vec<Check> = Vec::new();
-    for (i, check) in first.checks.iter().enumerate() {
+    for check_id in ids {
+        let Some(check) = reports
+            .iter()
+            .find_map(|(_, r)| r.checks.iter().find(|c| c.id == check_id))
+        else {
+            continue;
+        };
         let mut merged = check.clone();
         merged.evidence = Vec::new();
         let mut worst: Option<(&str, &Check)> = None;
         for (id, report) in &reports {
-            let Some(theirs) = report
-                .checks
-                .iter()
-                .find(|c| c.id == check.id)
-                .or(report.checks.get(i))
-            else {
+            let Some(theirs) = report.checks.iter().find(|c| c.id == check_id) else {
                 continue;
             };
             merged
@@ -373,9 +403,10 @@ pub fn rollback_check_deployment(
     if !unread.is_empty() {
         not_read.outcome = Outcome::Unknown;
         not_read.message = format!(
-            "{} of the deployment could not be read, so whether a post-deploy migration \
-             started there is not known: {}",
-            crate::text::count(unread.len(), "shard", "shards"),
+            "{} of the deployment {} not read, so whether a post-deploy migration started \
+             there is not known: {}",
+            crate::text::count(unread.len(), "database", "databases"),
+            if unread.len() == 1 { "was" } else { "were" },
             unread.join("; ")
         );
         not_read.evidence = unread;

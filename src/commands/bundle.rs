@@ -91,6 +91,8 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     let mut status = None;
     let mut source = None;
     if let Some((snapshot, diagnostics, shard_diagnostics)) = collected {
+        // The shards in the config's order, by their ids before redaction.
+        let order: Vec<String> = snapshot.shards.iter().map(|s| s.id.clone()).collect();
         let (redacted, report) = write_database(
             &mut staging,
             &mut redactor,
@@ -99,24 +101,39 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
             &mut gaps,
         )?;
         // Each shard's diagnostics beside the global database's, from its redacted snapshot.
-        for (i, (id, diagnostics)) in shard_diagnostics.into_iter().enumerate() {
+        for (id, diagnostics) in shard_diagnostics {
+            let Some(place) = order.iter().position(|shard| *shard == id) else {
+                continue;
+            };
             let Some(shard) = redacted
                 .shards
-                .iter()
-                .find(|s| s.id == id)
+                .get(place)
                 .and_then(|s| s.snapshot.as_deref())
             else {
                 continue;
             };
-            let directory = format!("diagnostics/shards/{}", shard_directory(i, &id));
+            let directory = format!("diagnostics/shards/{}", shard_directory(place));
+            // What could not be collected of it, named by its place (its id may be redacted).
+            let mut theirs = Vec::new();
+            for missing in shard.missing_tables() {
+                theirs.push(Gap {
+                    what: format!("{} rows", missing.table),
+                    why: missing.why,
+                });
+            }
+            theirs.extend(diagnostics.gaps.iter().cloned());
             write_diagnostics_in(
                 &mut staging,
                 &mut redactor,
                 shard,
                 diagnostics,
-                &mut gaps,
+                &mut theirs,
                 &directory,
             )?;
+            gaps.extend(theirs.into_iter().map(|gap| Gap {
+                what: format!("shard {} ({directory}): {}", place + 1, gap.what),
+                why: gap.why,
+            }));
         }
         source = Some(redacted.source.clone());
         status = Some((redacted, report));
@@ -294,21 +311,11 @@ fn write_diagnostics(
     )
 }
 
-/// The directory of a shard's diagnostics in a bundle: its place in the config and its id,
-/// with every character but letters, digits, `-`, `_` and `.` replaced (an id comes from the
-/// config, and a path made of it must stay one plain name inside the bundle).
-fn shard_directory(index: usize, id: &str) -> String {
-    let safe: String = id
-        .chars()
-        .take(64)
-        .map(
-            |c| match c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                true => c,
-                false => '_',
-            },
-        )
-        .collect();
-    format!("{:02}-{}", index + 1, safe.trim_start_matches('.'))
+/// The directory of a shard's diagnostics in a bundle: its place in the config, `01`, `02`,
+/// …; never its id, which comes from the config and may name a customer (`snapshot.json`
+/// gives the id, redacted, at the same place of `shards`).
+fn shard_directory(place: usize) -> String {
+    format!("{:02}", place + 1)
 }
 
 /// [`write_diagnostics`] of one database into `directory`.
@@ -654,10 +661,8 @@ mod shard_tests {
     use super::shard_directory;
 
     #[test]
-    fn a_shard_id_becomes_one_plain_name() {
-        assert_eq!(shard_directory(0, "shard-a"), "01-shard-a");
-        assert_eq!(shard_directory(2, "../../etc/x"), "03-_.._etc_x");
-        assert_eq!(shard_directory(1, "a/b\nc"), "02-a_b_c");
-        assert_eq!(shard_directory(9, ".hidden"), "10-hidden");
+    fn a_shards_directory_is_its_place_in_the_config() {
+        assert_eq!(shard_directory(0), "01");
+        assert_eq!(shard_directory(11), "12");
     }
 }

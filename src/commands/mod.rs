@@ -67,7 +67,10 @@ pub fn load_schema_input(input: &InputArgs) -> Result<Snapshot> {
             // The global database's schema, or with --shard that shard's.
             let settings = settings(&input.connect)?;
             let (only, _) = shard_settings(&settings, &input.connect)?;
-            let settings = only.unwrap_or(settings);
+            let settings = match only {
+                Some(mut only) => only.settings(settings),
+                None => settings,
+            };
             runtime()?.block_on(collect_schema(&settings))
         }
         _ => Ok(load_input(input)?.0),
@@ -169,27 +172,63 @@ pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
 /// `--medplum-config`, or, with `--shard`, the one named (which replaces the global one).
 type ShardSettings = Vec<(String, Result<ConnectionSettings>)>;
 
-/// The settings of the shards to read (see [`ShardSettings`]), and with `--shard ID` the
-/// settings to read in place of the global database's.
+/// With `--shard`, the one database to read: its settings (`None` for the global one) and
+/// what the snapshot records of the choice (`None` for a deployment without shards).
+pub struct OnlyDatabase {
+    settings: Option<ConnectionSettings>,
+    record: Option<crate::snapshot::OnlyShard>,
+}
+
+impl OnlyDatabase {
+    /// The settings to read, given the global database's.
+    fn settings(&mut self, global: ConnectionSettings) -> ConnectionSettings {
+        self.settings.take().unwrap_or(global)
+    }
+}
+
+/// The settings of the shards to read (see [`ShardSettings`]), and with `--shard ID` the one
+/// database to read instead of the deployment.
 fn shard_settings(
     global: &ConnectionSettings,
     args: &ConnectArgs,
-) -> Result<(Option<ConnectionSettings>, ShardSettings)> {
+) -> Result<(Option<OnlyDatabase>, ShardSettings)> {
     let shards = global.shards(&connect_options(args), &process_environment())?;
     let Some(id) = &args.shard else {
         return Ok((None, shards));
     };
-    if id == crate::snapshot::GLOBAL_SHARD {
-        return Ok((None, Vec::new()));
+    let shown = crate::text::escape_controls(id);
+    if global.source != crate::snapshot::ConnectionSource::MedplumConfig {
+        anyhow::bail!(
+            "--shard {shown}: the shards are those of the --medplum-config medmig connects \
+             with, and it connects with {}: drop the other connection settings, or pass the \
+             shard's own database with --database-url and no --shard",
+            global.source
+        );
     }
     let ids: Vec<String> = std::iter::once(crate::snapshot::GLOBAL_SHARD.to_string())
         .chain(shards.iter().map(|(id, _)| id.clone()))
         .collect();
+    let record = (ids.len() > 1).then(|| crate::snapshot::OnlyShard {
+        id: id.clone(),
+        others: ids.iter().filter(|other| *other != id).cloned().collect(),
+    });
+    if id == crate::snapshot::GLOBAL_SHARD {
+        let only = OnlyDatabase {
+            settings: None,
+            record,
+        };
+        return Ok((Some(only), Vec::new()));
+    }
     match shards.into_iter().find(|(shard, _)| shard == id) {
-        Some((_, settings)) => Ok((Some(settings?), Vec::new())),
+        Some((_, settings)) => {
+            let only = OnlyDatabase {
+                settings: Some(settings?),
+                record,
+            };
+            Ok((Some(only), Vec::new()))
+        }
         None => anyhow::bail!(
-            "--shard {}: the deployment has no such shard; its databases are {}",
-            crate::text::escape_controls(id),
+            "--shard {shown}: the deployment has no such shard; its databases are {}",
             ids.join(", ")
         ),
     }
@@ -201,12 +240,17 @@ fn shard_settings(
 /// that shard's gap. With `--shard`, the one database named is read instead.
 async fn collect_deployment(
     global: ConnectionSettings,
-    (only, shards): (Option<ConnectionSettings>, ShardSettings),
+    (only, shards): (Option<OnlyDatabase>, ShardSettings),
     jobs: u16,
 ) -> Result<Snapshot> {
-    let global = only.unwrap_or(global);
+    let (global, record) = match only {
+        Some(mut only) => (only.settings(global), only.record),
+        None => (global, None),
+    };
     let (mut snapshot, shards, _) = with_shards(collect(&global), shards, jobs, false).await?;
     snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
     Ok(snapshot)
 }
 
@@ -360,7 +404,10 @@ fn shard_evidence(id: String, read: Result<Snapshot>) -> crate::snapshot::ShardE
 pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
     let settings = settings(args)?;
     let (only, shards) = shard_settings(&settings, args)?;
-    let settings = only.unwrap_or(settings);
+    let (settings, record) = match only {
+        Some(mut only) => (only.settings(settings), only.record),
+        None => (settings, None),
+    };
     let redis = redis_target(args)?;
     let rt = runtime()?;
     let ((mut snapshot, rendered), shards, _) = rt.block_on(with_shards(
@@ -370,6 +417,8 @@ pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSc
         false,
     ))?;
     snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, rendered))
 }
@@ -381,7 +430,10 @@ pub fn collect_live_with_diagnostics(
 ) -> Result<(Snapshot, Diagnostics, ShardDiagnostics)> {
     let settings = settings(args)?;
     let (only, shards) = shard_settings(&settings, args)?;
-    let settings = only.unwrap_or(settings);
+    let (settings, record) = match only {
+        Some(mut only) => (only.settings(settings), only.record),
+        None => (settings, None),
+    };
     let redis = redis_target(args)?;
     let rt = runtime()?;
     let ((mut snapshot, diagnostics), shards, shard_diagnostics) = rt.block_on(with_shards(
@@ -391,6 +443,8 @@ pub fn collect_live_with_diagnostics(
         true,
     ))?;
     snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, diagnostics, shard_diagnostics))
 }

@@ -52,7 +52,10 @@ pub fn plans<T: Serialize>(
                 Err(why) => ShardPlan::NotKnown {
                     why: format!("the shard was not read: {why}"),
                 },
-                Ok(shard) => match shard.require_complete(command) {
+                Ok(shard) => match shard
+                    .require_readable()
+                    .and_then(|()| shard.require_complete(command))
+                {
                     Err(err) => ShardPlan::NotKnown {
                         why: format!("{err:#}"),
                     },

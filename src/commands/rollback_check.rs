@@ -34,6 +34,11 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
         baseline: baseline.as_ref().map(|b| &b.schema),
         config: config.as_ref().map(MedplumConfig::defer_settings),
         ignore: &args.ignore,
+        config_shards: config
+            .as_ref()
+            .map(|config| config.shards())
+            .transpose()?
+            .map(|shards| shards.into_iter().map(|(id, _)| id).collect()),
         status: super::status_options(
             snapshot.taken_at,
             std::time::Duration::from_secs(3600),

@@ -55,7 +55,10 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
                 .flat_map(|s| s.migrations.iter()),
         )
         .any(|m| args.fail_on.contains(&fail_on_state(m.state)));
-    Ok(u8::from(failing))
+    // A shard not read is unknown, all of it.
+    let unread =
+        shards.iter().any(|s| s.gap.is_some()) && args.fail_on.contains(&FailOnState::Unknown);
+    Ok(u8::from(failing || unread))
 }
 
 /// The `--fail-on` value that names `state`; exhaustive, so a new state cannot be left out of

@@ -46,10 +46,16 @@ pub fn run(args: &WaitArgs, out: &mut impl Write) -> Result<u8> {
     // A sharded deployment: a poller for every database (or the one --shard names).
     let (only, shards) = super::shard_settings(&settings, &args.connect)?;
     let sharded = !shards.is_empty();
-    let mut pollers = vec![(
-        crate::snapshot::GLOBAL_SHARD.to_string(),
-        Poller::new(only.unwrap_or(settings)),
-    )];
+    let label = args
+        .connect
+        .shard
+        .clone()
+        .unwrap_or_else(|| crate::snapshot::GLOBAL_SHARD.to_string());
+    let settings = match only {
+        Some(mut only) => only.settings(settings),
+        None => settings,
+    };
+    let mut pollers = vec![(label, Poller::new(settings))];
     for (id, shard) in shards {
         let shard = shard.with_context(|| format!("shard {id} of --medplum-config"))?;
         pollers.push((id, Poller::new(shard)));

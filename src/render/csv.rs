@@ -53,6 +53,13 @@ pub fn status(
     for (shard, report) in databases {
         rows(&mut writer, sharded.then_some(shard), report)?;
     }
+    // A shard not read: one row, its state unknown, its gap as the detail.
+    for shard in shards.iter().filter(|s| s.status.is_none()) {
+        let mut fields = vec![shard.id.as_str(), "", "unknown"];
+        fields.extend(std::iter::repeat_n("", HEADER.len() - 3));
+        fields.push(shard.gap.as_deref().unwrap_or("not read"));
+        writer.write_record(record(fields))?;
+    }
     writer.flush()?;
     Ok(())
 }

@@ -114,7 +114,7 @@ fn a_waiting_job_and_a_deduplicated_add_are_read_with_their_key() {
     let made = scenario(1, &["dedup", "18", "aj-first", "aj-second", "--flush"]);
     let (code, snapshot, stderr) = snapshot_with(&redis_url(1));
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(snapshot["format_version"], 3);
+    assert_eq!(snapshot["format_version"], 2);
     let q = queue(&snapshot, "PostDeployMigrationQueue");
     assert_eq!(q["bullmq_version"], "bullmq:5.65.0");
     let waiting: Vec<&Value> = q["jobs"].as_array().unwrap().iter().collect();

@@ -305,15 +305,17 @@ fn a_bundle_carries_every_shard_redacted_as_the_global_database() {
         .filter(|e| e["source"] == "database")
         .all(|e| e["shard"].is_string()));
     // Each shard read has its own diagnostics, redacted as the global database's.
-    for shard in ["01-shard-a", "02-shard-b"] {
+    for shard in ["01", "02"] {
         let server = &files[&format!("diagnostics/shards/{shard}/server.json")];
         let server: Value = serde_json::from_slice(server).unwrap();
         assert!(server["server_version_num"].is_number(), "{server}");
         assert!(files.contains_key(&format!("diagnostics/shards/{shard}/activity.json")));
     }
-    let b_server = String::from_utf8_lossy(&files["diagnostics/shards/02-shard-b/server.json"]);
+    let b_server = String::from_utf8_lossy(&files["diagnostics/shards/02/server.json"]);
     assert!(!b_server.contains(&deployment.names[2]), "{b_server}");
-    assert!(!files.keys().any(|name| name.contains("shard-c")));
+    assert!(!files
+        .keys()
+        .any(|name| name.starts_with("diagnostics/shards/03")));
     let verify = medmig(&["bundle", "verify", &out]);
     assert_eq!(verify.code, 0, "{verify:?}");
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
@@ -456,4 +458,133 @@ fn wait_follows_every_shard_and_names_the_one_that_failed() {
             .starts_with("shard-b v51 is failed"),
         "{finished}"
     );
+}
+
+#[test]
+fn rollback_check_is_never_safe_for_a_deployment_whose_shards_were_not_all_read() {
+    let deployment = deployment("", false);
+    let config = deployment.config.display().to_string();
+    let global = crate::harness::url_for(&server_url(), &deployment.names[0]);
+    // The global database through --database-url, the config for its settings only: the
+    // config's shards are not in the evidence.
+    let run = medmig(&[
+        "rollback-check",
+        "--to",
+        "5.1.44",
+        "--from",
+        "5.2.2",
+        "--database-url",
+        &global,
+        "--medplum-config",
+        &config,
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("shard shard-a: named by the --medplum-config but not in the evidence"),
+        "{run:?}"
+    );
+    // One database chosen with --shard: the others were not read.
+    let run = deployment.run(&[
+        "rollback-check",
+        "--to",
+        "5.1.44",
+        "--from",
+        "5.2.2",
+        "--shard",
+        "global",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("shard shard-b: not read, since only the global database was (--shard)"),
+        "{run:?}"
+    );
+    // …also from the snapshot such a run writes.
+    let file = std::env::temp_dir().join(format!("{}.json", unique_name("one-shard")));
+    let out = file.display().to_string();
+    assert_eq!(
+        deployment
+            .run(&["snapshot", "--out", &out, "--shard", "shard-a"])
+            .code,
+        0
+    );
+    let run = medmig(&[
+        "rollback-check",
+        "--snapshot",
+        &out,
+        "--to",
+        "5.1.44",
+        "--from",
+        "5.2.2",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the global database: not read, since only shard shard-a was"),
+        "{run:?}"
+    );
+    let _ = std::fs::remove_file(&file);
+
+    // --shard names the config's shards: with another connection source it is refused.
+    let run = medmig(&["status", "--database-url", &global, "--shard", "shard-a"]);
+    assert!(
+        run.single_error()
+            .contains("--shard shard-a: the shards are those of the --medplum-config"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn without_from_each_database_infers_the_release_as_one_database_would() {
+    let deployment = deployment("", false);
+    let global = crate::harness::url_for(&server_url(), &deployment.names[0]);
+    let alone = medmig(&[
+        "rollback-check",
+        "--to",
+        "5.1.44",
+        "--database-url",
+        &global,
+    ]);
+    let sharded = deployment.run(&["rollback-check", "--to", "5.1.44"]);
+    assert_eq!(sharded.code, alone.code, "{sharded:?}\n{alone:?}");
+}
+
+#[test]
+fn an_unread_shard_is_unknown_to_fail_on_and_csv_and_a_bad_snapshot_is_refused() {
+    let deployment = deployment("", true);
+    let run = deployment.run(&["status", "--fail-on", "unknown"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let run = deployment.run(&["status", "--format", "csv"]);
+    let row = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("shard-c,"))
+        .unwrap();
+    assert!(row.starts_with("shard-c,,unknown,"), "{row}");
+    assert!(row.contains("connection refused"), "{row}");
+
+    let file = std::env::temp_dir().join(format!("{}.json", unique_name("bad-shards")));
+    for (shards, why) in [
+        (
+            r#"[{"id": "global", "gap": "x"}]"#,
+            "a shard named \"global\"",
+        ),
+        (
+            r#"[{"id": "a", "gap": "x"}, {"id": "a", "gap": "y"}]"#,
+            "two shards named \"a\"",
+        ),
+    ] {
+        let text = std::fs::read_to_string(crate::harness::fixture_path(
+            "snapshots/deferred-new-minor.json",
+        ))
+        .unwrap();
+        let mut value: Value = serde_json::from_str(&text).unwrap();
+        value["format_version"] = Value::from(3);
+        value["shards"] = serde_json::from_str(shards).unwrap();
+        std::fs::write(&file, value.to_string()).unwrap();
+        let run = medmig(&["status", "--snapshot", &file.display().to_string()]);
+        assert!(run.single_error().contains(why), "{run:?}");
+    }
+    let _ = std::fs::remove_file(&file);
 }

@@ -620,6 +620,7 @@ async fn read_snapshot(
             redis: None,
             redis_gap: None,
             shards: Vec::new(),
+            only_shard: None,
             activity: rows.then_some(reads.activity),
             unreadable_tables,
             unread_tables,
