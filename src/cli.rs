@@ -773,6 +773,19 @@ pub struct ConnectArgs {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration,
           help_heading = "Connection")]
     pub lock_timeout: Duration,
+
+    /// With a sharded --medplum-config (one with "shards"), how many of the deployment's
+    /// databases (the global one and each shard) to read at once, each on its own connection
+    /// in its own read-only transaction.
+    #[arg(long, value_name = "N", default_value_t = 4, help_heading = "Connection",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+
+    /// Only this database of a sharded deployment: `global` (the top-level database) or a
+    /// shard's id. From a live deployment, only that database is read; from a snapshot or a
+    /// bundle, only its evidence is used.
+    #[arg(long, value_name = "ID", help_heading = "Connection")]
+    pub shard: Option<String>,
 }
 
 /// `--sslmode`: the TLS modes, named as libpq names them (the snapshot records the one in

@@ -21,7 +21,8 @@ use crate::limits;
 /// The snapshot format this medmig writes and the newest it reads.
 ///
 /// Format 2 added `redis` and `redis_gap`; format 1 files read as having no Redis evidence.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format 3 added `shards`; older files read as a deployment of one database.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// One database's migration evidence at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,10 +62,100 @@ pub struct Snapshot {
     /// Why the Redis that was given could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_gap: Option<String>,
+    /// The shards of a sharded deployment (the server config's `shards`), each its own
+    /// database with its own `"DatabaseMigration"` row and post-deploy jobs, read beside this
+    /// one, the global database (format 3; empty for a deployment of one database).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardEvidence>,
+    /// When this snapshot holds one database of a sharded deployment only (`--shard`): which,
+    /// and the others, which were not read (format 3). Analyses of the deployment say so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_shard: Option<OnlyShard>,
     /// The schema contract (absent from snapshots taken before medmig captured it). Last in
     /// the file, where [`Snapshot::write_rendered`] puts it already rendered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaContract>,
+}
+
+/// The one database a snapshot holds of a sharded deployment, and the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnlyShard {
+    /// `global` or the shard's id.
+    pub id: String,
+    /// The deployment's other databases, not read.
+    pub others: Vec<String>,
+}
+
+/// One shard's evidence: its own snapshot (without Redis, which the deployment shares), or
+/// why it could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardEvidence {
+    /// The shard's id: its key in the config's `shards`.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Box<Snapshot>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
+}
+
+/// The id Medplum gives the global database among its shards (`GLOBAL_SHARD_ID`,
+/// `packages/server/src/fhir/sharding.ts`); no entry of `shards` may have it.
+pub const GLOBAL_SHARD: &str = "global";
+
+impl Snapshot {
+    /// The databases of the deployment as (shard id, snapshot or why not read): the global
+    /// one (this snapshot, without its shards) first, then each shard.
+    pub fn databases(&self) -> Vec<(&str, Result<&Snapshot, &str>)> {
+        std::iter::once((GLOBAL_SHARD, Ok(self)))
+            .chain(self.shards.iter().map(|shard| {
+                let read = match (&shard.snapshot, &shard.gap) {
+                    (Some(snapshot), _) => Ok(&**snapshot),
+                    (None, Some(gap)) => Err(gap.as_str()),
+                    (None, None) => Err("it was not read"),
+                };
+                (shard.id.as_str(), read)
+            }))
+            .collect()
+    }
+
+    /// The evidence of one database only: `global` is this snapshot without its shards, any
+    /// other id that shard's snapshot (with the deployment's Redis evidence). An unknown id,
+    /// or a shard that could not be read, is an error naming the ids there are.
+    pub fn only_shard(mut self, id: &str) -> Result<Snapshot> {
+        let shards = std::mem::take(&mut self.shards);
+        let ids: Vec<String> = std::iter::once(GLOBAL_SHARD.to_string())
+            .chain(shards.iter().map(|s| s.id.clone()))
+            .collect();
+        let only = |id: &str| OnlyShard {
+            id: id.to_string(),
+            others: ids.iter().filter(|other| *other != id).cloned().collect(),
+        };
+        if id == GLOBAL_SHARD {
+            if self.only_shard.is_none() && !ids[1..].is_empty() {
+                self.only_shard = Some(only(id));
+            }
+            return Ok(self);
+        }
+        let Some(shard) = shards.into_iter().find(|s| s.id == id) else {
+            bail!(
+                "--shard {id}: the deployment has no such shard; its databases are {}",
+                ids.join(", ")
+            );
+        };
+        match shard.snapshot {
+            Some(snapshot) => {
+                let mut snapshot = *snapshot;
+                snapshot.redis = self.redis;
+                snapshot.redis_gap = self.redis_gap;
+                snapshot.only_shard = Some(only(id));
+                Ok(snapshot)
+            }
+            None => bail!(
+                "--shard {id}: the shard was not read: {}",
+                shard.gap.unwrap_or_else(|| "no reason recorded".into())
+            ),
+        }
+    }
 }
 
 /// A Medplum table that was not read, and why.
@@ -343,8 +434,40 @@ impl Snapshot {
                  upgrade medmig"
             );
         }
-        serde_json::from_str(text)
-            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))
+        let snapshot: Snapshot = serde_json::from_str(text)
+            .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))?;
+        snapshot.check_shards()?;
+        Ok(snapshot)
+    }
+
+    /// Refuses shards medmig never writes: a shard inside a shard, a shard named `global`,
+    /// two shards of one id. Each would hide a database from the analyses.
+    fn check_shards(&self) -> Result<()> {
+        let mut seen = std::collections::BTreeSet::new();
+        for shard in &self.shards {
+            let shown = crate::text::escape_controls(&shard.id).into_owned();
+            if shard.id == GLOBAL_SHARD {
+                bail!("it has a shard named \"global\", the id of the top-level database");
+            }
+            if !seen.insert(shard.id.as_str()) {
+                bail!("it has two shards named \"{shown}\"");
+            }
+            if let Some(inner) = &shard.snapshot {
+                if !inner.shards.is_empty() || inner.only_shard.is_some() {
+                    bail!("shard \"{shown}\" has shards of its own");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The format to write: 3 where the snapshot has what format 3 added (shards, or one
+    /// database chosen from a sharded deployment), else 2, which older medmig releases read.
+    pub fn settle_format(&mut self) {
+        self.format_version = match self.shards.is_empty() && self.only_shard.is_none() {
+            true => 2,
+            false => FORMAT_VERSION,
+        };
     }
 
     /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes).

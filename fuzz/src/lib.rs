@@ -150,6 +150,7 @@ pub fn exercise_snapshot_with(snapshot: &Snapshot, manifest: &Manifest, catalogu
             baseline,
             config: None,
             ignore: &[],
+            config_shards: None,
             status: options(snapshot),
         },
     );

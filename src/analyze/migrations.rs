@@ -1494,6 +1494,8 @@ mod tests {
             schema: None,
             redis: None,
             redis_gap: None,
+            shards: Vec::new(),
+            only_shard: None,
             activity: None,
             unreadable_tables: vec![],
             unread_tables: vec![],

@@ -13,6 +13,7 @@ pub mod migrations;
 pub mod queues;
 pub mod recover;
 pub mod rollback;
+pub mod shards;
 pub mod traces;
 pub mod upgrade;
 

@@ -23,7 +23,7 @@ use crate::medplum::manifest::Manifest;
 use crate::snapshot::Snapshot;
 
 /// The checks of `rollback-check` beside the schema differences, with their impact.
-pub const CHECK_IDS: [(&str, Impact); 17] = [
+pub const CHECK_IDS: [(&str, Impact); 18] = [
     ("target-in-manifest", Impact::Blocker),
     ("post-deploy-started", Impact::Blocker),
     ("post-deploy-queued", Impact::Blocker),
@@ -41,6 +41,7 @@ pub const CHECK_IDS: [(&str, Impact); 17] = [
     ("run-migrations-false", Impact::Warning),
     ("post-deploy-cancelled", Impact::Info),
     ("evidence-unreadable", Impact::Blocker),
+    ("shard-not-read", Impact::Blocker),
 ];
 
 /// Every id `--ignore` can turn off: the checks, then the schema differences.
@@ -149,6 +150,9 @@ pub struct RollbackOptions<'a> {
     /// Check ids turned off.
     pub ignore: &'a [String],
     pub status: StatusOptions,
+    /// The shard ids the `--medplum-config` given names (`None` without one): a shard it
+    /// names that the evidence does not hold was not read.
+    pub config_shards: Option<Vec<String>>,
 }
 
 /// The answer of `rollback-check`.
@@ -279,6 +283,182 @@ pub fn rollback_check(
         from: from.map(|v| v.to_string()),
         from_inferred_by: inferred_by,
         checks,
+    }
+}
+
+/// [`rollback_check`] for a whole deployment: the global database and every shard of the
+/// snapshot, each checked on its own (every shard has its own `"DatabaseMigration"` row and
+/// post-deploy jobs), then one verdict. Each check's outcome is the worst any database gave
+/// it (a failure over evidence missing over a pass), its message that database's (named,
+/// with the shard's id), its evidence every database's, each line naming its database. A
+/// shard that could not be read fails `shard-not-read` with UNKNOWN: what it holds is not
+/// known. UNSAFE when any database fails a blocker; UNKNOWN when none does but evidence, or
+/// a shard, is missing.
+pub fn rollback_check_deployment(
+    snapshot: &Snapshot,
+    manifest: &Manifest,
+    catalogue: &Catalogue,
+    options: &RollbackOptions<'_>,
+) -> RollbackReport {
+    let global = rollback_check(snapshot, manifest, catalogue, options);
+    // Shards the config names that the evidence lacks: read through another source, or a
+    // snapshot taken without them.
+    let held: Vec<&str> = snapshot.shards.iter().map(|s| s.id.as_str()).collect();
+    let missing: Vec<&String> = options
+        .config_shards
+        .iter()
+        .flatten()
+        .filter(|id| !held.contains(&id.as_str()))
+        .filter(|id| snapshot.only_shard.as_ref().is_none_or(|o| &o.id != *id))
+        .collect();
+    if snapshot.shards.is_empty() && snapshot.only_shard.is_none() && missing.is_empty() {
+        return global;
+    }
+    let mut unread = Vec::new();
+    if let Some(only) = &snapshot.only_shard {
+        for other in &only.others {
+            unread.push(format!(
+                "{}: not read, since only {} was (--shard)",
+                database_name(other),
+                database_name(&only.id)
+            ));
+        }
+    }
+    for id in missing {
+        unread.push(format!(
+            "shard {id}: named by the --medplum-config but not in the evidence (read through \
+             another connection source, or a snapshot taken without the config): read the \
+             deployment with --medplum-config alone"
+        ));
+    }
+    let mut reports = vec![(crate::snapshot::GLOBAL_SHARD, global)];
+    for (id, read) in snapshot.databases().into_iter().skip(1) {
+        match read {
+            Ok(shard) => {
+                // Without --from, each database infers the deployed release from its own
+                // jobs, and says how sure it is.
+                let options = RollbackOptions {
+                    status: StatusOptions {
+                        now: shard.taken_at,
+                        ..options.status
+                    },
+                    ..options.clone()
+                };
+                // The queues are the deployment's, read with the global database.
+                let mut shard = shard.clone();
+                shard.redis.clone_from(&snapshot.redis);
+                shard.redis_gap.clone_from(&snapshot.redis_gap);
+                reports.push((id, rollback_check(&shard, manifest, catalogue, &options)));
+            }
+            Err(why) => unread.push(format!("shard {id}: {why}")),
+        }
+    }
+    // Every check any database has, in the order they first appear.
+    let mut ids: Vec<&'static str> = Vec::new();
+    for (_, report) in &reports {
+        for check in &report.checks {
+            if !ids.contains(&check.id) {
+                ids.push(check.id);
+            }
+        }
+    }
+    let mut checks: Vec<Check> = Vec::new();
+    for check_id in ids {
+        let Some(check) = reports
+            .iter()
+            .find_map(|(_, r)| r.checks.iter().find(|c| c.id == check_id))
+        else {
+            continue;
+        };
+        let mut merged = check.clone();
+        merged.evidence = Vec::new();
+        let mut worst: Option<(&str, &Check)> = None;
+        for (id, report) in &reports {
+            let Some(theirs) = report.checks.iter().find(|c| c.id == check_id) else {
+                continue;
+            };
+            merged
+                .evidence
+                .extend(theirs.evidence.iter().map(|line| format!("{id}: {line}")));
+            if worst.is_none_or(|(_, w)| rank(theirs.outcome) > rank(w.outcome)) {
+                worst = Some((id, theirs));
+            }
+        }
+        if let Some((id, theirs)) = worst {
+            merged.outcome = theirs.outcome;
+            merged.message = format!("{}: {}", database_name(id), theirs.message);
+        }
+        checks.push(merged);
+    }
+    let ids: Vec<String> = reports.iter().map(|(id, _)| database_name(id)).collect();
+    let mut not_read = Check::new(
+        "shard-not-read",
+        Impact::Blocker,
+        Outcome::Pass,
+        format!(
+            "every database of the deployment was read: {}",
+            ids.join(", ")
+        ),
+    );
+    if !unread.is_empty() {
+        not_read.outcome = Outcome::Unknown;
+        not_read.message = format!(
+            "{} of the deployment {} not read, so whether a post-deploy migration started \
+             there is not known: {}",
+            crate::text::count(unread.len(), "database", "databases"),
+            if unread.len() == 1 { "was" } else { "were" },
+            unread.join("; ")
+        );
+        not_read.evidence = unread;
+    }
+    if options.ignore.iter().any(|id| id == "shard-not-read") {
+        not_read.outcome = Outcome::Ignored;
+    }
+    checks.push(not_read);
+    let failed_blocker = checks
+        .iter()
+        .find(|c| c.severity == Impact::Blocker && c.outcome == Outcome::Fail);
+    let unknown = checks.iter().find(|c| c.outcome == Outcome::Unknown);
+    let global = &reports[0].1;
+    let (verdict, headline) = match (failed_blocker, unknown) {
+        (Some(check), _) => (Verdict::Unsafe, format!("UNSAFE: {}", check.message)),
+        (None, Some(check)) => (Verdict::Unknown, format!("UNKNOWN: {}", check.message)),
+        (None, None) => (
+            Verdict::Safe,
+            format!(
+                "{} (on every database: {})",
+                global.headline,
+                ids.join(", ")
+            ),
+        ),
+    };
+    RollbackReport {
+        verdict,
+        headline,
+        to: global.to.clone(),
+        from: global.from.clone(),
+        from_inferred_by: global.from_inferred_by.clone(),
+        checks,
+    }
+}
+
+/// How a database is named in a deployment's messages.
+fn database_name(id: &str) -> String {
+    match id {
+        crate::snapshot::GLOBAL_SHARD => "the global database".to_string(),
+        shard => format!("shard {shard}"),
+    }
+}
+
+/// How bad an outcome is, for [`rollback_check_deployment`]: a failure over evidence missing
+/// over a pass over a check that did not apply.
+fn rank(outcome: Outcome) -> u8 {
+    match outcome {
+        Outcome::Fail => 4,
+        Outcome::Unknown => 3,
+        Outcome::Pass => 2,
+        Outcome::Skipped => 1,
+        Outcome::Ignored => 0,
     }
 }
 

@@ -209,12 +209,18 @@ pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
     let free = match document {
         Document::Outside => true,
         Document::Snapshot => match path {
+            // A shard's snapshot is a snapshot like the global one.
+            ["shards", "snapshot", rest @ ..] => return string_kind(Document::Snapshot, rest),
             ["jobs", "content"] => return Json(Document::Job),
             ["source", "host" | "database" | "user"]
             | ["activity", "sessions", "application_name" | "query"]
             // A BullMQ job's failure is a migration's error text; the gap quotes a host.
             | ["redis", "queues", "jobs", "failed_reason"]
-            | ["redis_gap"] => true,
+            | ["redis_gap"]
+            // Why a shard was not read quotes its host and the server's error; a shard's id
+            // is the operator's name for it, which may be a customer's.
+            | ["shards", "gap" | "id"]
+            | ["only_shard", "id" | "others"] => true,
             _ => false,
         },
         // The name of a person a reference names (the job's author), as in any resource.

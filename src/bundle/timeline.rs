@@ -23,6 +23,10 @@ pub struct TimelineEvent {
     pub kind: String,
     /// The post-deploy migration concerned, when known.
     pub version: Option<u32>,
+    /// In a sharded deployment, the database a job event happened in: `global` or the
+    /// shard's id (absent for a deployment of one database, and for log lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub message: String,
 }
 
@@ -236,9 +240,29 @@ pub fn started_release(message: &str) -> Option<semver::Version> {
     semver::Version::parse(release).ok()
 }
 
-/// Merges the job transitions of `status` and the log events, oldest first.
-pub fn timeline(status: Option<&StatusReport>, logs: &[LogEvent]) -> Vec<TimelineEvent> {
+/// Merges the job transitions of `status` (the global database's), of each shard's status
+/// in `shards` (each event naming its shard), and the log events, oldest first.
+pub fn timeline(
+    status: Option<&StatusReport>,
+    shards: &[(&str, &StatusReport)],
+    logs: &[LogEvent],
+) -> Vec<TimelineEvent> {
     let mut events = Vec::new();
+    let sharded = !shards.is_empty();
+    let global = status.map(|s| (crate::snapshot::GLOBAL_SHARD, s));
+    for (shard, status) in global.into_iter().chain(shards.iter().copied()) {
+        let shard = sharded.then(|| shard.to_string());
+        job_events(Some(status), shard, &mut events);
+    }
+    log_and_sort(logs, events)
+}
+
+/// The job transitions and maintenance jobs of one database's status.
+fn job_events(
+    status: Option<&StatusReport>,
+    shard: Option<String>,
+    events: &mut Vec<TimelineEvent>,
+) {
     for migration in status.map(|s| s.migrations.as_slice()).unwrap_or_default() {
         for run in &migration.runs {
             let job = run.facts.job_id.as_deref().unwrap_or("?");
@@ -257,6 +281,7 @@ pub fn timeline(status: Option<&StatusReport>, logs: &[LogEvent]) -> Vec<Timelin
                     source: "database",
                     kind: format!("job-{}", transition.status),
                     version: Some(migration.version),
+                    shard: shard.clone(),
                     message,
                 });
             }
@@ -287,16 +312,22 @@ pub fn timeline(status: Option<&StatusReport>, logs: &[LogEvent]) -> Vec<Timelin
                 source: "database",
                 kind: format!("maintenance-job-{status}"),
                 version: None,
+                shard: shard.clone(),
                 message: format!("{} job {} {status}{detail}", job.request, job.job_id),
             });
         }
     }
+}
+
+/// The log events added to `events`, and all sorted.
+fn log_and_sort(logs: &[LogEvent], mut events: Vec<TimelineEvent>) -> Vec<TimelineEvent> {
     for event in logs {
         events.push(TimelineEvent {
             at: event.at,
             source: "log",
             kind: event.kind.to_string(),
             version: event.version,
+            shard: None,
             message: format!("{}{}", event.message, event.fields),
         });
     }
@@ -574,7 +605,7 @@ mod tests {
                 case.kind,
                 "{what}"
             );
-            let events = timeline(None, &[event(case)]);
+            let events = timeline(None, &[], &[event(case)]);
             assert_eq!(events[0].kind, case.kind, "{what}");
             assert_eq!(events[0].version, case.version, "{what}");
             // Kept by its text, whatever its level.
@@ -686,6 +717,7 @@ mod tests {
         };
         let events = timeline(
             None,
+            &[],
             &[
                 event(None, "undated"),
                 event(Some("2025-06-02T10:05:00Z"), "second"),

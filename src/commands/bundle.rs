@@ -90,7 +90,9 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     let mut gaps = Vec::new();
     let mut status = None;
     let mut source = None;
-    if let Some((snapshot, diagnostics)) = collected {
+    if let Some((snapshot, diagnostics, shard_diagnostics)) = collected {
+        // The shards in the config's order, by their ids before redaction.
+        let order: Vec<String> = snapshot.shards.iter().map(|s| s.id.clone()).collect();
         let (redacted, report) = write_database(
             &mut staging,
             &mut redactor,
@@ -98,6 +100,41 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
             diagnostics,
             &mut gaps,
         )?;
+        // Each shard's diagnostics beside the global database's, from its redacted snapshot.
+        for (id, diagnostics) in shard_diagnostics {
+            let Some(place) = order.iter().position(|shard| *shard == id) else {
+                continue;
+            };
+            let Some(shard) = redacted
+                .shards
+                .get(place)
+                .and_then(|s| s.snapshot.as_deref())
+            else {
+                continue;
+            };
+            let directory = format!("diagnostics/shards/{}", shard_directory(place));
+            // What could not be collected of it, named by its place (its id may be redacted).
+            let mut theirs = Vec::new();
+            for missing in shard.missing_tables() {
+                theirs.push(Gap {
+                    what: format!("{} rows", missing.table),
+                    why: missing.why,
+                });
+            }
+            theirs.extend(diagnostics.gaps.iter().cloned());
+            write_diagnostics_in(
+                &mut staging,
+                &mut redactor,
+                shard,
+                diagnostics,
+                &mut theirs,
+                &directory,
+            )?;
+            gaps.extend(theirs.into_iter().map(|gap| Gap {
+                what: format!("shard {} ({directory}): {}", place + 1, gap.what),
+                why: gap.why,
+            }));
+        }
         source = Some(redacted.source.clone());
         status = Some((redacted, report));
     } else {
@@ -128,7 +165,19 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
     // the job transitions of the timeline), the log events, the config. What medmig writes
     // from them here is not redacted again, lest a keyword replace medmig's own words (a
     // state, a kind); only the gaps, which quote paths and errors, are.
-    let events = timeline(status.as_ref().map(|(_, report)| report), &ingest.events);
+    let shards = status
+        .as_ref()
+        .map(|(snapshot, report)| shard_statuses(snapshot, report))
+        .unwrap_or_default();
+    let shard_reports: Vec<(&str, &StatusReport)> = shards
+        .iter()
+        .filter_map(|s| s.status.as_ref().map(|status| (s.id.as_str(), status)))
+        .collect();
+    let events = timeline(
+        status.as_ref().map(|(_, report)| report),
+        &shard_reports,
+        &ingest.events,
+    );
     staging.write_json("timeline.json", &events)?;
 
     let command_line = command_line(&mut redactor, std::env::args());
@@ -213,8 +262,26 @@ fn write_database(
     );
     let source = ReportSource::of(&snapshot, "live", None, &manifest.origin);
     let mut status = Vec::new();
-    render::json::status(&mut status, &source, &report)?;
+    let shards = shard_statuses(&snapshot, &report);
+    match shards.is_empty() {
+        true => render::json::status(&mut status, &source, &report)?,
+        false => {
+            let mut report = report.clone();
+            report
+                .findings
+                .extend(crate::analyze::shards::findings(&shards));
+            render::json::deployment_status(&mut status, &source, &report, &shards)?
+        }
+    }
     staging.write("status.json", &status)?;
+    for shard in &shards {
+        if let Some(gap) = &shard.gap {
+            gaps.push(Gap {
+                what: format!("shard {}", shard.id),
+                why: gap.clone(),
+            });
+        }
+    }
 
     for missing in snapshot.missing_tables() {
         gaps.push(Gap {
@@ -231,8 +298,34 @@ fn write_diagnostics(
     staging: &mut Staging,
     redactor: &mut Redactor,
     snapshot: &Snapshot,
+    diagnostics: Diagnostics,
+    gaps: &mut Vec<Gap>,
+) -> Result<()> {
+    write_diagnostics_in(
+        staging,
+        redactor,
+        snapshot,
+        diagnostics,
+        gaps,
+        "diagnostics",
+    )
+}
+
+/// The directory of a shard's diagnostics in a bundle: its place in the config, `01`, `02`,
+/// …; never its id, which comes from the config and may name a customer (`snapshot.json`
+/// gives the id, redacted, at the same place of `shards`).
+fn shard_directory(place: usize) -> String {
+    format!("{:02}", place + 1)
+}
+
+/// [`write_diagnostics`] of one database into `directory`.
+fn write_diagnostics_in(
+    staging: &mut Staging,
+    redactor: &mut Redactor,
+    snapshot: &Snapshot,
     mut diagnostics: Diagnostics,
     gaps: &mut Vec<Gap>,
+    directory: &str,
 ) -> Result<()> {
     // Statements lose their literals before anything else sees them.
     let mut hidden = 0;
@@ -318,7 +411,7 @@ fn write_diagnostics(
     }
     for (kind, mut rows) in diagnostics.sections {
         redactor.document(&mut rows, Document::Diagnostics, &[&kind]);
-        staging.write_json(&format!("diagnostics/{kind}.json"), &rows)?;
+        staging.write_json(&format!("{directory}/{kind}.json"), &rows)?;
     }
     Ok(())
 }
@@ -547,4 +640,29 @@ fn verify(file: &Path, out: &mut impl Write) -> Result<u8> {
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(if verification.is_intact() { 0 } else { 1 })
+}
+
+/// The status of every shard of a (redacted) snapshot, as `status` reports it.
+fn shard_statuses(
+    snapshot: &Snapshot,
+    report: &StatusReport,
+) -> Vec<crate::analyze::shards::ShardStatus> {
+    crate::analyze::shards::analyze_shards(
+        snapshot,
+        report,
+        &Manifest::embedded(),
+        &crate::medplum::catalogue::Catalogue::embedded(),
+        StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
+    )
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::shard_directory;
+
+    #[test]
+    fn a_shards_directory_is_its_place_in_the_config() {
+        assert_eq!(shard_directory(0), "01");
+        assert_eq!(shard_directory(11), "12");
+    }
 }

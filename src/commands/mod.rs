@@ -25,6 +25,7 @@ use std::time::Duration;
 pub mod bundle;
 pub mod completions;
 pub mod man;
+pub mod per_shard;
 pub mod recover;
 pub mod report;
 pub mod rollback_check;
@@ -50,6 +51,10 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
         ),
         (None, None) => (collect_live(&input.connect)?, None, "live"),
     };
+    let snapshot = match &input.connect.shard {
+        Some(id) if kind != "live" => snapshot.only_shard(id)?,
+        _ => snapshot,
+    };
     let source = ReportSource::of(&snapshot, kind, file, "");
     Ok((snapshot, source))
 }
@@ -59,7 +64,13 @@ pub fn load_input(input: &InputArgs) -> Result<(Snapshot, ReportSource)> {
 pub fn load_schema_input(input: &InputArgs) -> Result<Snapshot> {
     match (&input.snapshot, &input.bundle) {
         (None, None) => {
+            // The global database's schema, or with --shard that shard's.
             let settings = settings(&input.connect)?;
+            let (only, _) = shard_settings(&settings, &input.connect)?;
+            let settings = match only {
+                Some(mut only) => only.settings(settings),
+                None => settings,
+            };
             runtime()?.block_on(collect_schema(&settings))
         }
         _ => Ok(load_input(input)?.0),
@@ -145,34 +156,297 @@ pub fn gate_settings(
     }
 }
 
-/// Resolves the connection, notes ignored sources on stderr, and collects a snapshot.
+/// Resolves the connection, notes ignored sources on stderr, and collects a snapshot: of the
+/// one database, or of every database of a sharded deployment (see [`collect_deployment`]).
 pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
     let settings = settings(args)?;
+    let shards = shard_settings(&settings, args)?;
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let mut snapshot = rt.block_on(collect(&settings))?;
+    let mut snapshot = rt.block_on(collect_deployment(settings, shards, args.jobs))?;
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok(snapshot)
+}
+
+/// The databases to read besides the global one: every shard of a sharded
+/// `--medplum-config`, or, with `--shard`, the one named (which replaces the global one).
+type ShardSettings = Vec<(String, Result<ConnectionSettings>)>;
+
+/// With `--shard`, the one database to read: its settings (`None` for the global one) and
+/// what the snapshot records of the choice (`None` for a deployment without shards).
+pub struct OnlyDatabase {
+    settings: Option<ConnectionSettings>,
+    record: Option<crate::snapshot::OnlyShard>,
+}
+
+impl OnlyDatabase {
+    /// The settings to read, given the global database's.
+    fn settings(&mut self, global: ConnectionSettings) -> ConnectionSettings {
+        self.settings.take().unwrap_or(global)
+    }
+}
+
+/// The settings of the shards to read (see [`ShardSettings`]), and with `--shard ID` the one
+/// database to read instead of the deployment.
+fn shard_settings(
+    global: &ConnectionSettings,
+    args: &ConnectArgs,
+) -> Result<(Option<OnlyDatabase>, ShardSettings)> {
+    let shards = global.shards(&connect_options(args), &process_environment())?;
+    let Some(id) = &args.shard else {
+        return Ok((None, shards));
+    };
+    let shown = crate::text::escape_controls(id);
+    if global.source != crate::snapshot::ConnectionSource::MedplumConfig {
+        anyhow::bail!(
+            "--shard {shown}: the shards are those of the --medplum-config medmig connects \
+             with, and it connects with {}: drop the other connection settings, or pass the \
+             shard's own database with --database-url and no --shard",
+            global.source
+        );
+    }
+    let ids: Vec<String> = std::iter::once(crate::snapshot::GLOBAL_SHARD.to_string())
+        .chain(shards.iter().map(|(id, _)| id.clone()))
+        .collect();
+    let record = (ids.len() > 1).then(|| crate::snapshot::OnlyShard {
+        id: id.clone(),
+        others: ids.iter().filter(|other| *other != id).cloned().collect(),
+    });
+    if id == crate::snapshot::GLOBAL_SHARD {
+        let only = OnlyDatabase {
+            settings: None,
+            record,
+        };
+        return Ok((Some(only), Vec::new()));
+    }
+    match shards.into_iter().find(|(shard, _)| shard == id) {
+        Some((_, settings)) => {
+            let only = OnlyDatabase {
+                settings: Some(settings?),
+                record,
+            };
+            Ok((Some(only), Vec::new()))
+        }
+        None => anyhow::bail!(
+            "--shard {shown}: the deployment has no such shard; its databases are {}",
+            ids.join(", ")
+        ),
+    }
+}
+
+/// Reads the global database and every shard, at most `jobs` at once, each with [`collect`]
+/// (its own connection, its own read-only transaction, the same limits). The global database
+/// must be read (its failure is the command's); a shard that cannot be read is recorded as
+/// that shard's gap. With `--shard`, the one database named is read instead.
+async fn collect_deployment(
+    global: ConnectionSettings,
+    (only, shards): (Option<OnlyDatabase>, ShardSettings),
+    jobs: u16,
+) -> Result<Snapshot> {
+    let (global, record) = match only {
+        Some(mut only) => (only.settings(global), only.record),
+        None => (global, None),
+    };
+    let (mut snapshot, shards, _) = with_shards(collect(&global), shards, jobs, false).await?;
+    snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
+    Ok(snapshot)
+}
+
+/// The diagnostics of each shard read with them, by shard id.
+type ShardDiagnostics = Vec<(String, Diagnostics)>;
+
+/// One shard's read: its place in the config, its evidence, its diagnostics when read.
+type ShardRead = (
+    usize,
+    crate::snapshot::ShardEvidence,
+    Option<(String, Diagnostics)>,
+);
+
+/// Runs `global` (the global database's read) and reads the shards with [`collect`] (with
+/// [`collect_with_diagnostics`] when `diagnostics`), at most `jobs` reads at once in all (one
+/// after another with `--jobs 1`); each shard's snapshot or why it could not be read, in the
+/// config's order, and the diagnostics of those read.
+///
+/// The shards are read on threads of their own, `jobs - 1` of them beside the global read,
+/// each with its own runtime: a read decodes its rows while the other servers keep sending,
+/// rather than waiting for one thread that decodes them all.
+async fn with_shards<T>(
+    global: impl std::future::Future<Output = Result<T>>,
+    shards: ShardSettings,
+    jobs: u16,
+    diagnostics: bool,
+) -> Result<(T, Vec<crate::snapshot::ShardEvidence>, ShardDiagnostics)> {
+    if shards.is_empty() {
+        return Ok((global.await?, Vec::new(), Vec::new()));
+    }
+    let (global, reads) = if jobs <= 1 {
+        let global = global.await?;
+        let mut reads = Vec::new();
+        for (i, (id, settings)) in shards.into_iter().enumerate() {
+            reads.push(read_shard(i, id, settings, diagnostics).await);
+        }
+        (global, reads)
+    } else {
+        let workers = usize::from(jobs - 1);
+        let pool = tokio::task::spawn_blocking(move || {
+            read_shards_on_threads(shards, workers, diagnostics)
+        });
+        let (global, reads) = futures_util::future::join(global, pool).await;
+        let reads = reads.map_err(|err| anyhow::anyhow!("reading the shards failed: {err}"))?;
+        (global?, reads)
+    };
+    let mut shards = Vec::new();
+    let mut found = Vec::new();
+    for (_, evidence, diagnostics) in reads {
+        shards.push(evidence);
+        found.extend(diagnostics);
+    }
+    Ok((global, shards, found))
+}
+
+/// Reads the shards on `workers` threads, each taking the next shard when done with one; the
+/// reads in the config's order.
+fn read_shards_on_threads(
+    shards: ShardSettings,
+    workers: usize,
+    diagnostics: bool,
+) -> Vec<ShardRead> {
+    let queue = std::sync::Mutex::new(shards.into_iter().enumerate());
+    let done = std::sync::Mutex::new(Vec::new());
+    let workers = workers.clamp(1, queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            // A read's future is large (the catalog's decoding states), as on the main thread,
+            // whose stack is bigger than a spawned thread's default.
+            let spawned = std::thread::Builder::new()
+                .name("medmig-shard".into())
+                .stack_size(32 << 20)
+                .spawn_scoped(scope, || {
+                    let rt = runtime();
+                    loop {
+                        let next = queue.lock().ok().and_then(|mut q| q.next());
+                        let Some((i, (id, settings))) = next else {
+                            break;
+                        };
+                        let read = match &rt {
+                            Ok(rt) => rt.block_on(read_shard(i, id, settings, diagnostics)),
+                            Err(err) => {
+                                let err =
+                                    anyhow::anyhow!("cannot start a runtime to read it: {err}");
+                                (i, shard_evidence(id, Err(err)), None)
+                            }
+                        };
+                        if let Ok(mut done) = done.lock() {
+                            done.push(read);
+                        }
+                    }
+                });
+            // Without a thread, the ones started (or, with none, the reads below) go on.
+            if spawned.is_err() {
+                break;
+            }
+        }
+    });
+    // Shards no thread took (none could be started) are gaps, never dropped.
+    if let Ok(mut queue) = queue.lock() {
+        for (i, (id, _)) in queue.by_ref() {
+            let err = anyhow::anyhow!("no thread could be started to read it");
+            if let Ok(mut done) = done.lock() {
+                done.push((i, shard_evidence(id, Err(err)), None));
+            }
+        }
+    }
+    let mut done = done.into_inner().unwrap_or_default();
+    done.sort_by_key(|(i, _, _)| *i);
+    done
+}
+
+/// Reads one shard (the `i`-th of the config): its evidence, or why not.
+async fn read_shard(
+    i: usize,
+    id: String,
+    settings: Result<ConnectionSettings>,
+    diagnostics: bool,
+) -> ShardRead {
+    let read = match settings {
+        Ok(settings) if diagnostics => collect_with_diagnostics(&settings)
+            .await
+            .map(|(snapshot, found)| (snapshot, Some(found))),
+        Ok(settings) => collect(&settings).await.map(|snapshot| (snapshot, None)),
+        Err(err) => Err(err),
+    };
+    let (read, found) = match read {
+        Ok((snapshot, found)) => (Ok(snapshot), found.map(|d| (id.clone(), d))),
+        Err(err) => (Err(err), None),
+    };
+    (i, shard_evidence(id, read), found)
+}
+
+/// A shard's snapshot, or why it could not be read.
+fn shard_evidence(id: String, read: Result<Snapshot>) -> crate::snapshot::ShardEvidence {
+    match read {
+        Ok(shard) => crate::snapshot::ShardEvidence {
+            id,
+            snapshot: Some(Box::new(shard)),
+            gap: None,
+        },
+        Err(err) => crate::snapshot::ShardEvidence {
+            id,
+            snapshot: None,
+            gap: Some(format!("{err:#}")),
+        },
+    }
 }
 
 /// [`collect_live`] for a file: with the schema contract already rendered.
 pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
     let settings = settings(args)?;
+    let (only, shards) = shard_settings(&settings, args)?;
+    let (settings, record) = match only {
+        Some(mut only) => (only.settings(settings), only.record),
+        None => (settings, None),
+    };
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let (mut snapshot, rendered) = rt.block_on(collect_for_file(&settings))?;
+    let ((mut snapshot, rendered), shards, _) = rt.block_on(with_shards(
+        collect_for_file(&settings),
+        shards,
+        args.jobs,
+        false,
+    ))?;
+    snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, rendered))
 }
 
-/// [`collect_live`] with the diagnostics of a support bundle.
-pub fn collect_live_with_diagnostics(args: &ConnectArgs) -> Result<(Snapshot, Diagnostics)> {
+/// [`collect_live`] with the diagnostics of a support bundle: the global database's, and each
+/// shard's that was read (by shard id).
+pub fn collect_live_with_diagnostics(
+    args: &ConnectArgs,
+) -> Result<(Snapshot, Diagnostics, ShardDiagnostics)> {
     let settings = settings(args)?;
+    let (only, shards) = shard_settings(&settings, args)?;
+    let (settings, record) = match only {
+        Some(mut only) => (only.settings(settings), only.record),
+        None => (settings, None),
+    };
     let redis = redis_target(args)?;
     let rt = runtime()?;
-    let (mut snapshot, diagnostics) = rt.block_on(collect_with_diagnostics(&settings))?;
+    let ((mut snapshot, diagnostics), shards, shard_diagnostics) = rt.block_on(with_shards(
+        collect_with_diagnostics(&settings),
+        shards,
+        args.jobs,
+        true,
+    ))?;
+    snapshot.shards = shards;
+    snapshot.only_shard = record;
+    snapshot.settle_format();
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
-    Ok((snapshot, diagnostics))
+    Ok((snapshot, diagnostics, shard_diagnostics))
 }
 
 /// The Redis to read (see [`crate::sources::redis::resolve`]), sources set but not used noted.

@@ -19,24 +19,49 @@ pub fn run(args: &RecoverArgs, out: &mut impl Write) -> Result<u8> {
         args.evidence.server_statement_timeout,
     )?;
     analyzed.snapshot.require_complete("recover")?;
-    let steps = recover(
-        &analyzed.snapshot,
-        &analyzed.status,
-        &analyzed.manifest,
-        &RecoverOptions {
-            deploying: args.deploying.clone(),
-            config: config.as_ref().map(MedplumConfig::defer_settings),
-            gate: super::gate_settings(&args.gate, config.as_ref()),
-        },
+    let options = RecoverOptions {
+        deploying: args.deploying.clone(),
+        config: config.as_ref().map(MedplumConfig::defer_settings),
+        gate: super::gate_settings(&args.gate, config.as_ref()),
+    };
+    let make = |snapshot: &crate::snapshot::Snapshot, status: &_| {
+        Ok(Steps {
+            steps: recover(snapshot, status, &analyzed.manifest, &options),
+        })
+    };
+    let steps = make(&analyzed.snapshot, &analyzed.status)?;
+    let shards = super::per_shard::plans(
+        &analyzed,
+        &steps,
+        super::status_options(
+            analyzed.snapshot.taken_at,
+            args.stale_after,
+            args.evidence.server_statement_timeout,
+        ),
+        "recover",
+        make,
     );
-    let source = &analyzed.source;
+    let format = args.output.format;
     let mut rendered = Vec::new();
-    match args.output.format {
-        PlanFormat::Table => render::table::recover(&mut rendered, source, &steps)?,
-        PlanFormat::Json => render::json::recover(&mut rendered, source, &steps)?,
-        PlanFormat::Markdown => render::markdown::recover(&mut rendered, source, &steps)?,
-    }
+    super::per_shard::write(
+        &mut rendered,
+        format,
+        &analyzed.source,
+        &steps,
+        &shards,
+        |out, source, steps| match format {
+            PlanFormat::Table => render::table::recover(out, source, &steps.steps),
+            PlanFormat::Json => render::json::recover(out, source, &steps.steps),
+            PlanFormat::Markdown => render::markdown::recover(out, source, &steps.steps),
+        },
+    )?;
     out.write_all(&rendered)?;
     out.flush()?;
     Ok(0)
+}
+
+/// One database's recovery steps.
+#[derive(serde::Serialize)]
+struct Steps {
+    steps: Vec<crate::analyze::recover::Step>,
 }

@@ -100,6 +100,7 @@ pub fn write(out: &mut impl Write, contents: &BundleContents) -> Result<()> {
                         baseline: None,
                         config: defer.clone(),
                         ignore: &[],
+                        config_shards: None,
                         status: StatusOptions::at(snapshot.taken_at, Duration::hours(1)),
                     },
                 )),

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::{bail, Result};
 
-use crate::analyze::rollback::{is_check_id, rollback_check, RollbackOptions};
+use crate::analyze::rollback::{is_check_id, rollback_check_deployment, RollbackOptions};
 use crate::catalog::SchemaCapture;
 use crate::cli::{Format, RollbackCheckArgs};
 use crate::medplum::config::MedplumConfig;
@@ -34,13 +34,18 @@ pub fn run(args: &RollbackCheckArgs, out: &mut impl Write) -> Result<u8> {
         baseline: baseline.as_ref().map(|b| &b.schema),
         config: config.as_ref().map(MedplumConfig::defer_settings),
         ignore: &args.ignore,
+        config_shards: config
+            .as_ref()
+            .map(|config| config.shards())
+            .transpose()?
+            .map(|shards| shards.into_iter().map(|(id, _)| id).collect()),
         status: super::status_options(
             snapshot.taken_at,
             std::time::Duration::from_secs(3600),
             args.evidence.server_statement_timeout,
         ),
     };
-    let report = rollback_check(&snapshot, &manifest, &catalogue, &options);
+    let report = rollback_check_deployment(&snapshot, &manifest, &catalogue, &options);
 
     let mut rendered = Vec::new();
     match args.output.format {

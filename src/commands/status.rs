@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::analyze::migrations::MigrationState;
+use crate::analyze::shards::{self, analyze_shards};
 use crate::cli::{FailOnState, Format, StatusArgs};
 use crate::render;
 
@@ -16,21 +17,48 @@ pub fn run(args: &StatusArgs, out: &mut impl Write) -> Result<u8> {
         args.stale_after,
         args.evidence.server_statement_timeout,
     )?;
-    let (source, report) = (&analyzed.source, &analyzed.status);
+    let shards = analyze_shards(
+        &analyzed.snapshot,
+        &analyzed.status,
+        &analyzed.manifest,
+        &analyzed.catalogue,
+        super::status_options(
+            analyzed.snapshot.taken_at,
+            args.stale_after,
+            args.evidence.server_statement_timeout,
+        ),
+    );
+    let mut report = analyzed.status.clone();
+    report.findings.extend(shards::findings(&shards));
+    let source = &analyzed.source;
     let mut rendered = Vec::new();
     match args.output.format {
-        Format::Table => render::table::status(&mut rendered, source, report, args.all)?,
-        Format::Json => render::json::status(&mut rendered, source, report)?,
-        Format::Csv => render::csv::status(&mut rendered, report)?,
+        Format::Table => {
+            render::table::status(&mut rendered, source, &report, args.all)?;
+            render::table::shards(&mut rendered, source, &shards, args.all)?;
+        }
+        Format::Json if shards.is_empty() => render::json::status(&mut rendered, source, &report)?,
+        Format::Json => render::json::deployment_status(&mut rendered, source, &report, &shards)?,
+        Format::Csv => render::csv::status(&mut rendered, &report, &shards)?,
     }
     out.write_all(&rendered)?;
     out.flush()?;
 
+    // Any database of the deployment in a state of --fail-on.
     let failing = report
         .migrations
         .iter()
+        .chain(
+            shards
+                .iter()
+                .filter_map(|s| s.status.as_ref())
+                .flat_map(|s| s.migrations.iter()),
+        )
         .any(|m| args.fail_on.contains(&fail_on_state(m.state)));
-    Ok(u8::from(failing))
+    // A shard not read is unknown, all of it.
+    let unread =
+        shards.iter().any(|s| s.gap.is_some()) && args.fail_on.contains(&FailOnState::Unknown);
+    Ok(u8::from(failing || unread))
 }
 
 /// The `--fail-on` value that names `state`; exhaustive, so a new state cannot be left out of

@@ -32,27 +32,50 @@ pub fn run(args: &UpgradePlanArgs, out: &mut impl Write) -> Result<u8> {
             ),
         },
     };
-    let plan = plan(
-        status,
-        manifest,
-        Some(catalogue),
-        &from,
-        inferred_by,
-        &args.to,
-        gate,
-    )
-    .map_err(|refusal| match refusal {
-        PlanRefusal::Rollback { from, to } => anyhow!(
-            "{to} is older than the deployed {from}: that is a rollback, not an upgrade; check it \
-             with `medmig rollback-check --to {to} --from {from}`"
+    // One release runs every database: each shard's plan starts from the same one.
+    let make = |_: &crate::snapshot::Snapshot, status: &_| {
+        plan(
+            status,
+            manifest,
+            Some(catalogue),
+            &from,
+            inferred_by.clone(),
+            &args.to,
+            gate,
+        )
+        .map_err(|refusal| match refusal {
+            PlanRefusal::Rollback { from, to } => anyhow!(
+                "{to} is older than the deployed {from}: that is a rollback, not an upgrade; \
+                 check it with `medmig rollback-check --to {to} --from {from}`"
+            ),
+        })
+    };
+    let global = make(&analyzed.snapshot, status)?;
+    let shards = super::per_shard::plans(
+        &analyzed,
+        &global,
+        super::status_options(
+            analyzed.snapshot.taken_at,
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs(60),
         ),
-    })?;
+        "upgrade-plan",
+        make,
+    );
+    let format = args.output.format;
     let mut rendered = Vec::new();
-    match args.output.format {
-        PlanFormat::Table => render::table::upgrade_plan(&mut rendered, source, &plan)?,
-        PlanFormat::Json => render::json::upgrade_plan(&mut rendered, source, &plan)?,
-        PlanFormat::Markdown => render::markdown::upgrade_plan(&mut rendered, source, &plan)?,
-    }
+    super::per_shard::write(
+        &mut rendered,
+        format,
+        source,
+        &global,
+        &shards,
+        |out, source, plan| match format {
+            PlanFormat::Table => render::table::upgrade_plan(out, source, plan),
+            PlanFormat::Json => render::json::upgrade_plan(out, source, plan),
+            PlanFormat::Markdown => render::markdown::upgrade_plan(out, source, plan),
+        },
+    )?;
     out.write_all(&rendered)?;
     out.flush()?;
     Ok(0)

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use chrono::Utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::signal::unix::{signal, Signal, SignalKind};
@@ -43,6 +43,23 @@ pub fn run(args: &WaitArgs, out: &mut impl Write) -> Result<u8> {
     let (manifest, catalogue) = super::load_knowledge(&args.manifest)?;
     let (target, target_by) = target(args, &manifest)?;
     let settings = super::settings(&args.connect)?;
+    // A sharded deployment: a poller for every database (or the one --shard names).
+    let (only, shards) = super::shard_settings(&settings, &args.connect)?;
+    let sharded = !shards.is_empty();
+    let label = args
+        .connect
+        .shard
+        .clone()
+        .unwrap_or_else(|| crate::snapshot::GLOBAL_SHARD.to_string());
+    let settings = match only {
+        Some(mut only) => only.settings(settings),
+        None => settings,
+    };
+    let mut pollers = vec![(label, Poller::new(settings))];
+    for (id, shard) in shards {
+        let shard = shard.with_context(|| format!("shard {id} of --medplum-config"))?;
+        pollers.push((id, Poller::new(shard)));
+    }
     let redis = super::redis_target(&args.connect)?;
     let live = args.format == WaitFormat::Table
         && std::io::stderr().is_terminal()
@@ -60,7 +77,8 @@ pub fn run(args: &WaitArgs, out: &mut impl Write) -> Result<u8> {
                 args,
                 manifest: &manifest,
                 catalogue: &catalogue,
-                poller: Poller::new(settings),
+                pollers,
+                sharded,
                 redis,
             },
             signals,
@@ -166,6 +184,10 @@ struct Waiter<'a, W: Write> {
     display: Display<'a, W>,
 }
 
+/// A migration of a database: the shard (`None` in a deployment of one database) and its
+/// number.
+type Key = (Option<String>, u32);
+
 /// What the loop keeps between polls.
 #[derive(Default)]
 struct Progress {
@@ -175,12 +197,12 @@ struct Progress {
     later_max: Option<PollLoad>,
     /// The migrations followed (those up to the target not completed at the first poll) as
     /// last reported.
-    followed: BTreeMap<u32, Followed>,
+    followed: BTreeMap<Key, Followed>,
     data_version: Option<i64>,
     failed_polls: u32,
     failing_since: Option<Instant>,
     /// For each migration in a state of `--fail-on`, on how many polls in a row it was.
-    failing_streak: BTreeMap<u32, u32>,
+    failing_streak: BTreeMap<Key, u32>,
     redis_gap: Option<String>,
     last_output: Option<Instant>,
 }
@@ -279,47 +301,80 @@ impl<W: Write> Waiter<'_, W> {
     }
 }
 
-/// What reads: the poller, Redis, and what the analysis needs.
+/// What reads: a poller for each database (the global one first, then each shard of a
+/// sharded deployment), Redis, and what the analysis needs.
 struct Reader<'a> {
     args: &'a WaitArgs,
     manifest: &'a Manifest,
     catalogue: &'a Catalogue,
-    poller: Poller,
+    pollers: Vec<(String, Poller)>,
+    /// Whether the deployment is sharded: then every migration is named with its database.
+    sharded: bool,
     redis: Option<crate::sources::redis::RedisTargets>,
 }
 
 impl Reader<'_> {
-    /// One poll: PostgreSQL, then Redis, then the analysis.
+    /// One poll: each database in turn, Redis after the global one, then the analysis of
+    /// each. A database that cannot be read fails the poll, naming it.
     async fn poll_once(&mut self) -> Result<PolledStatus> {
-        let polled = self.poller.poll().await?;
-        let load = PollLoad {
-            statements: polled.load.statements,
-            rows: polled.load.rows,
-        };
-        let full = polled.full;
-        let snapshot = polled.snapshot;
-        snapshot.require_readable()?;
-        let redis_gap = match &self.redis {
-            Some(targets) => super::read_redis_quietly(targets, snapshot).await.err(),
-            None => None,
-        };
-        let status = analyze(
-            snapshot,
-            self.manifest,
-            self.catalogue,
-            super::status_options(
-                snapshot.taken_at,
-                self.args.stale_after,
-                self.args.evidence.server_statement_timeout,
-            ),
-        );
+        let mut load = PollLoad::default();
+        let mut full = true;
+        let mut databases = Vec::new();
+        let mut redis: Option<(Option<crate::snapshot::RedisEvidence>, Option<String>)> = None;
+        let mut at = None;
+        for (id, poller) in &mut self.pollers {
+            let named = |err: anyhow::Error| match self.sharded {
+                true => err.context(format!("shard {id}")),
+                false => err,
+            };
+            let polled = poller.poll().await.map_err(named)?;
+            load.statements += polled.load.statements;
+            load.rows += polled.load.rows;
+            full &= polled.full;
+            let snapshot = polled.snapshot;
+            snapshot.require_readable().map_err(named)?;
+            // The queues are the deployment's: read once, with the global database.
+            match &redis {
+                None => {
+                    if let Some(targets) = &self.redis {
+                        let _ = super::read_redis_quietly(targets, snapshot).await;
+                    }
+                    redis = Some((snapshot.redis.clone(), snapshot.redis_gap.clone()));
+                }
+                Some((evidence, gap)) => {
+                    snapshot.redis.clone_from(evidence);
+                    snapshot.redis_gap.clone_from(gap);
+                }
+            }
+            at.get_or_insert(snapshot.taken_at);
+            let status = analyze(
+                snapshot,
+                self.manifest,
+                self.catalogue,
+                super::status_options(
+                    snapshot.taken_at,
+                    self.args.stale_after,
+                    self.args.evidence.server_statement_timeout,
+                ),
+            );
+            databases.push((self.sharded.then(|| id.clone()), status));
+        }
         Ok(PolledStatus {
-            at: snapshot.taken_at,
-            status,
+            at: at.unwrap_or_else(Utc::now),
+            databases,
             load,
-            redis_gap,
+            redis_gap: redis
+                .and_then(|(_, gap)| gap)
+                .filter(|_| self.redis.is_some()),
             full,
         })
+    }
+
+    /// Makes the next poll of every database a full read.
+    fn read_everything_next(&mut self) {
+        for (_, poller) in &mut self.pollers {
+            poller.read_everything_next();
+        }
     }
 }
 
@@ -339,8 +394,8 @@ impl<W: Write> Waiter<'_, W> {
             min.statements = min.statements.min(polled.load.statements);
             min.rows = min.rows.min(polled.load.rows);
         }
-        let status = &polled.status;
-        progress.data_version = status.post_deploy.data_version;
+        let global = &polled.databases[0].1;
+        progress.data_version = global.post_deploy.data_version;
         if polled.redis_gap != progress.redis_gap && !(first && polled.redis_gap.is_none()) {
             progress.redis_gap = polled.redis_gap.clone();
             self.emit(
@@ -351,7 +406,7 @@ impl<W: Write> Waiter<'_, W> {
                 },
             )?;
         }
-        let now_followed = self.followed(status);
+        let now_followed = self.followed(&polled.databases);
         if first {
             progress.followed = now_followed.clone();
             self.display.start(&now_followed);
@@ -361,13 +416,13 @@ impl<W: Write> Waiter<'_, W> {
                     at: polled.at,
                     target: self.target,
                     target_by: self.target_by.clone(),
-                    data_version: status.post_deploy.data_version,
+                    data_version: global.post_deploy.data_version,
                     migrations: now_followed.values().cloned().collect(),
                 },
             )?;
         } else {
-            for (version, now) in &now_followed {
-                let before = progress.followed.get(version);
+            for (key, now) in &now_followed {
+                let before = progress.followed.get(key);
                 let changed = before.is_none_or(|b| b.state != now.state || b.job_id != now.job_id);
                 if changed {
                     let previous = before.map_or(MigrationState::Waiting, |b| b.state);
@@ -385,44 +440,49 @@ impl<W: Write> Waiter<'_, W> {
         }
         self.display.update(&progress.followed);
 
-        // A state of --fail-on, up to the target: stop, exit 1, once confirmed (see
-        // `confirmed`); until then, the next poll reads everything again.
-        let candidates: Vec<&MigrationStatus> = status
-            .migrations
+        // A state of --fail-on, up to the target, in any database: stop, exit 1, once
+        // confirmed (see `confirmed`); until then, the next poll reads everything again.
+        let candidates: Vec<(Key, &MigrationStatus)> = polled
+            .databases
             .iter()
-            .filter(|m| m.version <= self.target)
-            .filter(|m| {
+            .flat_map(|(shard, status)| {
+                status
+                    .migrations
+                    .iter()
+                    .map(move |m| ((shard.clone(), m.version), m))
+            })
+            .filter(|(_, m)| m.version <= self.target)
+            .filter(|(_, m)| {
                 self.args
                     .fail_on
                     .contains(&super::status::fail_on_state(m.state))
             })
             .collect();
         let mut streak = BTreeMap::new();
-        for m in &candidates {
-            let seen = progress
-                .failing_streak
-                .get(&m.version)
-                .copied()
-                .unwrap_or(0)
-                + 1;
-            streak.insert(m.version, seen);
+        for (key, _) in &candidates {
+            let seen = progress.failing_streak.get(key).copied().unwrap_or(0) + 1;
+            streak.insert(key.clone(), seen);
         }
         progress.failing_streak = streak;
         let unconfirmed = candidates
             .iter()
-            .any(|m| !confirmed(m.state, progress.failing_streak[&m.version], polled.full));
+            .any(|(key, m)| !confirmed(m.state, progress.failing_streak[key], polled.full));
         if unconfirmed {
-            self.reader.poller.read_everything_next();
+            self.reader.read_everything_next();
         }
         let failing: Vec<String> = candidates
             .iter()
             .filter(|_| !unconfirmed)
-            .map(|m| match &m.detail {
-                Some(detail) => format!("v{} is {}: {detail}", m.version, m.state.as_str()),
-                None => match &m.current.error {
-                    Some(error) => format!("v{} is {}: {error}", m.version, m.state.as_str()),
-                    None => format!("v{} is {}", m.version, m.state.as_str()),
-                },
+            .map(|((shard, _), m)| {
+                let named = match shard {
+                    Some(shard) => format!("{shard} v{}", m.version),
+                    None => format!("v{}", m.version),
+                };
+                match (&m.detail, &m.current.error) {
+                    (Some(detail), _) => format!("{named} is {}: {detail}", m.state.as_str()),
+                    (None, Some(error)) => format!("{named} is {}: {error}", m.state.as_str()),
+                    (None, None) => format!("{named} is {}", m.state.as_str()),
+                }
             })
             .collect();
         if !failing.is_empty() {
@@ -431,16 +491,26 @@ impl<W: Write> Waiter<'_, W> {
                 .finish(progress, Outcome::Failed, code, failing.join("; "))
                 .map(Some);
         }
-        let done = status
-            .post_deploy
-            .data_version
-            .is_some_and(|v| v >= i64::from(self.target));
+        // Completed when every database's dataVersion has reached the target.
+        let done = polled.databases.iter().all(|(_, status)| {
+            status
+                .post_deploy
+                .data_version
+                .is_some_and(|v| v >= i64::from(self.target))
+        });
         if done {
-            let reason = format!(
-                "every post-deploy migration up to v{} has completed (dataVersion {})",
-                self.target,
-                status.post_deploy.data_version.unwrap_or_default()
-            );
+            let reason = match polled.databases.len() {
+                1 => format!(
+                    "every post-deploy migration up to v{} has completed (dataVersion {})",
+                    self.target,
+                    global.post_deploy.data_version.unwrap_or_default()
+                ),
+                n => format!(
+                    "every post-deploy migration up to v{} has completed on all {n} databases \
+                     (the global one and every shard)",
+                    self.target
+                ),
+            };
             return self
                 .finish(progress, Outcome::Completed, 0, reason)
                 .map(Some);
@@ -468,23 +538,29 @@ impl<W: Write> Waiter<'_, W> {
         Ok(None)
     }
 
-    /// The migrations followed: every one up to the target that is not completed, and (after
-    /// the first poll) every one followed before.
-    fn followed(&self, status: &StatusReport) -> BTreeMap<u32, Followed> {
-        status
-            .migrations
-            .iter()
-            .filter(|m| m.version <= self.target)
-            .filter(|m| m.state != MigrationState::Completed || self.display.follows(m.version))
-            .map(|m| {
+    /// The migrations followed, in every database: each one up to the target that is not
+    /// completed, and (after the first poll) each one followed before.
+    fn followed(&self, databases: &[(Option<String>, StatusReport)]) -> BTreeMap<Key, Followed> {
+        let mut followed = BTreeMap::new();
+        for (shard, status) in databases {
+            for m in status
+                .migrations
+                .iter()
+                .filter(|m| m.version <= self.target)
+            {
+                let key = (shard.clone(), m.version);
+                if m.state == MigrationState::Completed && !self.display.follows(&key) {
+                    continue;
+                }
                 let types = self
                     .catalogue
                     .get(m.version)
                     .and_then(|entry| entry.reindex.as_ref())
                     .map(|reindex| reindex.resource_types.len());
-                (m.version, Followed::of(m, types))
-            })
-            .collect()
+                followed.insert(key, Followed::of(shard.as_deref(), m, types));
+            }
+        }
+        followed
     }
 
     fn timed_out(&mut self, progress: &Progress) -> Result<u8> {
@@ -493,7 +569,7 @@ impl<W: Write> Waiter<'_, W> {
             .followed
             .values()
             .filter(|f| f.state != MigrationState::Completed)
-            .map(|f| format!("v{} {}", f.version, f.state.as_str()))
+            .map(|f| format!("{} {}", f.label(), f.state.as_str()))
             .collect();
         let reason = format!(
             "--timeout {} passed; not completed: {}",
@@ -564,7 +640,9 @@ fn confirmed(state: MigrationState, polls_in_a_row: u32, full: bool) -> bool {
 /// One poll's outcome.
 struct PolledStatus {
     at: chrono::DateTime<Utc>,
-    status: StatusReport,
+    /// Each database's status: `None` names the one database of an unsharded deployment,
+    /// else the shard (`global` first).
+    databases: Vec<(Option<String>, StatusReport)>,
     load: PollLoad,
     redis_gap: Option<String>,
     /// Whether the poll read everything, not only the window of jobs written since.
@@ -583,13 +661,13 @@ struct Display<'a, W: Write> {
     out: &'a mut W,
     live: Option<Live>,
     /// The migrations followed since the first poll.
-    followed: Vec<u32>,
+    followed: Vec<Key>,
 }
 
 /// The live display: one line per followed migration, redrawn on stderr.
 struct Live {
     multi: MultiProgress,
-    bars: BTreeMap<u32, ProgressBar>,
+    bars: BTreeMap<Key, ProgressBar>,
 }
 
 impl<'a, W: Write> Display<'a, W> {
@@ -610,22 +688,22 @@ impl<'a, W: Write> Display<'a, W> {
         self.live.is_some()
     }
 
-    fn follows(&self, version: u32) -> bool {
-        self.followed.contains(&version)
+    fn follows(&self, key: &Key) -> bool {
+        self.followed.contains(key)
     }
 
-    fn start(&mut self, followed: &BTreeMap<u32, Followed>) {
-        self.followed = followed.keys().copied().collect();
+    fn start(&mut self, followed: &BTreeMap<Key, Followed>) {
+        self.followed = followed.keys().cloned().collect();
         let Some(live) = &mut self.live else { return };
-        for version in followed.keys() {
+        for (key, f) in followed {
             let bar = live.multi.add(ProgressBar::new_spinner());
-            bar.set_prefix(format!("v{version}"));
+            bar.set_prefix(crate::text::escape_controls(&f.label()).into_owned());
             bar.enable_steady_tick(Duration::from_millis(250));
-            live.bars.insert(*version, bar);
+            live.bars.insert(key.clone(), bar);
         }
     }
 
-    fn update(&mut self, followed: &BTreeMap<u32, Followed>) {
+    fn update(&mut self, followed: &BTreeMap<Key, Followed>) {
         let Some(live) = &mut self.live else { return };
         for (version, f) in followed {
             let Some(bar) = live.bars.get(version) else {

@@ -283,12 +283,56 @@ impl MedplumConfig {
 
     /// The `database` section, typed for connecting. `None` when the merged config has none.
     pub fn database(&self) -> Result<Option<DatabaseSection>> {
-        let Some(database) = self.get(&["database"]) else {
+        self.database_at(&["database"])
+    }
+
+    /// The shards of a sharded deployment: each id (its key in `shards`) with its `database`
+    /// section, in the config's order by id. Empty when the config has no `shards`.
+    ///
+    /// As the server's config loader (`packages/server/src/config/loader.ts`, the sharding
+    /// line): the top-level `database` is the global shard's, `global` may not be a key of
+    /// `shards`, and every shard has a `database` of the same type as the top-level one.
+    pub fn shards(&self) -> Result<Vec<(String, DatabaseSection)>> {
+        let Some(shards) = self.get(&["shards"]) else {
+            return Ok(Vec::new());
+        };
+        let Value::Object(shards) = shards else {
+            bail!(
+                "\"shards\" in the Medplum config {} is {}, not an object of shard ids",
+                self.name,
+                kind(shards)
+            );
+        };
+        let mut sections = Vec::new();
+        for id in shards.keys() {
+            if id == crate::snapshot::GLOBAL_SHARD {
+                bail!(
+                    "the Medplum config {} has a shard \"global\": that id is reserved for \
+                     the top-level database, and the server refuses such a config too",
+                    self.name
+                );
+            }
+            let Some(section) = self.database_at(&["shards", id, "database"])? else {
+                bail!(
+                    "shard \"{}\" in the Medplum config {} has no \"database\" section",
+                    crate::text::escape_controls(id),
+                    self.name
+                );
+            };
+            sections.push((id.clone(), section));
+        }
+        Ok(sections)
+    }
+
+    /// The database section at `path` (`database`, or `shards.ID.database`), typed.
+    fn database_at(&self, path: &[&str]) -> Result<Option<DatabaseSection>> {
+        let Some(database) = self.get(path) else {
             return Ok(None);
         };
+        let shown = crate::text::escape_controls(&path.join(".")).into_owned();
         let Value::Object(section) = database else {
             bail!(
-                "\"database\" in the Medplum config {} is not an object: give the server's \
+                "\"{shown}\" in the Medplum config {} is not an object: give the server's \
                  database settings",
                 self.name
             );
@@ -299,7 +343,7 @@ impl MedplumConfig {
                 Some(Value::String(s)) => Ok(Some(s.clone())),
                 // The kind only: the value may be a password.
                 Some(other) => Err(anyhow!(
-                    "database.{key} in the Medplum config {} is {}, not a string",
+                    "{shown}.{key} in the Medplum config {} is {}, not a string",
                     self.name,
                     kind(other)
                 )),

@@ -33,10 +33,42 @@ const HEADER: [&str; 15] = [
     "detail",
 ];
 
-/// Writes one row per migration.
-pub fn status(out: &mut impl Write, report: &StatusReport) -> Result<()> {
+/// Writes one row per migration; for a sharded deployment (`shards` not empty) a first
+/// column `shard` names the database (`global` or the shard's id) and every shard read has
+/// its rows after the global database's.
+pub fn status(
+    out: &mut impl Write,
+    report: &StatusReport,
+    shards: &[crate::analyze::shards::ShardStatus],
+) -> Result<()> {
     let mut writer = ::csv::Writer::from_writer(out);
-    writer.write_record(HEADER)?;
+    let sharded = !shards.is_empty();
+    let databases = std::iter::once((crate::snapshot::GLOBAL_SHARD, report)).chain(
+        shards
+            .iter()
+            .filter_map(|s| s.status.as_ref().map(|status| (s.id.as_str(), status))),
+    );
+    let header = sharded.then_some("shard").into_iter().chain(HEADER);
+    writer.write_record(header)?;
+    for (shard, report) in databases {
+        rows(&mut writer, sharded.then_some(shard), report)?;
+    }
+    // A shard not read: one row, its state unknown, its gap as the detail.
+    for shard in shards.iter().filter(|s| s.status.is_none()) {
+        let mut fields = vec![shard.id.as_str(), "", "unknown"];
+        fields.extend(std::iter::repeat_n("", HEADER.len() - 3));
+        fields.push(shard.gap.as_deref().unwrap_or("not read"));
+        writer.write_record(record(fields))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+fn rows(
+    writer: &mut ::csv::Writer<&mut impl Write>,
+    shard: Option<&str>,
+    report: &StatusReport,
+) -> Result<()> {
     for m in &report.migrations {
         let c = &m.current;
         let time = |t: &Option<chrono::DateTime<chrono::Utc>>| t.as_ref().map(timestamp);
@@ -57,9 +89,11 @@ pub fn status(out: &mut impl Write, report: &StatusReport) -> Result<()> {
             c.error.clone(),
             m.detail.clone(),
         ];
-        writer.write_record(record(fields.iter().map(|f| f.as_deref().unwrap_or(""))))?;
+        let fields = shard
+            .into_iter()
+            .chain(fields.iter().map(|f| f.as_deref().unwrap_or("")));
+        writer.write_record(record(fields))?;
     }
-    writer.flush()?;
     Ok(())
 }
 

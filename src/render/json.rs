@@ -122,6 +122,32 @@ pub fn status(out: &mut impl Write, source: &ReportSource, report: &StatusReport
     document(out, source, report)
 }
 
+/// Writes the status of a sharded deployment: the global database's report, with every
+/// shard's beside it under `shards`, and `shard_summary`.
+pub fn deployment_status(
+    out: &mut impl Write,
+    source: &ReportSource,
+    report: &StatusReport,
+    shards: &[crate::analyze::shards::ShardStatus],
+) -> Result<()> {
+    #[derive(Serialize)]
+    struct Deployment<'a> {
+        #[serde(flatten)]
+        report: &'a StatusReport,
+        shards: &'a [crate::analyze::shards::ShardStatus],
+        shard_summary: String,
+    }
+    document(
+        out,
+        source,
+        &Deployment {
+            report,
+            shards,
+            shard_summary: crate::analyze::shards::summary(shards),
+        },
+    )
+}
+
 /// Writes the upgrade plan.
 pub fn upgrade_plan(out: &mut impl Write, source: &ReportSource, plan: &UpgradePlan) -> Result<()> {
     document(out, source, plan)

@@ -23,6 +23,67 @@ const PLAIN: &str = "     --            ";
 /// Completed migrations with nothing to tell fold into one line from this many on.
 const FOLD_FROM: usize = 3;
 
+/// Writes the shards of a sharded deployment after the global database's status: one line
+/// for a shard that stands where the global database does, its whole status for one that
+/// differs, the reason for one not read, then one summary line. Nothing for a deployment of
+/// one database.
+pub fn shards(
+    out: &mut impl Write,
+    source: &ReportSource,
+    shards: &[crate::analyze::shards::ShardStatus],
+    all: bool,
+) -> Result<()> {
+    if shards.is_empty() {
+        return Ok(());
+    }
+    for shard in shards {
+        writeln!(out)?;
+        match (&shard.status, &shard.gap) {
+            (Some(report), _) if !shard.differences.is_empty() => {
+                writeln_escaped!(
+                    out,
+                    "Shard {}: differs from the global database: {}",
+                    shard.id,
+                    shard.differences.join(", ")
+                )?;
+                writeln!(out)?;
+                let mut theirs = source.clone();
+                if let (Some(from), Some(at)) = (&shard.source, shard.taken_at) {
+                    theirs.host.clone_from(&from.host);
+                    theirs.port = from.port;
+                    theirs.database.clone_from(&from.database);
+                    theirs.user.clone_from(&from.user);
+                    theirs.server_version.clone_from(&from.server_version);
+                    theirs.taken_at = at;
+                }
+                status(out, &theirs, report, all)?;
+            }
+            (Some(report), _) => writeln_escaped!(
+                out,
+                "Shard {}: as the global database (dataVersion {})",
+                shard.id,
+                report
+                    .post_deploy
+                    .data_version
+                    .map_or("unknown".to_string(), |v| v.to_string())
+            )?,
+            (None, gap) => writeln_escaped!(
+                out,
+                "Shard {}: not read: {}",
+                shard.id,
+                gap.as_deref().unwrap_or("no reason recorded")
+            )?,
+        }
+    }
+    writeln!(out)?;
+    writeln_escaped!(
+        out,
+        "Deployment: {}",
+        crate::analyze::shards::summary(shards)
+    )?;
+    Ok(())
+}
+
 /// Writes the status report as text tables.
 pub fn status(
     out: &mut impl Write,

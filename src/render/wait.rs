@@ -19,6 +19,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// One followed migration as a poll found it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Followed {
+    /// In a sharded deployment, the database: `global` or the shard's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     pub version: u32,
     pub state: MigrationState,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,8 +44,13 @@ pub struct Followed {
 }
 
 impl Followed {
-    /// `status` of one migration; `types_total` from the catalogue for a reindex.
-    pub fn of(status: &MigrationStatus, types_total: Option<usize>) -> Followed {
+    /// `status` of one migration (of `shard`, in a sharded deployment); `types_total` from
+    /// the catalogue for a reindex.
+    pub fn of(
+        shard: Option<&str>,
+        status: &MigrationStatus,
+        types_total: Option<usize>,
+    ) -> Followed {
         let in_progress = matches!(
             status.state,
             MigrationState::Running
@@ -59,6 +67,7 @@ impl Followed {
             _ => None,
         };
         Followed {
+            shard: shard.map(str::to_string),
             version: status.version,
             state: status.state,
             job_id: status.current.job_id.clone(),
@@ -68,6 +77,14 @@ impl Followed {
             reindex_types_total: reindex.and(types_total),
             elapsed_seconds,
             estimated_seconds_left,
+        }
+    }
+
+    /// How it is named: `v51`, or `shard-a v51` in a sharded deployment.
+    pub fn label(&self) -> String {
+        match &self.shard {
+            Some(shard) => format!("{shard} v{}", self.version),
+            None => format!("v{}", self.version),
         }
     }
 
@@ -218,7 +235,7 @@ pub fn lines(event: &Event) -> Vec<String> {
                 time(at)
             )];
             for m in migrations {
-                lines.push(format!("{} v{} {}", time(at), m.version, m.summary()));
+                lines.push(format!("{} {} {}", time(at), m.label(), m.summary()));
             }
             lines
         }
@@ -228,9 +245,9 @@ pub fn lines(event: &Event) -> Vec<String> {
             migration,
         } => {
             let mut line = format!(
-                "{} v{} {} -> {}",
+                "{} {} {} -> {}",
                 time(at),
-                migration.version,
+                migration.label(),
                 previous.as_str(),
                 migration.summary()
             );
@@ -241,7 +258,7 @@ pub fn lines(event: &Event) -> Vec<String> {
         }
         Event::StillWaiting { at, migrations } => migrations
             .iter()
-            .map(|m| format!("{} still waiting: v{} {}", time(at), m.version, m.summary()))
+            .map(|m| format!("{} still waiting: {} {}", time(at), m.label(), m.summary()))
             .collect(),
         Event::Reconnecting {
             at,
@@ -318,6 +335,7 @@ mod tests {
             at,
             previous: MigrationState::Pending,
             migration: Followed {
+                shard: None,
                 version: 53,
                 state: MigrationState::Failed,
                 job_id: Some("j".into()),

@@ -324,6 +324,7 @@ impl Drop for TestRole {
     fn drop(&mut self) {
         let db = TestDb {
             name: self.1.clone(),
+            server: crate::harness::server_url(),
         };
         db.execute(&format!("DROP OWNED BY \"{}\"", self.0));
         std::mem::forget(db);

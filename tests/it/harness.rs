@@ -115,9 +115,14 @@ pub async fn connect(url: &str) -> Client {
 
 /// Runs SQL on the server's maintenance database.
 pub fn admin(sql: &str) {
+    admin_on(&server_url(), sql)
+}
+
+/// Runs SQL on the maintenance database of the server at `server`.
+pub fn admin_on(server: &str, sql: &str) {
     let rt = runtime();
     rt.block_on(async {
-        let client = connect(&server_url()).await;
+        let client = connect(server).await;
         client
             .batch_execute(sql)
             .await
@@ -141,6 +146,8 @@ pub fn unique_name(prefix: &str) -> String {
 /// A database created for one test and dropped when the test ends.
 pub struct TestDb {
     pub name: String,
+    /// The server it is on (a URL of its maintenance database).
+    pub server: String,
 }
 
 impl TestDb {
@@ -153,9 +160,17 @@ impl TestDb {
     /// Like [`TestDb::with`], then `extra` SQL while the fixture helpers still exist (e.g.
     /// `SELECT fixture.job(…)`).
     pub fn build(fixtures: &[&str], extra: &str) -> TestDb {
+        TestDb::build_on(&server_url(), fixtures, extra)
+    }
+
+    /// [`TestDb::build`] on the server at `server` (a URL of its maintenance database).
+    pub fn build_on(server: &str, fixtures: &[&str], extra: &str) -> TestDb {
         let name = unique_name("medmig_test");
-        admin(&format!("CREATE DATABASE \"{name}\""));
-        let db = TestDb { name };
+        admin_on(server, &format!("CREATE DATABASE \"{name}\""));
+        let db = TestDb {
+            name,
+            server: server.to_string(),
+        };
         let mut sql = String::new();
         for fixture in fixtures {
             let path = fixture_path(&format!("sql/{fixture}.sql"));
@@ -173,7 +188,7 @@ impl TestDb {
 
     /// The superuser URL of this database.
     pub fn url(&self) -> String {
-        url_for(&server_url(), &self.name)
+        url_for(&self.server, &self.name)
     }
 
     /// Runs SQL in this database as the superuser.
@@ -192,10 +207,10 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         // FORCE ends sessions a failed test left behind (PostgreSQL 13+).
-        admin(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ));
+        admin_on(
+            &self.server,
+            &format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
+        );
     }
 }
 

@@ -20,6 +20,7 @@ mod report;
 mod rollback;
 mod scale;
 mod schema;
+mod shards;
 mod snapshot;
 mod status;
 mod terminal;

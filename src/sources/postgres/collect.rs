@@ -619,6 +619,8 @@ async fn read_snapshot(
             schema,
             redis: None,
             redis_gap: None,
+            shards: Vec::new(),
+            only_shard: None,
             activity: rows.then_some(reads.activity),
             unreadable_tables,
             unread_tables,

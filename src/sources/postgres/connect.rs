@@ -190,6 +190,59 @@ impl ConnectionSettings {
         })
     }
 
+    /// The settings of every shard of the Medplum config these settings came from (none when
+    /// they came from another source, or the config has no `shards`): each shard's own
+    /// `database` section (host, port, dbname, username, password, ssl), completed as the
+    /// global one is, under the same flags and limits. A shard whose section cannot be used
+    /// (a port that is not one) is that shard's error, not the whole config's; a config
+    /// whose `shards` are malformed is an error.
+    pub fn shards(
+        &self,
+        args: &ConnectOptions,
+        vars: &[(String, String)],
+    ) -> Result<Vec<(String, Result<ConnectionSettings>)>> {
+        let (ConnectionSource::MedplumConfig, Some(name)) = (&self.source, &args.medplum_config)
+        else {
+            return Ok(Vec::new());
+        };
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        let env: EnvLookup<'_> = &lookup;
+        let loaded = crate::sources::config::load(name, vars)?;
+        let mut shards = Vec::new();
+        for (id, section) in loaded.shards()? {
+            let settings = section_config(&loaded, &["shards", &id, "database"], section).map(
+                |(mut config, tls)| {
+                    fill_libpq_defaults(&mut config, env);
+                    ConnectionSettings {
+                        config,
+                        ssl_mode: args.ssl_mode.or(tls.mode).unwrap_or(SslMode::Prefer),
+                        root_cert: args
+                            .ssl_root_cert
+                            .clone()
+                            .map(RootCert::File)
+                            .or(tls.root_cert)
+                            .or_else(|| {
+                                env("PGSSLROOTCERT").map(|path| RootCert::File(path.into()))
+                            }),
+                        source: self.source.clone(),
+                        ignored_sources: Vec::new(),
+                        warnings: Vec::new(),
+                        connect_timeout: self.connect_timeout,
+                        connect_timeout_from: self.connect_timeout_from,
+                        statement_timeout: self.statement_timeout,
+                        lock_timeout: self.lock_timeout,
+                    }
+                },
+            );
+            shards.push((id, settings));
+        }
+        Ok(shards)
+    }
+
     /// Why a table could not be read, when that is to be noted rather than stopped for (a
     /// lock, a cancelled statement); `None` for any other failure.
     pub fn not_read_because(&self, err: &tokio_postgres::Error) -> Option<String> {
@@ -475,17 +528,29 @@ fn from_medplum_config(
             not_read.join(", ")
         ));
     }
+    section_config(&loaded, &["database"], database)
+}
+
+/// The connection settings of one `database` section of the Medplum config `loaded` (the
+/// top-level one, or a shard's at `path`).
+fn section_config(
+    loaded: &crate::medplum::config::MedplumConfig,
+    path: &[&str],
+    database: crate::medplum::config::DatabaseSection,
+) -> Result<(Config, SourceTls)> {
+    let name = loaded.name();
     let mut config = Config::new();
     config.host(database.host.as_deref().unwrap_or("localhost"));
     if let Some(port) = &database.port {
+        let port_path: Vec<&str> = path.iter().copied().chain(["port"]).collect();
         let origin = loaded
-            .origin(&["database", "port"])
+            .origin(&port_path)
             .map(|source| format!(" (from {source})"))
             .unwrap_or_default();
+        let shown = crate::text::escape_controls(&port_path.join(".")).into_owned();
         config.port(parse_port(port).ok_or_else(|| {
             anyhow!(
-                "database.port{origin} of the Medplum config {name} is not a port number: \
-                 found {port}"
+                "{shown}{origin} of the Medplum config {name} is not a port number: found {port}"
             )
         })?);
     }
