@@ -254,14 +254,9 @@ pub fn rollback_check(
             check.outcome = Outcome::Ignored;
         }
     }
-    let failed_blocker = checks
-        .iter()
-        .find(|c| c.severity == Impact::Blocker && c.outcome == Outcome::Fail);
-    let unknown = checks.iter().find(|c| c.outcome == Outcome::Unknown);
-    let (verdict, headline) = match (failed_blocker, unknown) {
-        (Some(check), _) => (Verdict::Unsafe, format!("UNSAFE: {}", check.message)),
-        (None, Some(check)) => (Verdict::Unknown, format!("UNKNOWN: {}", check.message)),
-        (None, None) => (
+    let (verdict, headline) = match verdict_of(&checks) {
+        Some(found) => found,
+        None => (
             Verdict::Safe,
             format!(
                 "SAFE: nothing {to} does not know has run: no post-deploy migration after v{known} \
@@ -415,15 +410,10 @@ pub fn rollback_check_deployment(
         not_read.outcome = Outcome::Ignored;
     }
     checks.push(not_read);
-    let failed_blocker = checks
-        .iter()
-        .find(|c| c.severity == Impact::Blocker && c.outcome == Outcome::Fail);
-    let unknown = checks.iter().find(|c| c.outcome == Outcome::Unknown);
     let global = &reports[0].1;
-    let (verdict, headline) = match (failed_blocker, unknown) {
-        (Some(check), _) => (Verdict::Unsafe, format!("UNSAFE: {}", check.message)),
-        (None, Some(check)) => (Verdict::Unknown, format!("UNKNOWN: {}", check.message)),
-        (None, None) => (
+    let (verdict, headline) = match verdict_of(&checks) {
+        Some(found) => found,
+        None => (
             Verdict::Safe,
             format!(
                 "{} (on every database: {})",
@@ -439,6 +429,20 @@ pub fn rollback_check_deployment(
         from: global.from.clone(),
         from_inferred_by: global.from_inferred_by.clone(),
         checks,
+    }
+}
+
+/// The verdict the checks give when it is not SAFE, with its headline: UNSAFE on the first
+/// blocker that failed, else UNKNOWN on the first check whose evidence is missing.
+fn verdict_of(checks: &[Check]) -> Option<(Verdict, String)> {
+    let failed_blocker = checks
+        .iter()
+        .find(|c| c.severity == Impact::Blocker && c.outcome == Outcome::Fail);
+    let unknown = checks.iter().find(|c| c.outcome == Outcome::Unknown);
+    match (failed_blocker, unknown) {
+        (Some(check), _) => Some((Verdict::Unsafe, format!("UNSAFE: {}", check.message))),
+        (None, Some(check)) => Some((Verdict::Unknown, format!("UNKNOWN: {}", check.message))),
+        (None, None) => None,
     }
 }
 

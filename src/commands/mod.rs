@@ -184,6 +184,18 @@ impl OnlyDatabase {
     fn settings(&mut self, global: ConnectionSettings) -> ConnectionSettings {
         self.settings.take().unwrap_or(global)
     }
+
+    /// The settings to read, `only` or the global database's, and what the snapshot records
+    /// of the choice.
+    fn choose(
+        only: Option<OnlyDatabase>,
+        global: ConnectionSettings,
+    ) -> (ConnectionSettings, Option<crate::snapshot::OnlyShard>) {
+        match only {
+            Some(mut only) => (only.settings(global), only.record),
+            None => (global, None),
+        }
+    }
 }
 
 /// The settings of the shards to read (see [`ShardSettings`]), and with `--shard ID` the one
@@ -243,10 +255,7 @@ async fn collect_deployment(
     (only, shards): (Option<OnlyDatabase>, ShardSettings),
     jobs: u16,
 ) -> Result<Snapshot> {
-    let (global, record) = match only {
-        Some(mut only) => (only.settings(global), only.record),
-        None => (global, None),
-    };
+    let (global, record) = OnlyDatabase::choose(only, global);
     let (mut snapshot, shards, _) = with_shards(collect(&global), shards, jobs, false).await?;
     snapshot.shards = shards;
     snapshot.only_shard = record;
@@ -404,10 +413,7 @@ fn shard_evidence(id: String, read: Result<Snapshot>) -> crate::snapshot::ShardE
 pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSchema)> {
     let settings = settings(args)?;
     let (only, shards) = shard_settings(&settings, args)?;
-    let (settings, record) = match only {
-        Some(mut only) => (only.settings(settings), only.record),
-        None => (settings, None),
-    };
+    let (settings, record) = OnlyDatabase::choose(only, settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
     let ((mut snapshot, rendered), shards, _) = rt.block_on(with_shards(
@@ -430,10 +436,7 @@ pub fn collect_live_with_diagnostics(
 ) -> Result<(Snapshot, Diagnostics, ShardDiagnostics)> {
     let settings = settings(args)?;
     let (only, shards) = shard_settings(&settings, args)?;
-    let (settings, record) = match only {
-        Some(mut only) => (only.settings(settings), only.record),
-        None => (settings, None),
-    };
+    let (settings, record) = OnlyDatabase::choose(only, settings);
     let redis = redis_target(args)?;
     let rt = runtime()?;
     let ((mut snapshot, diagnostics), shards, shard_diagnostics) = rt.block_on(with_shards(

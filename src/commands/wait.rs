@@ -224,15 +224,7 @@ impl<W: Write> Waiter<'_, W> {
             };
             let polled = match polled {
                 Ok(polled) => polled,
-                Err(Interruption::Deadline) => return self.timed_out(&progress),
-                Err(Interruption::Signal(code)) => {
-                    return self.finish(
-                        &progress,
-                        Outcome::Interrupted,
-                        code,
-                        "stopped by a signal".into(),
-                    )
-                }
+                Err(interruption) => return self.interrupted(&progress, interruption),
             };
             let status = match polled {
                 Ok(status) => status,
@@ -259,15 +251,7 @@ impl<W: Write> Waiter<'_, W> {
                     )?;
                     match self.pause(backoff, deadline).await {
                         None => continue,
-                        Some(Interruption::Deadline) => return self.timed_out(&progress),
-                        Some(Interruption::Signal(code)) => {
-                            return self.finish(
-                                &progress,
-                                Outcome::Interrupted,
-                                code,
-                                "stopped by a signal".into(),
-                            )
-                        }
+                        Some(interruption) => return self.interrupted(&progress, interruption),
                     }
                 }
             };
@@ -285,17 +269,8 @@ impl<W: Write> Waiter<'_, W> {
             if let Some(end) = self.observe(&mut progress, &status)? {
                 return Ok(end);
             }
-            match self.pause(self.args.interval, deadline).await {
-                None => {}
-                Some(Interruption::Deadline) => return self.timed_out(&progress),
-                Some(Interruption::Signal(code)) => {
-                    return self.finish(
-                        &progress,
-                        Outcome::Interrupted,
-                        code,
-                        "stopped by a signal".into(),
-                    )
-                }
+            if let Some(interruption) = self.pause(self.args.interval, deadline).await {
+                return self.interrupted(&progress, interruption);
             }
         }
     }
@@ -561,6 +536,19 @@ impl<W: Write> Waiter<'_, W> {
             }
         }
         followed
+    }
+
+    /// The end a signal or the deadline brings.
+    fn interrupted(&mut self, progress: &Progress, interruption: Interruption) -> Result<u8> {
+        match interruption {
+            Interruption::Deadline => self.timed_out(progress),
+            Interruption::Signal(code) => self.finish(
+                progress,
+                Outcome::Interrupted,
+                code,
+                "stopped by a signal".into(),
+            ),
+        }
     }
 
     fn timed_out(&mut self, progress: &Progress) -> Result<u8> {
