@@ -38,6 +38,20 @@ fn main() {
     }
     snapshots.sort();
 
+    // A sharded deployment (format 3): the first fixture as the global database, a shard
+    // that stands elsewhere, and one that could not be read.
+    let mut sharded: serde_json::Value = serde_json::from_slice(&snapshots[0].1).unwrap();
+    let mut shard = sharded.clone();
+    if let Some(row) = shard["database_migration"].get_mut(0) {
+        row["dataVersion"] = serde_json::Value::from(12);
+    }
+    sharded["format_version"] = serde_json::Value::from(3);
+    sharded["shards"] = serde_json::json!([
+        {"id": "shard-a", "snapshot": shard},
+        {"id": "shard-b", "gap": "cannot connect to database \"b\" on 10.0.0.2:5432"},
+    ]);
+    corpus.add("snapshot", "sharded.json", &serde_json::to_vec(&sharded).unwrap());
+
     // A `schema capture` file, as `commands::schema::capture` makes it from a snapshot.
     let snapshot =
         Snapshot::parse(std::str::from_utf8(&snapshots[0].1).unwrap()).expect("a fixture");

@@ -44,8 +44,8 @@ fuzz_target!(|data: &[u8]| {
             &mut |_| {},
         );
         if let Ok(ingested) = ingested {
-            let _ = timeline(None, &ingested.events);
-            let _ = timeline(Some(fixture_status()), &ingested.events);
+            let _ = timeline(None, &[], &ingested.events);
+            let _ = timeline(Some(fixture_status()), &[], &ingested.events);
         }
     });
 });

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use medmig::analyze::compat::diff;
 use medmig::analyze::migrations::{analyze, infer_from, StatusReport};
 use medmig::analyze::recover::{recover, RecoverOptions};
-use medmig::analyze::rollback::{rollback_check, RollbackOptions};
+use medmig::analyze::rollback::RollbackOptions;
 use medmig::analyze::upgrade::plan;
 use medmig::bundle::timeline::timeline;
 use medmig::catalog::SchemaCapture;
@@ -97,8 +97,23 @@ pub fn exercise_snapshot_with(snapshot: &Snapshot, manifest: &Manifest, catalogu
     let mut out = Vec::new();
     let _ = render::table::status(&mut out, &source, &status, true);
     let _ = render::json::status(&mut out, &source, &status);
-    let _ = render::csv::status(&mut out, &status);
-    let _ = timeline(Some(&status), &[]);
+    // A sharded snapshot: every shard analysed and compared, as status does.
+    let shards = medmig::analyze::shards::analyze_shards(
+        snapshot,
+        &status,
+        manifest,
+        catalogue,
+        options(snapshot),
+    );
+    let _ = medmig::analyze::shards::findings(&shards);
+    let _ = render::table::shards(&mut out, &source, &shards, true);
+    let _ = render::json::deployment_status(&mut out, &source, &status, &shards);
+    let _ = render::csv::status(&mut out, &status, &shards);
+    let shard_reports: Vec<(&str, &medmig::analyze::migrations::StatusReport)> = shards
+        .iter()
+        .filter_map(|s| s.status.as_ref().map(|status| (s.id.as_str(), status)))
+        .collect();
+    let _ = timeline(Some(&status), &shard_reports, &[]);
 
     let newest = manifest
         .newest_release()
@@ -140,7 +155,7 @@ pub fn exercise_snapshot_with(snapshot: &Snapshot, manifest: &Manifest, catalogu
             Version::new(major, minor, 0)
         });
     let baseline = fixture_snapshot().schema.as_ref();
-    let report = rollback_check(
+    let report = medmig::analyze::rollback::rollback_check_deployment(
         snapshot,
         manifest,
         catalogue,
