@@ -424,8 +424,9 @@ fn a_job_deleted_while_waiting_is_gone_from_the_next_poll() {
     let (started, _) = waiting.until("started", LIMIT);
     assert_eq!(started["migrations"][0]["state"], "accepted");
     std::thread::sleep(Duration::from_millis(1500));
-    // As the server deletes a resource: the row stays, marked deleted, its content emptied
-    // and its search columns, "type" included, set to null.
+    // As the server deletes a resource (`deleteResource`, packages/server/src/fhir/repo.ts
+    // @000c589c): the row stays, marked deleted, `lastUpdated` now, its content emptied and
+    // its search columns, "type" and "status" included, set to null.
     db.execute(
         "UPDATE \"AsyncJob\" SET \"deleted\" = true, \"content\" = '', \"type\" = NULL,
            \"status\" = NULL, \"lastUpdated\" = now()

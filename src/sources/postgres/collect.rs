@@ -265,8 +265,6 @@ pub struct Polled<'a> {
     /// Every job read so far, brought up to date, with the catalog of the first poll.
     pub snapshot: &'a mut Snapshot,
     pub load: Load,
-    /// Whether the session had to be opened for this poll (the first, or after a loss).
-    pub connected: bool,
     /// Whether this poll read everything (the catalog and every job), not only a window.
     pub full: bool,
 }
@@ -281,16 +279,10 @@ impl Poller {
         }
     }
 
-    /// Where the poller connects.
-    pub fn target(&self) -> Target {
-        self.settings.target()
-    }
-
     /// Reads once. A failure drops the session (the next poll connects again) and leaves the
     /// evidence of the last good poll as it was.
     pub async fn poll(&mut self) -> Result<Polled<'_>> {
-        let connected = self.session.is_none();
-        if connected {
+        if self.session.is_none() {
             self.session = Some(self.settings.connect().await?);
         }
         let session = self.session.as_mut().expect("connected above");
@@ -325,7 +317,6 @@ impl Poller {
         Ok(Polled {
             snapshot,
             load,
-            connected,
             full,
         })
     }
@@ -554,10 +545,10 @@ async fn read_snapshot(
             read: wanted.rows_since.is_none(),
             render: wanted.rendered_schema,
         },
-        JobReads::new(match wanted.rows_since {
-            None => &since_params[..1],
-            Some(_) => &since_params,
-        }),
+        match wanted.rows_since {
+            None => JobReads::all(&since_params[..1]),
+            Some(_) => JobReads::since(&since_params),
+        },
     )
     .await?;
     // A migration table that could not be read after all (locked after the probe looked) is
@@ -739,20 +730,21 @@ struct JobReads<'p> {
 }
 
 impl<'p> JobReads<'p> {
-    /// Every job ([`DATA_MIGRATION_JOBS`]), or those written since `since` is given as the
-    /// second of `params`.
-    fn new(params: Params<'p>) -> JobReads<'p> {
-        match params.len() {
-            1 => JobReads {
-                jobs: DATA_MIGRATION_JOBS,
-                history: DATA_MIGRATION_JOB_HISTORY,
-                params,
-            },
-            _ => JobReads {
-                jobs: DATA_MIGRATION_JOBS_SINCE,
-                history: DATA_MIGRATION_JOB_HISTORY_SINCE,
-                params,
-            },
+    /// Every job: `params` is the job type.
+    fn all(params: Params<'p>) -> JobReads<'p> {
+        JobReads {
+            jobs: DATA_MIGRATION_JOBS,
+            history: DATA_MIGRATION_JOB_HISTORY,
+            params,
+        }
+    }
+
+    /// The jobs written since a moment: `params` is the job type and the moment.
+    fn since(params: Params<'p>) -> JobReads<'p> {
+        JobReads {
+            jobs: DATA_MIGRATION_JOBS_SINCE,
+            history: DATA_MIGRATION_JOB_HISTORY_SINCE,
+            params,
         }
     }
 }
