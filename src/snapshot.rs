@@ -22,7 +22,9 @@ use crate::limits;
 ///
 /// Format 2 added `redis` and `redis_gap`; format 1 files read as having no Redis evidence.
 /// Format 3 added `shards`; older files read as a deployment of one database.
-pub const FORMAT_VERSION: u32 = 3;
+/// Format 4 writes a shard's schema contract that equals an earlier database's as
+/// `schema_same_as` (see [`Snapshot::share_schemas`]); format 3 files have none.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// One database's migration evidence at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +98,19 @@ pub struct ShardEvidence {
     pub snapshot: Option<Box<Snapshot>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gap: Option<String>,
+    /// In a file only (format 4): the shard's schema contract is the same as that of the
+    /// database this names, `global` or an earlier shard, and is not written twice. Reading
+    /// the file puts the contract back and clears this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_same_as: Option<String>,
+}
+
+/// The schema contracts [`Snapshot::share_schemas`] took out of shards, by shard position, to
+/// be put back by [`Snapshot::restore_schemas`].
+#[must_use]
+pub struct SharedSchemas {
+    taken: Vec<(usize, SchemaContract)>,
+    format_version: u32,
 }
 
 /// The id Medplum gives the global database among its shards (`GLOBAL_SHARD_ID`,
@@ -434,9 +449,10 @@ impl Snapshot {
                  upgrade medmig"
             );
         }
-        let snapshot: Snapshot = serde_json::from_str(text)
+        let mut snapshot: Snapshot = serde_json::from_str(text)
             .map_err(|err| anyhow!("it does not have the shape of a medmig snapshot ({err})"))?;
         snapshot.check_shards()?;
+        snapshot.resolve_shared_schemas()?;
         Ok(snapshot)
     }
 
@@ -461,8 +477,145 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The format to write: 3 where the snapshot has what format 3 added (shards, or one
-    /// database chosen from a sharded deployment), else 2, which older medmig releases read.
+    /// For writing: takes out of each shard a schema contract equal to that of the global
+    /// database or of an earlier shard still holding its own, and names that database in
+    /// `schema_same_as` instead. The shards of a deployment run the same migrations, so their
+    /// contracts (most of a snapshot: some 2 MB each at Medplum's 450 tables) are usually all
+    /// the same; written once, a snapshot of many shards stays small enough to read back and
+    /// costs no more to write than one database. [`Snapshot::restore_schemas`] undoes it.
+    ///
+    /// Contracts are compared whole only where their sizes (tables, columns, indexes,
+    /// constraints, functions, extensions) agree.
+    pub fn share_schemas(&mut self) -> SharedSchemas {
+        self.share(true)
+    }
+
+    /// [`Snapshot::share_schemas`] with the global database's contract only: `schema_same_as`
+    /// is then always `global`, never a shard's id, which a support bundle redacts as free
+    /// text.
+    pub fn share_global_schema(&mut self) -> SharedSchemas {
+        self.share(false)
+    }
+
+    fn share(&mut self, among_shards: bool) -> SharedSchemas {
+        fn fingerprint(schema: &SchemaContract) -> [usize; 6] {
+            let mut print = [
+                schema.tables.len(),
+                0,
+                0,
+                0,
+                schema.functions.len(),
+                schema.extensions.len(),
+            ];
+            for table in schema.tables.values() {
+                print[1] += table.columns.len();
+                print[2] += table.indexes.len();
+                print[3] += table.constraints.len();
+            }
+            print
+        }
+        let mut shared = SharedSchemas {
+            taken: Vec::new(),
+            format_version: self.format_version,
+        };
+        // The databases holding their contract in the file: (id, fingerprint, position), the
+        // global one's position `None`.
+        let mut holders: Vec<(String, [usize; 6], Option<usize>)> = Vec::new();
+        if let Some(schema) = &self.schema {
+            holders.push((GLOBAL_SHARD.to_string(), fingerprint(schema), None));
+        }
+        for i in 0..self.shards.len() {
+            let Some(schema) = self.shards[i]
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.schema.as_ref())
+            else {
+                continue;
+            };
+            let print = fingerprint(schema);
+            let same = holders.iter().find(|(_, held, position)| {
+                *held == print
+                    && match position {
+                        None => self.schema.as_ref() == Some(schema),
+                        Some(j) => {
+                            self.shards[*j]
+                                .snapshot
+                                .as_ref()
+                                .and_then(|s| s.schema.as_ref())
+                                == Some(schema)
+                        }
+                    }
+            });
+            match same {
+                Some((id, _, _)) => {
+                    let id = id.clone();
+                    let shard = &mut self.shards[i];
+                    if let Some(schema) = shard.snapshot.as_mut().and_then(|s| s.schema.take()) {
+                        shared.taken.push((i, schema));
+                        shard.schema_same_as = Some(id);
+                    }
+                }
+                None if among_shards => holders.push((self.shards[i].id.clone(), print, Some(i))),
+                None => {}
+            }
+        }
+        if !shared.taken.is_empty() {
+            self.format_version = self.format_version.max(FORMAT_VERSION);
+        }
+        shared
+    }
+
+    /// Puts back what [`Snapshot::share_schemas`] took.
+    pub fn restore_schemas(&mut self, shared: SharedSchemas) {
+        for (i, schema) in shared.taken {
+            let shard = &mut self.shards[i];
+            shard.schema_same_as = None;
+            if let Some(snapshot) = shard.snapshot.as_mut() {
+                snapshot.schema = Some(schema);
+            }
+        }
+        self.format_version = shared.format_version;
+    }
+
+    /// After reading a file: gives each shard written with `schema_same_as` the contract of
+    /// the database it names, which must come before it in the file and hold its own.
+    pub fn resolve_shared_schemas(&mut self) -> Result<()> {
+        for i in 0..self.shards.len() {
+            let Some(id) = self.shards[i].schema_same_as.take() else {
+                continue;
+            };
+            let shown = crate::text::escape_controls(&self.shards[i].id).into_owned();
+            let named = crate::text::escape_controls(&id).into_owned();
+            let Some(snapshot) = self.shards[i].snapshot.as_deref() else {
+                bail!("shard \"{shown}\" has a schema_same_as but no snapshot");
+            };
+            if snapshot.schema.is_some() {
+                bail!("shard \"{shown}\" has both a schema and a schema_same_as");
+            }
+            let source = match id.as_str() {
+                GLOBAL_SHARD => self.schema.as_ref(),
+                _ => self.shards[..i]
+                    .iter()
+                    .find(|earlier| earlier.id == id && earlier.schema_same_as.is_none())
+                    .and_then(|earlier| earlier.snapshot.as_ref())
+                    .and_then(|earlier| earlier.schema.as_ref()),
+            };
+            let Some(schema) = source.cloned() else {
+                bail!(
+                    "shard \"{shown}\" has the schema of \"{named}\", which has none of its own \
+                     before it in the file"
+                );
+            };
+            if let Some(snapshot) = self.shards[i].snapshot.as_mut() {
+                snapshot.schema = Some(schema);
+            }
+        }
+        Ok(())
+    }
+
+    /// The format to write: 4 where the snapshot has what formats 3 and 4 added (shards, or
+    /// one database chosen from a sharded deployment), else 2, which older medmig releases
+    /// read.
     pub fn settle_format(&mut self) {
         self.format_version = match self.shards.is_empty() && self.only_shard.is_none() {
             true => 2,
@@ -470,9 +623,13 @@ impl Snapshot {
         };
     }
 
-    /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes).
-    pub fn write(&self, out: &mut dyn Write) -> std::io::Result<()> {
-        write_json(out, self)
+    /// Writes the snapshot as indented JSON into `out` (see `outfile.rs` for where it goes),
+    /// each shard's contract once (see [`Snapshot::share_schemas`]).
+    pub fn write(&mut self, out: &mut dyn Write) -> std::io::Result<()> {
+        let shared = self.share_schemas();
+        let written = write_json(out, &*self);
+        self.restore_schemas(shared);
+        written
     }
 
     /// [`Snapshot::write`] with the schema contract already rendered (`schema`, rendered from
@@ -482,9 +639,11 @@ impl Snapshot {
         schema: &RenderedSchema,
         out: &mut dyn Write,
     ) -> std::io::Result<()> {
+        let shared = self.share_schemas();
         let contract = self.schema.take();
         let written = write_json_with_schema(out, &*self, schema);
         self.schema = contract;
+        self.restore_schemas(shared);
         written
     }
 }
@@ -667,6 +826,121 @@ pub struct RegisteredServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The steady-state fixture as a deployment: shards `a` and `b` with the global
+    /// database's contract, `c` with one index fewer, `d` the same as `c`, `e` not read.
+    fn sharded() -> Snapshot {
+        let text = std::fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
+        let global = Snapshot::parse(&text).unwrap();
+        let mut other = global.clone();
+        let schema = other.schema.as_mut().unwrap();
+        let table = schema
+            .tables
+            .values_mut()
+            .find(|t| !t.indexes.is_empty())
+            .unwrap();
+        let first = table.indexes.keys().next().unwrap().clone();
+        table.indexes.remove(&first);
+        let shard = |id: &str, snapshot: &Snapshot| ShardEvidence {
+            id: id.to_string(),
+            snapshot: Some(Box::new(snapshot.clone())),
+            gap: None,
+            schema_same_as: None,
+        };
+        let mut deployment = global.clone();
+        deployment.shards = vec![
+            shard("a", &global),
+            shard("b", &global),
+            shard("c", &other),
+            shard("d", &other),
+            ShardEvidence {
+                id: "e".to_string(),
+                snapshot: None,
+                gap: Some("connection refused".to_string()),
+                schema_same_as: None,
+            },
+        ];
+        deployment.settle_format();
+        deployment
+    }
+
+    #[test]
+    fn equal_shard_contracts_are_written_once_and_read_back_whole() {
+        let mut deployment = sharded();
+        let original = deployment.clone();
+        let mut bytes = Vec::new();
+        deployment.write(&mut bytes).unwrap();
+        assert_eq!(
+            deployment, original,
+            "writing leaves the snapshot as it was"
+        );
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(file["format_version"], 4);
+        let shards = file["shards"].as_array().unwrap();
+        let same: Vec<_> = shards.iter().map(|s| s["schema_same_as"].clone()).collect();
+        assert_eq!(
+            same,
+            [
+                serde_json::json!("global"),
+                serde_json::json!("global"),
+                serde_json::Value::Null,
+                serde_json::json!("c"),
+                serde_json::Value::Null
+            ]
+        );
+        for (i, shard) in shards.iter().enumerate() {
+            let has_schema = shard["snapshot"].get("schema").is_some();
+            assert_eq!(has_schema, i == 2, "shard {i}");
+        }
+        let written = String::from_utf8(bytes).unwrap();
+        assert_eq!(Snapshot::parse(&written).unwrap(), original);
+        // The global database's contract alone, as a bundle shares it.
+        let shared = deployment.share_global_schema();
+        let value = serde_json::to_value(&deployment).unwrap();
+        deployment.restore_schemas(shared);
+        assert_eq!(deployment, original);
+        assert_eq!(
+            value["shards"][3]["schema_same_as"],
+            serde_json::Value::Null
+        );
+        assert!(value["shards"][3]["snapshot"].get("schema").is_some());
+        assert_eq!(value["shards"][1]["schema_same_as"], "global");
+    }
+
+    #[test]
+    fn a_shared_contract_must_name_a_database_before_it_that_holds_one() {
+        let mut deployment = sharded();
+        let mut bytes = Vec::new();
+        deployment.write(&mut bytes).unwrap();
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let refused = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut file = file.clone();
+            change(&mut file);
+            Snapshot::parse(&file.to_string()).unwrap_err().to_string()
+        };
+        // Itself, an unknown shard, and one not read.
+        for (named, why) in [
+            ("d", "has the schema of \"d\""),
+            ("zz", "has the schema of \"zz\""),
+            ("e", "has the schema of \"e\""),
+        ] {
+            let err = refused(&|f| f["shards"][3]["schema_same_as"] = serde_json::json!(named));
+            assert!(err.contains(why), "{named}: {err}");
+        }
+        // A shard whose own contract was shared is resolved first, and holds it then.
+        let mut chained = file.clone();
+        chained["shards"][1]["schema_same_as"] = serde_json::json!("a");
+        let chained = Snapshot::parse(&chained.to_string()).unwrap();
+        assert_eq!(chained.shards[1].snapshot, sharded().shards[1].snapshot);
+        let err = refused(&|f| {
+            f["shards"][2]["schema_same_as"] = serde_json::json!("global");
+        });
+        assert!(err.contains("both a schema and a schema_same_as"), "{err}");
+        let err = refused(&|f| f["shards"][4]["schema_same_as"] = serde_json::json!("global"));
+        assert!(err.contains("no snapshot"), "{err}");
+        // An older medmig refuses the file rather than read shards without their contract.
+        assert!(file["format_version"].as_u64() > Some(3));
+    }
 
     #[test]
     fn a_rendered_schema_writes_the_same_bytes() {

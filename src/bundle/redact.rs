@@ -211,6 +211,8 @@ pub fn string_kind(document: Document, path: &[&str]) -> StringKind {
         Document::Snapshot => match path {
             // A shard's snapshot is a snapshot like the global one.
             ["shards", "snapshot", rest @ ..] => return string_kind(Document::Snapshot, rest),
+            // A bundle writes only `global` there (`Snapshot::share_global_schema`).
+            ["shards", "schema_same_as"] => false,
             ["jobs", "content"] => return Json(Document::Job),
             ["source", "host" | "database" | "user"]
             | ["activity", "sessions", "application_name" | "query"]

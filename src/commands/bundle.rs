@@ -243,14 +243,22 @@ fn create(args: &BundleCreateArgs) -> Result<u8> {
 fn write_database(
     staging: &mut Staging,
     redactor: &mut Redactor,
-    snapshot: Snapshot,
+    mut snapshot: Snapshot,
     diagnostics: Diagnostics,
     gaps: &mut Vec<Gap>,
 ) -> Result<(Snapshot, StatusReport)> {
+    // A shard's contract that is the global database's is written once, as `medmig snapshot`
+    // writes it. A contract holds no free text, so redacting it once redacts every shard that
+    // shares it; the reference is `global`, never a shard's id (which is redacted).
+    let _ = snapshot.share_global_schema();
     let mut value = serde_json::to_value(&snapshot)?;
+    drop(snapshot);
     redactor.document(&mut value, Document::Snapshot, &[]);
-    let snapshot: Snapshot =
+    let mut snapshot: Snapshot =
         serde_json::from_value(value.clone()).context("the redacted snapshot")?;
+    snapshot
+        .resolve_shared_schemas()
+        .context("the redacted snapshot")?;
     staging.write_json("snapshot.json", &value)?;
 
     let manifest = Manifest::embedded();

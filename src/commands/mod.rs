@@ -400,11 +400,13 @@ fn shard_evidence(id: String, read: Result<Snapshot>) -> crate::snapshot::ShardE
             id,
             snapshot: Some(Box::new(shard)),
             gap: None,
+            schema_same_as: None,
         },
         Err(err) => crate::snapshot::ShardEvidence {
             id,
             snapshot: None,
             gap: Some(format!("{err:#}")),
+            schema_same_as: None,
         },
     }
 }

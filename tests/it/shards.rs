@@ -251,14 +251,20 @@ fn one_shard_can_be_chosen_live_or_from_a_snapshot() {
         "{run:?}"
     );
 
-    // A snapshot keeps one section per database (format 3), and --shard picks one from it.
+    // A snapshot keeps one section per database (format 3), each shard's schema contract
+    // written once where it is the global database's (format 4), and --shard picks one.
     let file = std::env::temp_dir().join(format!("{}.json", unique_name("sharded")));
     let out = file.display().to_string();
     let run = deployment.run(&["snapshot", "--out", &out]);
     assert_eq!(run.code, 0, "{run:?}");
     let snapshot: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    assert_eq!(snapshot["format_version"], 3);
+    assert_eq!(snapshot["format_version"], 4);
     assert_eq!(snapshot["shards"].as_array().unwrap().len(), 2);
+    for shard in snapshot["shards"].as_array().unwrap() {
+        assert_eq!(shard["schema_same_as"], "global", "{}", shard["id"]);
+        assert!(shard["snapshot"].get("schema").is_none());
+    }
+    assert!(!snapshot["schema"]["tables"].as_object().unwrap().is_empty());
     assert_eq!(
         snapshot["shards"][1]["snapshot"]["source"]["database"],
         deployment.names[2]
