@@ -400,22 +400,62 @@ impl IndexParts {
     /// The definition exactly as `pg_get_indexdef` prints it (`None` when an expression or
     /// the predicate could not be deparsed), and the lock-free shape with placeholders.
     pub fn assemble(&self, table: &TableNames, names: &CatalogNames) -> (Option<String>, String) {
+        // Both texts are written straight into their strings: this runs for every index of
+        // every database read (5,000 at Medplum's scale), so no part is built on its own.
         let columns = &table.columns;
         let mut expressions = self.expressions.as_ref().map(|e| e.iter());
         let mut exact = true;
-        let (mut keys, mut shape_keys, mut include) = (Vec::new(), Vec::new(), Vec::new());
+        let mut shape = String::with_capacity(160);
+        shape.push_str(if self.unique {
+            "CREATE UNIQUE INDEX "
+        } else {
+            "CREATE INDEX "
+        });
+        shape.push_str(&self.quoted_index);
+        shape.push_str(if self.on_partitioned {
+            " ON ONLY "
+        } else {
+            " ON "
+        });
+        shape.push_str(&table.quoted_schema);
+        shape.push('.');
+        shape.push_str(&table.quoted_table);
+        shape.push_str(" USING ");
+        shape.push_str(&self.method);
+        shape.push_str(" (");
+        let mut definition = shape.clone();
+        let mut include: Vec<std::borrow::Cow<'_, str>> = Vec::new();
         for (position, attnum) in self.keys.iter().enumerate() {
             let column = columns.get(attnum);
-            let name = column.map_or_else(|| format!("column{attnum}"), |c| c.quoted.clone());
             if position >= self.key_count {
-                include.push(name);
+                include.push(match column {
+                    Some(column) => column.quoted.as_str().into(),
+                    None => format!("column{attnum}").into(),
+                });
                 continue;
             }
-            let mut suffix = String::new();
+            if position > 0 {
+                definition.push_str(", ");
+                shape.push_str(", ");
+            }
+            if *attnum == 0 {
+                match expressions.as_mut().and_then(Iterator::next) {
+                    Some(expression) => definition.push_str(expression),
+                    None => exact = false,
+                }
+                shape.push_str("(expression)");
+            } else {
+                let name = column.map_or_else(|| format!("column{attnum}"), |c| c.quoted.clone());
+                definition.push_str(&name);
+                shape.push_str(&name);
+            }
             let collation = self.collations.get(position).copied().unwrap_or(0);
             if *attnum != 0 && collation != 0 && Some(collation) != column.map(|c| c.collation) {
                 if let Some(shown) = names.collations.get(&collation) {
-                    suffix.push_str(&format!(" COLLATE {shown}"));
+                    for text in [&mut definition, &mut shape] {
+                        text.push_str(" COLLATE ");
+                        text.push_str(shown);
+                    }
                 }
             }
             if let Some(opclass) = self
@@ -423,71 +463,52 @@ impl IndexParts {
                 .get(position)
                 .and_then(|o| names.opclasses.get(o))
             {
-                suffix.push_str(&format!(" {opclass}"));
+                for text in [&mut definition, &mut shape] {
+                    text.push(' ');
+                    text.push_str(opclass);
+                }
             }
             // Operator class parameters are in the full definition only; the shape says they
             // are there, so that a shape comparison is not blind to them all.
-            let mut shape_suffix = suffix.clone();
             if self.parameterized.contains(&(position as i16 + 1)) {
-                shape_suffix.push_str(" (parameters)");
+                shape.push_str(" (parameters)");
             }
             let option = self.options.get(position).copied().unwrap_or(0);
-            let (descending, nulls_first) = (option & 1 == 1, option & 2 == 2);
-            let order = match (descending, nulls_first) {
+            let order = match (option & 1 == 1, option & 2 == 2) {
                 (false, false) => "",
                 (false, true) => " NULLS FIRST",
                 (true, false) => " DESC NULLS LAST",
                 (true, true) => " DESC",
             };
-            suffix.push_str(order);
-            shape_suffix.push_str(order);
-            if *attnum == 0 {
-                match expressions.as_mut().and_then(Iterator::next) {
-                    Some(expression) => keys.push(format!("{expression}{suffix}")),
-                    None => exact = false,
-                }
-                shape_keys.push(format!("(expression){shape_suffix}"));
-            } else {
-                keys.push(format!("{name}{suffix}"));
-                shape_keys.push(format!("{name}{shape_suffix}"));
+            definition.push_str(order);
+            shape.push_str(order);
+        }
+        for text in [&mut definition, &mut shape] {
+            text.push(')');
+        }
+        if !include.is_empty() {
+            let list = include.join(", ");
+            for text in [&mut definition, &mut shape] {
+                text.push_str(" INCLUDE (");
+                text.push_str(&list);
+                text.push(')');
             }
         }
-        let head = format!(
-            "CREATE {}INDEX {} ON {}{}.{} USING {} (",
-            if self.unique { "UNIQUE " } else { "" },
-            self.quoted_index,
-            if self.on_partitioned { "ONLY " } else { "" },
-            table.quoted_schema,
-            table.quoted_table,
-            self.method
-        );
-        let include = if include.is_empty() {
-            String::new()
-        } else {
-            format!(" INCLUDE ({})", include.join(", "))
-        };
-        let shape = format!(
-            "{head}{}){include}{}",
-            shape_keys.join(", "),
-            if self.partial {
-                " WHERE (predicate)"
-            } else {
-                ""
-            }
-        );
+        if self.partial {
+            shape.push_str(" WHERE (predicate)");
+        }
         if self.needs_full_definition {
             return (self.full_definition.clone(), shape);
         }
-        let predicate = match (&self.predicate, self.partial) {
-            (Some(text), true) => format!(" WHERE {text}"),
-            (None, true) => {
-                exact = false;
-                String::new()
+        match (&self.predicate, self.partial) {
+            (Some(text), true) => {
+                definition.push_str(" WHERE ");
+                definition.push_str(text);
             }
-            _ => String::new(),
-        };
-        let definition = exact.then(|| format!("{head}{}){include}{predicate}", keys.join(", ")));
-        (definition, shape)
+            (None, true) => exact = false,
+            _ => {}
+        }
+        (exact.then_some(definition), shape)
     }
 }
 

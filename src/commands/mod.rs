@@ -170,7 +170,10 @@ pub fn collect_live(args: &ConnectArgs) -> Result<Snapshot> {
 
 /// The databases to read besides the global one: every shard of a sharded
 /// `--medplum-config`, or, with `--shard`, the one named (which replaces the global one).
-type ShardSettings = Vec<(String, Result<ConnectionSettings>)>;
+type ShardSettings = Vec<ShardSetting>;
+
+/// One shard's id and connection settings (or why they could not be made).
+type ShardSetting = (String, Result<ConnectionSettings>);
 
 /// With `--shard`, the one database to read: its settings (`None` for the global one) and
 /// what the snapshot records of the choice (`None` for a deployment without shards).
@@ -280,7 +283,9 @@ type ShardRead = (
 ///
 /// The shards are read on threads of their own, `jobs - 1` of them beside the global read,
 /// each with its own runtime: a read decodes its rows while the other servers keep sending,
-/// rather than waiting for one thread that decodes them all.
+/// rather than waiting for one thread that decodes them all. Once the global database is
+/// read, its place takes shards from the same queue, so that `jobs` reads go on until the
+/// queue is empty (with `--jobs 2`, two rather than one for all but the first database).
 async fn with_shards<T>(
     global: impl std::future::Future<Output = Result<T>>,
     shards: ShardSettings,
@@ -290,41 +295,94 @@ async fn with_shards<T>(
     if shards.is_empty() {
         return Ok((global.await?, Vec::new(), Vec::new()));
     }
-    let (global, reads) = if jobs <= 1 {
+    let queue = std::sync::Arc::new(ShardQueue::new(shards));
+    let global = if jobs <= 1 {
         let global = global.await?;
-        let mut reads = Vec::new();
-        for (i, (id, settings)) in shards.into_iter().enumerate() {
-            reads.push(read_shard(i, id, settings, diagnostics).await);
-        }
-        (global, reads)
+        queue.drain(diagnostics).await;
+        global
     } else {
         let workers = usize::from(jobs - 1);
-        let pool = tokio::task::spawn_blocking(move || {
-            read_shards_on_threads(shards, workers, diagnostics)
+        let pool = tokio::task::spawn_blocking({
+            let queue = queue.clone();
+            move || read_shards_on_threads(&queue, workers, diagnostics)
         });
-        let (global, reads) = futures_util::future::join(global, pool).await;
-        let reads = reads.map_err(|err| anyhow::anyhow!("reading the shards failed: {err}"))?;
-        (global?, reads)
+        let global_then_shards = async {
+            let global = global.await;
+            if global.is_ok() {
+                queue.drain(diagnostics).await;
+            }
+            global
+        };
+        let (global, pool) = futures_util::future::join(global_then_shards, pool).await;
+        pool.map_err(|err| anyhow::anyhow!("reading the shards failed: {err}"))?;
+        global?
     };
     let mut shards = Vec::new();
     let mut found = Vec::new();
-    for (_, evidence, diagnostics) in reads {
+    for (_, evidence, diagnostics) in queue.finish() {
         shards.push(evidence);
         found.extend(diagnostics);
     }
     Ok((global, shards, found))
 }
 
-/// Reads the shards on `workers` threads, each taking the next shard when done with one; the
-/// reads in the config's order.
-fn read_shards_on_threads(
-    shards: ShardSettings,
-    workers: usize,
-    diagnostics: bool,
-) -> Vec<ShardRead> {
-    let queue = std::sync::Mutex::new(shards.into_iter().enumerate());
-    let done = std::sync::Mutex::new(Vec::new());
-    let workers = workers.clamp(1, queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
+/// The shards left to read, taken one at a time by every reader, and the reads done.
+struct ShardQueue {
+    left: std::sync::Mutex<std::iter::Enumerate<std::vec::IntoIter<ShardSetting>>>,
+    done: std::sync::Mutex<Vec<ShardRead>>,
+}
+
+impl ShardQueue {
+    fn new(shards: ShardSettings) -> ShardQueue {
+        ShardQueue {
+            left: std::sync::Mutex::new(shards.into_iter().enumerate()),
+            done: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.left.lock().map(|left| left.len()).unwrap_or(0)
+    }
+
+    /// The next shard to read, with its place in the config.
+    fn take(&self) -> Option<(usize, ShardSetting)> {
+        self.left.lock().ok().and_then(|mut left| left.next())
+    }
+
+    fn put(&self, read: ShardRead) {
+        if let Ok(mut done) = self.done.lock() {
+            done.push(read);
+        }
+    }
+
+    /// Reads shards on the calling task until none is left.
+    async fn drain(&self, diagnostics: bool) {
+        while let Some((i, (id, settings))) = self.take() {
+            self.put(read_shard(i, id, settings, diagnostics).await);
+        }
+    }
+
+    /// The reads in the config's order; a shard nobody took (no thread could be started) is
+    /// a gap, never dropped.
+    fn finish(&self) -> Vec<ShardRead> {
+        while let Some((i, (id, _))) = self.take() {
+            let err = anyhow::anyhow!("no thread could be started to read it");
+            self.put((i, shard_evidence(id, Err(err)), None));
+        }
+        let mut done = self
+            .done
+            .lock()
+            .map(|mut done| std::mem::take(&mut *done))
+            .unwrap_or_default();
+        done.sort_by_key(|(i, _, _)| *i);
+        done
+    }
+}
+
+/// Reads shards from `queue` on `workers` threads, each taking the next shard when done with
+/// one.
+fn read_shards_on_threads(queue: &ShardQueue, workers: usize, diagnostics: bool) {
+    let workers = workers.clamp(1, queue.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             // A read's future is large (the catalog's decoding states), as on the main thread,
@@ -333,43 +391,18 @@ fn read_shards_on_threads(
                 .name("medmig-shard".into())
                 .stack_size(32 << 20)
                 .spawn_scoped(scope, || {
-                    let rt = runtime();
-                    loop {
-                        let next = queue.lock().ok().and_then(|mut q| q.next());
-                        let Some((i, (id, settings))) = next else {
-                            break;
-                        };
-                        let read = match &rt {
-                            Ok(rt) => rt.block_on(read_shard(i, id, settings, diagnostics)),
-                            Err(err) => {
-                                let err =
-                                    anyhow::anyhow!("cannot start a runtime to read it: {err}");
-                                (i, shard_evidence(id, Err(err)), None)
-                            }
-                        };
-                        if let Ok(mut done) = done.lock() {
-                            done.push(read);
-                        }
+                    // Without a runtime this thread reads nothing; the others, and the global
+                    // read's place, take the shards left.
+                    if let Ok(rt) = runtime() {
+                        rt.block_on(queue.drain(diagnostics));
                     }
                 });
-            // Without a thread, the ones started (or, with none, the reads below) go on.
+            // Without a thread, the ones started (and the global read's place) go on.
             if spawned.is_err() {
                 break;
             }
         }
     });
-    // Shards no thread took (none could be started) are gaps, never dropped.
-    if let Ok(mut queue) = queue.lock() {
-        for (i, (id, _)) in queue.by_ref() {
-            let err = anyhow::anyhow!("no thread could be started to read it");
-            if let Ok(mut done) = done.lock() {
-                done.push((i, shard_evidence(id, Err(err)), None));
-            }
-        }
-    }
-    let mut done = done.into_inner().unwrap_or_default();
-    done.sort_by_key(|(i, _, _)| *i);
-    done
 }
 
 /// Reads one shard (the `i`-th of the config): its evidence, or why not.

@@ -1079,18 +1079,45 @@ fn field<'r, T: FromSql<'r>>(row: &'r Row, column: &'static str) -> Result<T, Un
 }
 
 /// A row whose failures name the object it describes (`object`, made only on failure).
+///
+/// Columns are found by name from where the last one was found: the catalog readers take
+/// them mostly in the query's order, so a lookup is usually one comparison rather than a
+/// scan of two dozen names (which, for every row of every catalog query, was a tenth of
+/// medmig's CPU in a snapshot).
 struct Fields<'r> {
     row: &'r Row,
     object: &'r dyn Fn() -> String,
+    next: std::cell::Cell<usize>,
 }
 
 impl<'r> Fields<'r> {
     fn of(row: &'r Row, object: &'r dyn Fn() -> String) -> Fields<'r> {
-        Fields { row, object }
+        Fields {
+            row,
+            object,
+            next: std::cell::Cell::new(0),
+        }
     }
 
     fn get<T: FromSql<'r>>(&self, column: &'static str) -> Result<T, Unreadable> {
-        field(self.row, column).map_err(|unreadable| Unreadable {
+        let columns = self.row.columns();
+        let start = self.next.get().min(columns.len());
+        let found = (start..columns.len())
+            .chain(0..start)
+            .find(|&i| columns[i].name() == column);
+        let read = match found {
+            Some(i) => {
+                self.next.set(i + 1);
+                self.row.try_get(i).map_err(|cause| Unreadable {
+                    column,
+                    object: None,
+                    cause,
+                })
+            }
+            // The driver's own error for a column the query does not have.
+            None => field(self.row, column),
+        };
+        read.map_err(|unreadable| Unreadable {
             object: Some((self.object)()),
             ..unreadable
         })
