@@ -5,12 +5,6 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::FromArgMatches;
 
-/// Reading a catalog builds and drops hundreds of thousands of small strings and vectors per
-/// database; mimalloc does that in about half the time of glibc's allocator (measured with
-/// `scripts/bench-shards`, where medmig's own CPU competes with the server's for two cores).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match medmig::command()
