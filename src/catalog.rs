@@ -586,7 +586,7 @@ impl SchemaCapture {
             medmig_version: snapshot.medmig_version,
             captured_at: snapshot.taken_at,
             source: snapshot.source,
-            schema,
+            schema: std::sync::Arc::unwrap_or_clone(schema),
         })
     }
 }

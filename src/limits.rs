@@ -20,6 +20,12 @@ use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
 /// larger and twice over.
 pub const SNAPSHOT_MAX_BYTES: u64 = 64 << 20;
 
+/// The most shards a snapshot may hold. Each is analysed as a database of its own, with the
+/// schema contract it shares (`schema_same_as`): some 15 ms each for Medplum's 450 tables, so
+/// that a small hostile file of tiny shards naming one contract cannot keep medmig busy for
+/// hours. A sharded Medplum deployment has a handful of shards, or dozens.
+pub const SNAPSHOT_MAX_SHARDS: usize = 1_000;
+
 /// Any entry of a bundle, decompressed. Entries other than the snapshot and the manifest are
 /// only hashed as they stream by, never held; `bundle` stops keeping the lines of one log
 /// file before its bundled copy reaches this, so that it never writes what it would refuse.

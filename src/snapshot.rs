@@ -10,6 +10,7 @@
 use std::fmt;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -74,9 +75,10 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_shard: Option<OnlyShard>,
     /// The schema contract (absent from snapshots taken before medmig captured it). Last in
-    /// the file, where [`Snapshot::write_rendered`] puts it already rendered.
+    /// the file, where [`Snapshot::write_rendered`] puts it already rendered. Shared between
+    /// the databases of a file that have the same one (`schema_same_as`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schema: Option<SchemaContract>,
+    pub schema: Option<Arc<SchemaContract>>,
 }
 
 /// The one database a snapshot holds of a sharded deployment, and the others.
@@ -109,7 +111,7 @@ pub struct ShardEvidence {
 /// be put back by [`Snapshot::restore_schemas`].
 #[must_use]
 pub struct SharedSchemas {
-    taken: Vec<(usize, SchemaContract)>,
+    taken: Vec<(usize, Arc<SchemaContract>)>,
     format_version: u32,
 }
 
@@ -459,6 +461,13 @@ impl Snapshot {
     /// Refuses shards medmig never writes: a shard inside a shard, a shard named `global`,
     /// two shards of one id. Each would hide a database from the analyses.
     fn check_shards(&self) -> Result<()> {
+        if self.shards.len() > limits::SNAPSHOT_MAX_SHARDS {
+            bail!(
+                "it has {} shards, more than the {} medmig reads",
+                self.shards.len(),
+                limits::SNAPSHOT_MAX_SHARDS
+            );
+        }
         let mut seen = std::collections::BTreeSet::new();
         for shard in &self.shards {
             let shown = crate::text::escape_controls(&shard.id).into_owned();
@@ -578,7 +587,9 @@ impl Snapshot {
     }
 
     /// After reading a file: gives each shard written with `schema_same_as` the contract of
-    /// the database it names, which must come before it in the file and hold its own.
+    /// the database it names, which must come before it in the file and hold its own. The
+    /// contract is shared, not copied: a small file naming one contract from thousands of
+    /// shards holds it in memory once.
     pub fn resolve_shared_schemas(&mut self) -> Result<()> {
         for i in 0..self.shards.len() {
             let Some(id) = self.shards[i].schema_same_as.take() else {
@@ -613,13 +624,13 @@ impl Snapshot {
         Ok(())
     }
 
-    /// The format to write: 4 where the snapshot has what formats 3 and 4 added (shards, or
-    /// one database chosen from a sharded deployment), else 2, which older medmig releases
-    /// read.
+    /// The format to write: 3 where the snapshot has what format 3 added (shards, or one
+    /// database chosen from a sharded deployment), else 2, which older medmig releases read.
+    /// Writing makes it 4 where a shard's contract is shared ([`Snapshot::share_schemas`]).
     pub fn settle_format(&mut self) {
         self.format_version = match self.shards.is_empty() && self.only_shard.is_none() {
             true => 2,
-            false => FORMAT_VERSION,
+            false => 3,
         };
     }
 
@@ -833,7 +844,7 @@ mod tests {
         let text = std::fs::read_to_string("fixtures/snapshots/steady-state.json").unwrap();
         let global = Snapshot::parse(&text).unwrap();
         let mut other = global.clone();
-        let schema = other.schema.as_mut().unwrap();
+        let schema = Arc::make_mut(other.schema.as_mut().unwrap());
         let table = schema
             .tables
             .values_mut()
@@ -893,12 +904,22 @@ mod tests {
             assert_eq!(has_schema, i == 2, "shard {i}");
         }
         let written = String::from_utf8(bytes).unwrap();
-        assert_eq!(Snapshot::parse(&written).unwrap(), original);
+        let mut read = Snapshot::parse(&written).unwrap();
+        assert_eq!(read.format_version, 4);
+        read.format_version = original.format_version;
+        assert!(read == original, "read back as written");
+        // Read back, the shared contract is held once.
+        let contract = |i: usize| read.shards[i].snapshot.as_ref().unwrap().schema.clone();
+        assert!(Arc::ptr_eq(
+            &contract(0).unwrap(),
+            read.schema.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&contract(3).unwrap(), &contract(2).unwrap()));
         // The global database's contract alone, as a bundle shares it.
         let shared = deployment.share_global_schema();
         let value = serde_json::to_value(&deployment).unwrap();
         deployment.restore_schemas(shared);
-        assert_eq!(deployment, original);
+        assert!(deployment == original);
         assert_eq!(
             value["shards"][3]["schema_same_as"],
             serde_json::Value::Null
@@ -927,6 +948,19 @@ mod tests {
             let err = refused(&|f| f["shards"][3]["schema_same_as"] = serde_json::json!(named));
             assert!(err.contains(why), "{named}: {err}");
         }
+        // More shards than medmig analyses.
+        let err = refused(&|f| {
+            let shard = f["shards"][0].clone();
+            let many: Vec<_> = (0..=limits::SNAPSHOT_MAX_SHARDS)
+                .map(|i| {
+                    let mut shard = shard.clone();
+                    shard["id"] = serde_json::json!(format!("s{i}"));
+                    shard
+                })
+                .collect();
+            f["shards"] = serde_json::Value::Array(many);
+        });
+        assert!(err.contains("1001 shards, more than the 1000"), "{err}");
         // A shard whose own contract was shared is resolved first, and holds it then.
         let mut chained = file.clone();
         chained["shards"][1]["schema_same_as"] = serde_json::json!("a");
@@ -940,6 +974,15 @@ mod tests {
         assert!(err.contains("no snapshot"), "{err}");
         // An older medmig refuses the file rather than read shards without their contract.
         assert!(file["format_version"].as_u64() > Some(3));
+        // With nothing shared, format 3, which the release before it reads.
+        let mut unshared = sharded();
+        unshared
+            .shards
+            .retain(|shard| shard.id == "c" || shard.id == "e");
+        let mut bytes = Vec::new();
+        unshared.write(&mut bytes).unwrap();
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(file["format_version"], 3);
     }
 
     #[test]

@@ -269,7 +269,7 @@ pub fn analyze(
             origin: catalogue.origin.clone(),
             ..TraceReport::default()
         },
-        None => traces(catalogue, snapshot.schema.as_ref(), done),
+        None => traces(catalogue, snapshot.schema.as_deref(), done),
     };
 
     let mut jobs: BTreeMap<u32, Vec<DataMigrationJob>> = BTreeMap::new();

@@ -61,6 +61,6 @@ fn current_schema(input: &crate::cli::InputArgs) -> Result<SchemaCapture> {
         medmig_version: env!("CARGO_PKG_VERSION").to_string(),
         captured_at: snapshot.taken_at,
         source: snapshot.source,
-        schema,
+        schema: std::sync::Arc::unwrap_or_clone(schema),
     })
 }

@@ -607,7 +607,7 @@ async fn read_snapshot(
             jobs,
             job_history,
             invalid_indexes,
-            schema,
+            schema: schema.map(std::sync::Arc::new),
             redis: None,
             redis_gap: None,
             shards: Vec::new(),
