@@ -52,6 +52,22 @@ fn main() {
     ]);
     corpus.add("snapshot", "sharded.json", &serde_json::to_vec(&sharded).unwrap());
 
+    // The same as format 4 writes it: a shard's contract that is the global database's named
+    // (`schema_same_as`), not repeated; a third shard shares the second's.
+    let mut shared = sharded.clone();
+    shared["format_version"] = serde_json::Value::from(4);
+    if let Some(inner) = shared["shards"][0]["snapshot"].as_object_mut() {
+        inner.remove("schema");
+    }
+    shared["shards"][0]["schema_same_as"] = serde_json::json!("global");
+    let third = serde_json::json!({
+        "id": "shard-c",
+        "snapshot": shared["shards"][0]["snapshot"].clone(),
+        "schema_same_as": "shard-a",
+    });
+    shared["shards"].as_array_mut().unwrap().push(third);
+    corpus.add("snapshot", "sharded-shared.json", &serde_json::to_vec(&shared).unwrap());
+
     // A `schema capture` file, as `commands::schema::capture` makes it from a snapshot.
     let snapshot =
         Snapshot::parse(std::str::from_utf8(&snapshots[0].1).unwrap()).expect("a fixture");

@@ -2,6 +2,8 @@
 //! a file), runs the analysis and renders; none talks to PostgreSQL except through
 //! `sources/postgres/`.
 
+use std::sync::PoisonError;
+
 use anyhow::Result;
 
 use crate::analyze::migrations::{analyze, StatusOptions, StatusReport};
@@ -326,7 +328,8 @@ async fn with_shards<T>(
     Ok((global, shards, found))
 }
 
-/// The shards left to read, taken one at a time by every reader, and the reads done.
+/// The shards left to read, taken one at a time by every reader, and the reads done. A lock
+/// poisoned by a panicking reader still gives what it holds: no shard is dropped unsaid.
 struct ShardQueue {
     left: std::sync::Mutex<std::iter::Enumerate<std::vec::IntoIter<ShardSetting>>>,
     done: std::sync::Mutex<Vec<ShardRead>>,
@@ -341,18 +344,25 @@ impl ShardQueue {
     }
 
     fn len(&self) -> usize {
-        self.left.lock().map(|left| left.len()).unwrap_or(0)
+        self.left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// The next shard to read, with its place in the config.
     fn take(&self) -> Option<(usize, ShardSetting)> {
-        self.left.lock().ok().and_then(|mut left| left.next())
+        self.left
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .next()
     }
 
     fn put(&self, read: ShardRead) {
-        if let Ok(mut done) = self.done.lock() {
-            done.push(read);
-        }
+        self.done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(read);
     }
 
     /// Reads shards on the calling task until none is left.
@@ -369,11 +379,8 @@ impl ShardQueue {
             let err = anyhow::anyhow!("no thread could be started to read it");
             self.put((i, shard_evidence(id, Err(err)), None));
         }
-        let mut done = self
-            .done
-            .lock()
-            .map(|mut done| std::mem::take(&mut *done))
-            .unwrap_or_default();
+        let mut done =
+            std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner));
         done.sort_by_key(|(i, _, _)| *i);
         done
     }
