@@ -154,7 +154,7 @@ pub fn exercise_snapshot_with(snapshot: &Snapshot, manifest: &Manifest, catalogu
         .map_or(Version::new(3, 0, 0), |(major, minor)| {
             Version::new(major, minor, 0)
         });
-    let baseline = fixture_snapshot().schema.as_ref();
+    let baseline = fixture_snapshot().schema.as_deref();
     let report = medmig::analyze::rollback::rollback_check_deployment(
         snapshot,
         manifest,
