@@ -76,7 +76,7 @@ fn main() {
         medmig_version: env!("CARGO_PKG_VERSION").into(),
         captured_at: snapshot.taken_at,
         source: snapshot.source.clone(),
-        schema: snapshot.schema.clone().expect("the fixture has a schema"),
+        schema: (*snapshot.schema.clone().expect("the fixture has a schema")).clone(),
     };
     let capture = serde_json::to_vec_pretty(&capture).unwrap();
     corpus.add("schema_baseline", "capture.json", &capture);

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut snapshot = fixture_snapshot().clone();
-    let schema = snapshot.schema.get_or_insert_with(Default::default);
+    let schema = std::sync::Arc::make_mut(snapshot.schema.get_or_insert_with(Default::default));
     schema
         .tables
         .insert("public.Project".into(), TableContract::default());

@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         medmig_version: "fuzz".into(),
         captured_at: fixture.taken_at,
         source: fixture.source.clone(),
-        schema: fixture.schema.clone().expect("the fixture has a schema"),
+        schema: (*fixture.schema.clone().expect("the fixture has a schema")).clone(),
     };
     exercise_schema_diff(&baseline, &current);
 });
