@@ -262,10 +262,20 @@ async fn collect_deployment(
 ) -> Result<Snapshot> {
     let (global, record) = OnlyDatabase::choose(only, global);
     let (mut snapshot, shards, _) = with_shards(collect(&global), shards, jobs, false).await?;
+    deployment(&mut snapshot, shards, record);
+    Ok(snapshot)
+}
+
+/// Makes the global database's snapshot the deployment's: its shards, what `--shard` chose,
+/// and the format that follows from them.
+fn deployment(
+    snapshot: &mut Snapshot,
+    shards: Vec<crate::snapshot::ShardEvidence>,
+    record: Option<crate::snapshot::OnlyShard>,
+) {
     snapshot.shards = shards;
     snapshot.only_shard = record;
     snapshot.settle_format();
-    Ok(snapshot)
 }
 
 /// The diagnostics of each shard read with them, by shard id.
@@ -464,9 +474,7 @@ pub fn collect_live_for_file(args: &ConnectArgs) -> Result<(Snapshot, RenderedSc
         args.jobs,
         false,
     ))?;
-    snapshot.shards = shards;
-    snapshot.only_shard = record;
-    snapshot.settle_format();
+    deployment(&mut snapshot, shards, record);
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, rendered))
 }
@@ -487,9 +495,7 @@ pub fn collect_live_with_diagnostics(
         args.jobs,
         true,
     ))?;
-    snapshot.shards = shards;
-    snapshot.only_shard = record;
-    snapshot.settle_format();
+    deployment(&mut snapshot, shards, record);
     rt.block_on(read_redis(redis.as_ref(), &mut snapshot));
     Ok((snapshot, diagnostics, shard_diagnostics))
 }
